@@ -1,0 +1,94 @@
+"""One exception tree for the whole core.
+
+Every failure the core reports derives from :class:`CoreError`. Protocol faults carry a
+``close_reason`` (a short, stable, machine-readable code) that the daemon sends to the peer
+before closing that peer's connection only.
+"""
+
+from __future__ import annotations
+
+
+class CoreError(Exception):
+    """Base of every error raised by ``core``."""
+
+
+# --------------------------------------------------------------------------- protocol
+class ProtocolError(CoreError):
+    """The peer (or we) broke the wire protocol. Closes that one connection."""
+
+    close_reason: str = "protocol_error"
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to send something the protocol does not allow."""
+
+    close_reason = "local_protocol_error"
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow."""
+
+    close_reason = "remote_protocol_error"
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A frame header announced a payload above the cap (checked before buffering)."""
+
+    close_reason = "frame_too_large"
+
+
+class EmptyFrame(RemoteProtocolError):
+    """A typed frame with no type byte."""
+
+    close_reason = "empty_frame"
+
+
+class UnknownFrameType(RemoteProtocolError):
+    """A typed frame whose type byte is not defined by the protocol."""
+
+    close_reason = "unknown_frame_type"
+
+
+class HandshakeError(RemoteProtocolError):
+    """The handshake was missing, late, oversized, not JSON, or not a known channel."""
+
+    close_reason = "bad_handshake"
+
+
+class MessageError(RemoteProtocolError):
+    """A JSON request/response body or an Automerge sync message could not be decoded."""
+
+    close_reason = "bad_message"
+
+
+class TransportClosed(CoreError):
+    """The other side went away (EOF, reset) — possibly in the middle of a frame."""
+
+
+# --------------------------------------------------------------------------- notebooks
+class NotebookLoadError(CoreError):
+    """A notebook file could not be read or is not a notebook we accept.
+
+    The message names the problem precisely (e.g. ``invalid JSON at line 3 column 5: …``).
+    """
+
+
+class DocError(CoreError):
+    """An operation on the Automerge notebook document failed."""
+
+
+# --------------------------------------------------------------------------- storage
+class BlobStoreError(CoreError):
+    """The content-addressed blob store could not complete an operation."""
+
+
+class BlobTooLarge(BlobStoreError):
+    """A blob above the store's size cap (100 MiB by default)."""
+
+
+class InvalidBlobId(BlobStoreError):
+    """A blob id that is not 64 lowercase hex characters (never touches the filesystem)."""
+
+
+class SaveRefused(CoreError):
+    """Writing the notebook back to disk is not allowed in the room's current state."""

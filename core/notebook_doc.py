@@ -1,0 +1,478 @@
+"""The notebook as an Automerge document.
+
+Schema (see DESIGN.md)::
+
+    ROOT
+    ├── notebook_id : Str
+    ├── cells       : List of Map
+    │   └── { id: Str, cell_type: Str, source: Text, execution_count: Str ("5" | "null"),
+    │         outputs: List of Str (64-hex manifest hashes), metadata: Map (key -> JSON text),
+    │         attachments?: Map (name -> JSON text; absent when the cell had none) }
+    └── metadata    : Map (notebook metadata: top-level key -> JSON text)
+
+Two insert paths exist on purpose:
+
+* :meth:`NotebookDoc.add_cell_full` / :meth:`NotebookDoc.add_cells_full` write whole cells in one
+  transaction, reusing the object ids they create: no scans. This is the streaming load's path.
+* The *naive* path (:meth:`add_cell` then :meth:`update_source`, :meth:`set_outputs`,
+  :meth:`set_execution_count`, :meth:`set_cell_metadata`) finds the cell by a linear
+  :meth:`find_cell_index` scan for every call, as the reference did before its PR #672. Loading n
+  cells that way visits O(n²) cells; :meth:`statistics` counts them in ``scan_steps`` so the
+  harness can show the regression deterministically.
+
+Automerge-py rule: always ``with doc.transaction() as tx`` (a dropped transaction crashes the
+interpreter); inside a transaction read through ``tx``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from automerge import core as am
+
+from .errors import DocError, MessageError
+
+__all__ = ["CellSnapshot", "DocStatistics", "NotebookDoc"]
+
+_STR = am.ScalarType.Str
+_NULL_COUNT = "null"
+
+
+@dataclass(frozen=True, slots=True)
+class CellSnapshot:
+    """A cell as plain values: what ``get_cells`` returns and ``add_cell_full`` takes."""
+
+    id: str
+    cell_type: str
+    source: str = ""
+    execution_count: str = _NULL_COUNT
+    outputs: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    attachments: Mapping[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (used for materialized comparisons and diffs)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "cell_type": self.cell_type,
+            "source": self.source,
+            "execution_count": self.execution_count,
+            "outputs": list(self.outputs),
+            "metadata": dict(self.metadata),
+        }
+        if self.attachments is not None:
+            out["attachments"] = dict(self.attachments)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DocStatistics:
+    """Deterministic counters: the signals benchmarks and the CI gate read (times are noisy)."""
+
+    cells_inserted: int
+    ops: int
+    transactions: int
+    scan_steps: int
+    sync_messages_generated: int
+    sync_bytes_generated: int
+    sync_messages_received: int
+    sync_bytes_received: int
+
+
+@dataclass(slots=True)
+class _Counters:
+    cells_inserted: int = 0
+    ops: int = 0
+    transactions: int = 0
+    scan_steps: int = 0
+    sync_messages_generated: int = 0
+    sync_bytes_generated: int = 0
+    sync_messages_received: int = 0
+    sync_bytes_received: int = 0
+
+
+def _str_value(value: Any) -> str | None:
+    """The Python str of an Automerge ``(ScalarType.Str, value)`` pair, else None."""
+    if isinstance(value, tuple) and value[0] == _STR and isinstance(value[1], str):
+        return value[1]
+    return None
+
+
+class NotebookDoc:
+    """A notebook held in an Automerge document, with counters for every write."""
+
+    __slots__ = ("_counters", "_doc", "_last_change_hash")
+
+    def __init__(self, notebook_id: str, *, actor_id: bytes | None = None) -> None:
+        self._doc = am.Document(actor_id) if actor_id is not None else am.Document()
+        self._counters = _Counters()
+        self._last_change_hash: bytes | None = None
+        with self._transaction() as tx:
+            tx.put(am.ROOT, "notebook_id", _STR, notebook_id)
+            tx.put_object(am.ROOT, "cells", am.ObjType.List)
+            tx.put_object(am.ROOT, "metadata", am.ObjType.Map)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def empty(cls, *, actor_id: bytes | None = None) -> NotebookDoc:
+        """A document with zero ops, for a peer that bootstraps entirely by sync."""
+        self = cls.__new__(cls)
+        self._doc = am.Document(actor_id) if actor_id is not None else am.Document()
+        self._counters = _Counters()
+        self._last_change_hash = None
+        return self
+
+    @classmethod
+    def load(cls, data: bytes) -> NotebookDoc:
+        """Load a document saved with :meth:`save`."""
+        self = cls.__new__(cls)
+        try:
+            self._doc = am.Document.load(data)
+        except Exception as exc:  # automerge raises a bare Exception
+            raise DocError(f"cannot load Automerge document: {exc}") from exc
+        self._counters = _Counters()
+        self._last_change_hash = None
+        return self
+
+    def save(self) -> bytes:
+        """The whole document in Automerge's compact binary format."""
+        return bytes(self._doc.save())
+
+    def fork(self) -> NotebookDoc:
+        """An independent copy (same history, new actor)."""
+        other = NotebookDoc.empty()
+        other._doc = self._doc.fork()
+        return other
+
+    @property
+    def automerge(self) -> am.Document:
+        """The underlying automerge-py document (read-only use, please)."""
+        return self._doc
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self._doc.transaction() as tx:
+            yield tx
+        change = self._doc.get_last_local_change()
+        if change is not None and change.hash != self._last_change_hash:
+            self._last_change_hash = change.hash
+            self._counters.transactions += 1
+            self._counters.ops += change.max_op - change.start_op + 1
+
+    def _cells_obj(self, reader: Any = None) -> bytes | None:
+        got = (reader or self._doc).get(am.ROOT, "cells")
+        if got is None or got[0] != am.ObjType.List:
+            return None
+        return bytes(got[1])
+
+    def _require_cells(self, reader: Any = None) -> bytes:
+        cells = self._cells_obj(reader)
+        if cells is None:
+            raise DocError("document has no 'cells' list")
+        return cells
+
+    def _metadata_obj(self, reader: Any = None) -> bytes | None:
+        got = (reader or self._doc).get(am.ROOT, "metadata")
+        if got is None or got[0] != am.ObjType.Map:
+            return None
+        return bytes(got[1])
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def notebook_id(self) -> str:
+        got = self._doc.get(am.ROOT, "notebook_id")
+        return (_str_value(got[0]) if got is not None else None) or ""
+
+    def heads(self) -> list[bytes]:
+        return [bytes(h) for h in self._doc.get_heads()]
+
+    def cell_count(self) -> int:
+        cells = self._cells_obj()
+        return 0 if cells is None else self._doc.length(cells)
+
+    def get_cells(self) -> list[CellSnapshot]:
+        cells = self._cells_obj()
+        if cells is None:
+            return []
+        return [self._read_cell(bytes(obj)) for _, obj in self._doc.values(cells)]
+
+    def _read_str(self, obj: bytes, key: str, default: str) -> str:
+        got = self._doc.get(obj, key)
+        if got is None:
+            return default
+        value = _str_value(got[0])
+        return default if value is None else value
+
+    def _read_str_map(self, obj: bytes, key: str) -> dict[str, str] | None:
+        got = self._doc.get(obj, key)
+        if got is None or got[0] != am.ObjType.Map:
+            return None
+        map_obj = bytes(got[1])
+        out: dict[str, str] = {}
+        for k in self._doc.keys(map_obj):
+            v = self._doc.get(map_obj, k)
+            text = _str_value(v[0]) if v is not None else None
+            if text is not None:
+                out[k] = text
+        return out
+
+    def _read_cell(self, obj: bytes) -> CellSnapshot:
+        doc = self._doc
+        src = doc.get(obj, "source")
+        source = doc.text(bytes(src[1])) if src is not None and src[0] == am.ObjType.Text else ""
+        outs = doc.get(obj, "outputs")
+        outputs: tuple[str, ...] = ()
+        if outs is not None and outs[0] == am.ObjType.List:
+            outputs = tuple(
+                s for s in (_str_value(v) for v, _ in doc.values(bytes(outs[1]))) if s is not None
+            )
+        return CellSnapshot(
+            id=self._read_str(obj, "id", ""),
+            cell_type=self._read_str(obj, "cell_type", ""),
+            source=source,
+            execution_count=self._read_str(obj, "execution_count", _NULL_COUNT),
+            outputs=outputs,
+            metadata=self._read_str_map(obj, "metadata") or {},
+            attachments=self._read_str_map(obj, "attachments"),
+        )
+
+    def find_cell_index(self, cell_id: str) -> int | None:
+        """Index of the first cell with id ``cell_id``: a linear scan (counted in scan_steps)."""
+        cells = self._cells_obj()
+        if cells is None:
+            return None
+        doc = self._doc
+        for index in range(doc.length(cells)):
+            self._counters.scan_steps += 1
+            got = doc.get(cells, index)
+            if got is None:
+                continue
+            if self._read_str(bytes(got[1]), "id", "") == cell_id:
+                return index
+        return None
+
+    def _cell_obj(self, cell_id: str) -> bytes | None:
+        index = self.find_cell_index(cell_id)
+        if index is None:
+            return None
+        got = self._doc.get(self._require_cells(), index)
+        return None if got is None else bytes(got[1])
+
+    def get_notebook_metadata(self) -> dict[str, str]:
+        """Notebook metadata: top-level key -> JSON text of its value."""
+        return self._read_str_map(am.ROOT, "metadata") or {}
+
+    def materialize(self) -> dict[str, Any]:
+        """The whole notebook as plain JSON-able values (for convergence checks and diffs)."""
+        return {
+            "notebook_id": self.notebook_id,
+            "cells": [c.to_dict() for c in self.get_cells()],
+            "metadata": self.get_notebook_metadata(),
+        }
+
+    # ------------------------------------------------------------------ whole-cell writes
+    @staticmethod
+    def _write_cell(tx: Any, cells: bytes, index: int, cell: CellSnapshot) -> None:
+        obj = tx.insert_object(cells, index, am.ObjType.Map)
+        tx.put(obj, "id", _STR, cell.id)
+        tx.put(obj, "cell_type", _STR, cell.cell_type)
+        text = tx.put_object(obj, "source", am.ObjType.Text)
+        if cell.source:
+            tx.splice_text(text, 0, 0, cell.source)
+        tx.put(obj, "execution_count", _STR, cell.execution_count)
+        outputs = tx.put_object(obj, "outputs", am.ObjType.List)
+        for i, ref in enumerate(cell.outputs):
+            tx.insert(outputs, i, _STR, ref)
+        meta = tx.put_object(obj, "metadata", am.ObjType.Map)
+        for key, value in cell.metadata.items():
+            tx.put(meta, key, _STR, value)
+        if cell.attachments is not None:
+            att = tx.put_object(obj, "attachments", am.ObjType.Map)
+            for key, value in cell.attachments.items():
+                tx.put(att, key, _STR, value)
+
+    def add_cell_full(self, index: int, cell: CellSnapshot) -> None:
+        """Insert a whole cell at ``index`` (clamped) in one transaction, without any scan."""
+        self.add_cells_full(index, (cell,))
+
+    def add_cells_full(self, index: int, cells: Sequence[CellSnapshot]) -> None:
+        """Insert ``cells`` starting at ``index`` (clamped), all in one transaction, no scans."""
+        if not cells:
+            return
+        try:
+            with self._transaction() as tx:
+                cells_obj = self._require_cells(tx)
+                at = max(0, min(index, tx.length(cells_obj)))
+                for offset, cell in enumerate(cells):
+                    self._write_cell(tx, cells_obj, at + offset, cell)
+        except DocError:
+            raise
+        except Exception as exc:
+            raise DocError(f"failed to add cells {cells[0].id!r}…: {exc}") from exc
+        self._counters.cells_inserted += len(cells)
+
+    def clear_all_cells(self) -> int:
+        """Delete every cell from the end; ``notebook_id`` and metadata stay. Errors propagate."""
+        cells = self._cells_obj()
+        if cells is None:
+            return 0
+        count = self._doc.length(cells)
+        if count == 0:
+            return 0
+        try:
+            with self._transaction() as tx:
+                for index in range(count - 1, -1, -1):
+                    tx.delete(cells, index)
+        except Exception as exc:
+            raise DocError(f"failed to clear cells: {exc}") from exc
+        return count
+
+    def set_notebook_metadata(self, metadata: Mapping[str, str]) -> None:
+        """Replace notebook metadata (key -> JSON text). Keys not in ``metadata`` are removed."""
+        try:
+            with self._transaction() as tx:
+                meta = self._metadata_obj(tx)
+                if meta is None:
+                    meta = tx.put_object(am.ROOT, "metadata", am.ObjType.Map)
+                for key in tx.keys(meta):
+                    if key not in metadata:
+                        tx.delete(meta, key)
+                for key, value in metadata.items():
+                    tx.put(meta, key, _STR, value)
+        except Exception as exc:
+            raise DocError(f"failed to set notebook metadata: {exc}") from exc
+
+    # ------------------------------------------------------------------ naive (scanning) ops
+    def add_cell(self, index: int, cell_id: str, cell_type: str) -> None:
+        """Insert an empty cell at ``index`` (clamped); the first step of the naive path."""
+        self.add_cells_full(index, (CellSnapshot(id=cell_id, cell_type=cell_type),))
+
+    def update_source(self, cell_id: str, source: str) -> bool:
+        """Replace a cell's source with a minimal prefix/suffix splice. False if not found."""
+        obj = self._cell_obj(cell_id)
+        if obj is None:
+            return False
+        got = self._doc.get(obj, "source")
+        if got is None or got[0] != am.ObjType.Text:
+            raise DocError(f"cell {cell_id!r} has no text source")
+        text_obj = bytes(got[1])
+        old = self._doc.text(text_obj)
+        if old == source:
+            return True
+        prefix = 0
+        limit = min(len(old), len(source))
+        while prefix < limit and old[prefix] == source[prefix]:
+            prefix += 1
+        suffix = 0
+        while (
+            suffix < limit - prefix
+            and old[len(old) - 1 - suffix] == source[len(source) - 1 - suffix]
+        ):
+            suffix += 1
+        with self._transaction() as tx:
+            tx.splice_text(
+                text_obj, prefix, len(old) - prefix - suffix, source[prefix : len(source) - suffix]
+            )
+        return True
+
+    def set_outputs(self, cell_id: str, outputs: Sequence[str]) -> bool:
+        """Replace a cell's outputs list. False if not found."""
+        obj = self._cell_obj(cell_id)
+        if obj is None:
+            return False
+        with self._transaction() as tx:
+            lst = tx.put_object(obj, "outputs", am.ObjType.List)
+            for i, ref in enumerate(outputs):
+                tx.insert(lst, i, _STR, ref)
+        return True
+
+    def set_execution_count(self, cell_id: str, execution_count: str) -> bool:
+        """Set a cell's execution count ("5" or "null"). False if not found."""
+        obj = self._cell_obj(cell_id)
+        if obj is None:
+            return False
+        with self._transaction() as tx:
+            tx.put(obj, "execution_count", _STR, execution_count)
+        return True
+
+    def set_cell_metadata(
+        self,
+        cell_id: str,
+        metadata: Mapping[str, str],
+        attachments: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Replace a cell's metadata (and attachments, when given). False if not found."""
+        obj = self._cell_obj(cell_id)
+        if obj is None:
+            return False
+        with self._transaction() as tx:
+            meta = tx.put_object(obj, "metadata", am.ObjType.Map)
+            for key, value in metadata.items():
+                tx.put(meta, key, _STR, value)
+            if attachments is not None:
+                att = tx.put_object(obj, "attachments", am.ObjType.Map)
+                for key, value in attachments.items():
+                    tx.put(att, key, _STR, value)
+        return True
+
+    def add_cell_naive(self, index: int, cell: CellSnapshot) -> None:
+        """The pre-#672 path: add_cell then one scanning call per field. O(n) per cell."""
+        self.add_cell(index, cell.id, cell.cell_type)
+        if cell.source:
+            self.update_source(cell.id, cell.source)
+        self.set_outputs(cell.id, cell.outputs)
+        self.set_execution_count(cell.id, cell.execution_count)
+        if cell.metadata or cell.attachments is not None:
+            self.set_cell_metadata(cell.id, cell.metadata, cell.attachments)
+
+    def delete_cell(self, cell_id: str) -> bool:
+        """Delete the first cell whose id is ``cell_id``. False if not found."""
+        index = self.find_cell_index(cell_id)
+        if index is None:
+            return False
+        cells = self._require_cells()
+        with self._transaction() as tx:
+            tx.delete(cells, index)
+        return True
+
+    # ------------------------------------------------------------------ sync
+    def generate_sync_message(self, state: am.SyncState) -> bytes | None:
+        """The next Automerge sync message for the peer whose state is ``state``, if any."""
+        message = self._doc.generate_sync_message(state)
+        if message is None:
+            return None
+        data = bytes(message.encode())
+        self._counters.sync_messages_generated += 1
+        self._counters.sync_bytes_generated += len(data)
+        return data
+
+    def receive_sync_message(self, state: am.SyncState, data: bytes) -> None:
+        """Apply a peer's sync message. Undecodable or inapplicable → :class:`MessageError`."""
+        try:
+            message = am.Message.decode(data)
+        except Exception as exc:
+            raise MessageError(f"undecodable Automerge sync message: {exc}") from exc
+        try:
+            self._doc.receive_sync_message(state, message)
+        except Exception as exc:
+            raise MessageError(f"Automerge sync message could not be applied: {exc}") from exc
+        self._counters.sync_messages_received += 1
+        self._counters.sync_bytes_received += len(data)
+
+    # ------------------------------------------------------------------ counters
+    def statistics(self) -> DocStatistics:
+        c = self._counters
+        return DocStatistics(
+            cells_inserted=c.cells_inserted,
+            ops=c.ops,
+            transactions=c.transactions,
+            scan_steps=c.scan_steps,
+            sync_messages_generated=c.sync_messages_generated,
+            sync_bytes_generated=c.sync_bytes_generated,
+            sync_messages_received=c.sync_messages_received,
+            sync_bytes_received=c.sync_bytes_received,
+        )

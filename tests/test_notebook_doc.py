@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import pytest
+from automerge import core as am
+
+from core.errors import DocError, MessageError
+from core.notebook_doc import CellSnapshot, NotebookDoc
+
+
+def _cell(i: int, **kw: object) -> CellSnapshot:
+    base: dict[str, object] = {
+        "id": f"c{i}",
+        "cell_type": "code" if i % 3 else "markdown",
+        "source": f"print({i})\nx = 'é🎉'\n" if i % 4 else "",
+        "execution_count": str(i) if i % 3 else "null",
+        "outputs": tuple(f"{i:02d}" * 32 for _ in range(i % 3)),
+        "metadata": {"tags": '["a"]'} if i % 2 else {},
+        "attachments": {"img.png": '{"image/png":"AAAA"}'} if i % 5 == 0 else None,
+    }
+    base.update(kw)
+    return CellSnapshot(**base)  # type: ignore[arg-type]
+
+
+def sync_pair(a: NotebookDoc, b: NotebookDoc) -> int:
+    """Run the Automerge sync loop between two docs until quiet; returns messages exchanged."""
+    sa, sb = am.SyncState(), am.SyncState()
+    count = 0
+    while True:
+        progressed = False
+        msg = a.generate_sync_message(sa)
+        if msg is not None:
+            b.receive_sync_message(sb, msg)
+            progressed = True
+            count += 1
+        msg = b.generate_sync_message(sb)
+        if msg is not None:
+            a.receive_sync_message(sa, msg)
+            progressed = True
+            count += 1
+        if not progressed:
+            return count
+
+
+# ---------------------------------------------------------------- the reference's four unit tests
+def test_add_cell_full_reads_back_every_field() -> None:
+    doc = NotebookDoc("nb")
+    doc.add_cell_full(
+        0,
+        CellSnapshot(
+            id="cell-full",
+            cell_type="code",
+            source="print('hello')",
+            execution_count="42",
+            outputs=("hash1", "hash2"),
+        ),
+    )
+    assert doc.cell_count() == 1
+    (cell,) = doc.get_cells()
+    assert cell.id == "cell-full"
+    assert cell.cell_type == "code"
+    assert cell.source == "print('hello')"
+    assert cell.execution_count == "42"
+    assert cell.outputs == ("hash1", "hash2")
+
+
+def test_add_cell_full_empty_source() -> None:
+    doc = NotebookDoc("nb")
+    doc.add_cell_full(0, CellSnapshot(id="e", cell_type="code"))
+    (cell,) = doc.get_cells()
+    assert cell.source == ""
+    assert cell.execution_count == "null"
+    assert cell.outputs == ()
+    # No splice for an empty source: 7 ops = map, id, type, text, count, outputs list, metadata map.
+    assert doc.statistics().ops == 3 + 7
+
+
+def test_add_cell_full_ordering() -> None:
+    doc = NotebookDoc("nb")
+    for i, (cid, src) in enumerate([("a", "first"), ("b", "second"), ("c", "third")]):
+        doc.add_cell_full(i, CellSnapshot(id=cid, cell_type="code", source=src))
+    cells = doc.get_cells()
+    assert [c.id for c in cells] == ["a", "b", "c"]
+    assert [c.source for c in cells] == ["first", "second", "third"]
+
+
+def test_clear_all_cells_keeps_notebook_id() -> None:
+    doc = NotebookDoc("nb-clear")
+    for i in range(3):
+        doc.add_cell(i, f"c{i}", "code")
+    assert doc.clear_all_cells() == 3
+    assert doc.cell_count() == 0
+    assert doc.get_cells() == []
+    assert doc.notebook_id == "nb-clear"
+    assert doc.clear_all_cells() == 0
+
+
+# ---------------------------------------------------------------- naive path vs add_cell_full
+@pytest.mark.parametrize("n", [1, 7, 40])
+def test_naive_and_full_paths_materialize_equal(n: int) -> None:
+    full, naive = NotebookDoc("nb"), NotebookDoc("nb")
+    cells = [_cell(i) for i in range(n)]
+    full.add_cells_full(0, cells)
+    for i, cell in enumerate(cells):
+        naive.add_cell_naive(i, cell)
+    assert full.materialize() == naive.materialize()
+    assert full.get_cells() == cells
+
+
+@pytest.mark.parametrize("n", [10, 50, 120])
+def test_scan_steps_quadratic_for_naive_zero_for_full(n: int) -> None:
+    full, naive = NotebookDoc("nb"), NotebookDoc("nb")
+    cells = [_cell(i, source="x", metadata={}, attachments=None) for i in range(n)]
+    for i, cell in enumerate(cells):
+        full.add_cell_full(i, cell)
+        naive.add_cell_naive(i, cell)
+    assert full.statistics().scan_steps == 0
+    # update_source, set_outputs and set_execution_count each scan i+1 cells for cell i.
+    assert naive.statistics().scan_steps == 3 * n * (n + 1) // 2
+    assert full.statistics().cells_inserted == naive.statistics().cells_inserted == n
+
+
+def test_batched_insert_is_one_transaction_and_counts_ops() -> None:
+    doc = NotebookDoc("nb")
+    before = doc.statistics()
+    doc.add_cells_full(
+        0, [CellSnapshot(id=f"c{i}", cell_type="code", source="ab") for i in range(5)]
+    )
+    after = doc.statistics()
+    assert after.transactions - before.transactions == 1
+    # per cell: map, id, type, text, 2 chars, count, outputs, metadata = 9 ops
+    assert after.ops - before.ops == 45
+
+
+def test_index_is_clamped() -> None:
+    doc = NotebookDoc("nb")
+    doc.add_cell_full(99, CellSnapshot(id="a", cell_type="code"))
+    doc.add_cell_full(-5, CellSnapshot(id="b", cell_type="code"))
+    assert [c.id for c in doc.get_cells()] == ["b", "a"]
+
+
+# ---------------------------------------------------------------- single-cell operations
+def test_update_source_minimal_splice_and_unicode() -> None:
+    doc = NotebookDoc("nb")
+    doc.add_cell_full(0, CellSnapshot(id="a", cell_type="code", source="héllo 🎉 world"))
+    ops = doc.statistics().ops
+    assert doc.update_source("a", "héllo 🎉 big world")
+    assert doc.get_cells()[0].source == "héllo 🎉 big world"
+    assert doc.statistics().ops - ops == 4  # only "big " inserted
+    assert doc.update_source("a", "")
+    assert doc.get_cells()[0].source == ""
+    assert not doc.update_source("missing", "x")
+
+
+def test_set_outputs_execution_count_metadata_delete() -> None:
+    doc = NotebookDoc("nb")
+    doc.add_cells_full(0, [_cell(1), _cell(2)])
+    assert doc.set_outputs("c1", ["h"])
+    assert doc.set_execution_count("c1", "7")
+    assert doc.set_cell_metadata("c1", {"k": "1"}, {"a.png": "{}"})
+    c1 = doc.get_cells()[0]
+    assert (c1.outputs, c1.execution_count, dict(c1.metadata)) == (("h",), "7", {"k": "1"})
+    assert c1.attachments == {"a.png": "{}"}
+    assert doc.delete_cell("c1")
+    assert [c.id for c in doc.get_cells()] == ["c2"]
+    assert not doc.delete_cell("c1")
+    assert not doc.set_outputs("nope", [])
+    assert not doc.set_execution_count("nope", "1")
+    assert not doc.set_cell_metadata("nope", {})
+    assert doc.find_cell_index("nope") is None
+
+
+def test_notebook_metadata_roundtrip() -> None:
+    doc = NotebookDoc("nb")
+    doc.set_notebook_metadata({"kernelspec": '{"name":"python3"}', "x": "1"})
+    doc.set_notebook_metadata({"kernelspec": '{"name":"python3"}'})
+    assert doc.get_notebook_metadata() == {"kernelspec": '{"name":"python3"}'}
+
+
+def test_save_load_roundtrip() -> None:
+    doc = NotebookDoc("nb")
+    doc.add_cells_full(0, [_cell(i) for i in range(6)])
+    doc.set_notebook_metadata({"a": "[1]"})
+    loaded = NotebookDoc.load(doc.save())
+    assert loaded.materialize() == doc.materialize()
+    with pytest.raises(DocError, match="cannot load Automerge document"):
+        NotebookDoc.load(b"not automerge")
+
+
+def test_empty_doc_bootstraps_by_sync() -> None:
+    server = NotebookDoc("nb-sync")
+    server.add_cells_full(0, [_cell(i) for i in range(4)])
+    client = NotebookDoc.empty()
+    assert client.cell_count() == 0 and client.notebook_id == ""
+    assert sync_pair(server, client) > 0
+    assert client.materialize() == server.materialize()
+    # Clearing on the server propagates; the id survives.
+    server.clear_all_cells()
+    sync_pair(server, client)
+    assert client.cell_count() == 0 and client.notebook_id == "nb-sync"
+
+
+def test_bad_sync_messages_raise_message_error() -> None:
+    doc = NotebookDoc("nb")
+    with pytest.raises(MessageError, match="undecodable"):
+        doc.receive_sync_message(am.SyncState(), b"garbage")
+    assert doc.statistics().sync_messages_received == 0
+
+
+def test_missing_cells_list_is_reported() -> None:
+    doc = NotebookDoc.empty()
+    assert doc.cell_count() == 0 and doc.get_cells() == [] and doc.clear_all_cells() == 0
+    with pytest.raises(DocError, match="no 'cells' list"):
+        doc.add_cell_full(0, CellSnapshot(id="a", cell_type="code"))
