@@ -1,0 +1,785 @@
+"""Protocol messages: the handshake, its reply, and the JSON bodies of typed frames.
+
+Every message is a frozen, slotted dataclass with a ``to_json()`` method returning the JSON
+object it travels as. ``parse_*`` functions turn a frame payload (bytes) into a message and
+raise :class:`~core.errors.MessageError` (or :class:`~core.errors.HandshakeError` for the
+handshake) with a precise message; ``encode_*`` functions turn a message into payload bytes and
+raise :class:`~core.errors.LocalProtocolError` for a message the protocol does not allow.
+
+No I/O here and no :mod:`asyncio` import. Framing (length prefixes, type bytes) lives in
+:mod:`core.framing`; this module only deals with payloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn, TypeAlias, cast, get_args
+
+from core import __version__
+from core.errors import (
+    HandshakeError,
+    LocalProtocolError,
+    MessageError,
+    ProtocolError,
+)
+
+__all__ = [
+    "CLOSE_REASONS",
+    "DAEMON_VERSION",
+    "MAX_JSON_INT",
+    "PROTOCOL",
+    "PROTOCOL_VERSION",
+    "Blob",
+    "Closing",
+    "DocBytes",
+    "ErrorResponse",
+    "GetBlob",
+    "GetDocBytes",
+    "GetLoadStatus",
+    "LoadPhase",
+    "LoadStatus",
+    "LoadStatusResponse",
+    "NotebookConnectionInfo",
+    "OpenNotebook",
+    "Ping",
+    "Pong",
+    "Request",
+    "Response",
+    "Save",
+    "Saved",
+    "SessionControl",
+    "closing_for",
+    "encode_broadcast",
+    "encode_connection_info",
+    "encode_handshake",
+    "encode_request",
+    "encode_response",
+    "encode_session_control",
+    "parse_broadcast",
+    "parse_connection_info",
+    "parse_handshake",
+    "parse_request",
+    "parse_response",
+    "parse_session_control",
+]
+
+PROTOCOL = "v2"
+"""Wire framing family (compatible with the reference's v2 framing)."""
+
+PROTOCOL_VERSION = 3
+"""Message-set version; 3 = typed frames incl. session control (0x07)."""
+
+DAEMON_VERSION = __version__
+
+MAX_JSON_INT = 2**53 - 1
+"""Largest integer any message field may carry (exactly representable in every JSON reader)."""
+
+LoadPhase = Literal["streaming", "ready", "failed"]
+_LOAD_PHASES: tuple[str, ...] = get_args(LoadPhase)
+
+_MAX_CLOSING_DETAIL = 4096
+
+
+def _all_close_reasons() -> tuple[str, ...]:
+    seen: list[str] = []
+    stack: list[type[ProtocolError]] = [ProtocolError]
+    while stack:
+        cls = stack.pop(0)
+        if cls.close_reason not in seen:
+            seen.append(cls.close_reason)
+        stack.extend(cls.__subclasses__())
+    return tuple(seen)
+
+
+CLOSE_REASONS: tuple[str, ...] = _all_close_reasons()
+"""Every ``close_reason`` defined by the :class:`~core.errors.ProtocolError` tree."""
+
+
+# =========================================================================== JSON helpers
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise _NonFinite(name)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+_ExcType = type[ProtocolError]
+
+
+def _loads(payload: bytes, what: str, exc: _ExcType) -> Any:
+    """Decode a UTF-8 JSON payload; every failure becomes ``exc`` with a precise message."""
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise exc(f"{what} is not UTF-8: {e.reason} at byte {e.start}") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
+    except json.JSONDecodeError as e:
+        raise exc(
+            f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno} (char {e.pos})"
+        ) from None
+    except _NonFinite as e:
+        raise exc(f"{what} contains the non-finite number {e}, which JSON does not allow") from None
+    except RecursionError:
+        raise exc(f"{what} is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal longer than the interpreter's digit limit
+        raise exc(f"{what} is not acceptable JSON: {e}") from None
+
+
+def _dumps(obj: Mapping[str, Any], what: str) -> bytes:
+    try:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise LocalProtocolError(f"cannot encode {what} as JSON: {e}") from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (e.g. undecodable file-name bytes): escape them so the output is
+        # still valid UTF-8 JSON.
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _object(value: Any, what: str, exc: _ExcType) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise exc(f"{what} must be a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _fail(exc: _ExcType, message: str) -> NoReturn:
+    raise exc(message)
+
+
+def _str(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> str:
+    if key not in obj:
+        _fail(exc, f'{what} has no "{key}"')
+    value = obj[key]
+    if not isinstance(value, str):
+        _fail(exc, f'{what} "{key}" must be a string, got {_json_type(value)}')
+    return value
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _fail(exc, f'{what} "{key}" must be a string or absent, got {_json_type(value)}')
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> int:
+    if key not in obj:
+        _fail(exc, f'{what} has no "{key}"')
+    return _check_int(obj[key], key, what, exc)
+
+
+def _opt_int(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    return _check_int(value, key, what, exc)
+
+
+def _check_int(value: Any, key: str, what: str, exc: _ExcType) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(exc, f'{what} "{key}" must be an integer, got {_json_type(value)}')
+    if value < 0:
+        _fail(exc, f'{what} "{key}" must be >= 0, got {value}')
+    if value > MAX_JSON_INT:
+        _fail(exc, f'{what} "{key}" must be <= 2**53-1, got {value}')
+    return value
+
+
+def _b64(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> bytes:
+    text = _str(obj, key, what, exc)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise exc(f'{what} "{key}" is not valid base64: {e}') from None
+
+
+def _b64_text(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _check_bytes(data: Any, key: str, what: str) -> None:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise LocalProtocolError(f'{what} "{key}" must be bytes, got {type(data).__name__}')
+
+
+def _quoted(names: tuple[str, ...]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+# =========================================================================== handshake
+@dataclass(frozen=True, slots=True)
+class OpenNotebook:
+    """Client → daemon, first (untyped) frame: open (and load, if needed) a notebook file."""
+
+    path: str
+    """Absolute path of the ``.ipynb`` file on the daemon's machine."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"channel": "open_notebook", "path": self.path}
+
+
+_CHANNELS: tuple[str, ...] = ("open_notebook",)
+
+
+def _check_path(path: str, exc: _ExcType) -> None:
+    if not path:
+        _fail(exc, 'open_notebook "path" must not be empty')
+    if "\x00" in path:
+        _fail(exc, 'open_notebook "path" must not contain a NUL character')
+    if not path.startswith("/"):
+        _fail(exc, f'open_notebook "path" must be absolute (start with "/"), got {path!r}')
+
+
+def parse_handshake(payload: bytes) -> OpenNotebook:
+    """Parse the client's first frame.
+
+    Raises:
+        HandshakeError: not UTF-8, not JSON, not an object, missing/unknown ``channel``, or a
+            bad ``path`` (missing, not a string, empty, containing NUL, not absolute).
+    """
+    obj = _object(_loads(payload, "handshake", HandshakeError), "handshake", HandshakeError)
+    if "channel" not in obj:
+        raise HandshakeError(f'handshake has no "channel" (known channels: {_quoted(_CHANNELS)})')
+    channel = obj["channel"]
+    if not isinstance(channel, str):
+        raise HandshakeError(
+            f'handshake "channel" must be a string, got {_json_type(channel)} '
+            f"(known channels: {_quoted(_CHANNELS)})"
+        )
+    if channel != "open_notebook":
+        raise HandshakeError(
+            f"unknown handshake channel {json.dumps(channel)} "
+            f"(known channels: {_quoted(_CHANNELS)})"
+        )
+    path = _str(obj, "path", "open_notebook handshake", HandshakeError)
+    _check_path(path, HandshakeError)
+    return OpenNotebook(path=path)
+
+
+def encode_handshake(handshake: OpenNotebook) -> bytes:
+    """Encode the client's first frame payload (JSON).
+
+    Raises:
+        LocalProtocolError: the path is not a non-empty absolute path without NUL.
+    """
+    if not isinstance(handshake.path, str):
+        raise LocalProtocolError(
+            f'open_notebook "path" must be a string, got {type(handshake.path).__name__}'
+        )
+    _check_path(handshake.path, LocalProtocolError)
+    return _dumps(handshake.to_json(), "handshake")
+
+
+@dataclass(frozen=True, slots=True)
+class NotebookConnectionInfo:
+    """Daemon → client, first (untyped) frame: the reply to :class:`OpenNotebook`."""
+
+    notebook_id: str
+    cell_count: int
+    """Cells in the document when the reply was sent; not final while a load is streaming."""
+    error: str | None = None
+    protocol: str = PROTOCOL
+    protocol_version: int = PROTOCOL_VERSION
+    daemon_version: str = DAEMON_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "protocol": self.protocol,
+            "protocol_version": self.protocol_version,
+            "daemon_version": self.daemon_version,
+            "notebook_id": self.notebook_id,
+            "cell_count": self.cell_count,
+        }
+        if self.error is not None:
+            obj["error"] = self.error
+        return obj
+
+
+def _connection_info(obj: Mapping[str, Any], exc: _ExcType) -> NotebookConnectionInfo:
+    what = "connection info"
+    protocol = _str(obj, "protocol", what, exc)
+    if protocol != PROTOCOL:
+        _fail(exc, f'unsupported protocol {json.dumps(protocol)} (this client speaks "{PROTOCOL}")')
+    if "protocol_version" not in obj:
+        _fail(exc, f'connection info has no "protocol_version" (expected {PROTOCOL_VERSION})')
+    version = obj["protocol_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version != PROTOCOL_VERSION:
+        _fail(
+            exc,
+            f"unsupported protocol_version {json.dumps(version)} "
+            f"(this client speaks {PROTOCOL_VERSION})",
+        )
+    daemon_version = _opt_str(obj, "daemon_version", what, exc)
+    return NotebookConnectionInfo(
+        notebook_id=_str(obj, "notebook_id", what, exc),
+        cell_count=_int(obj, "cell_count", what, exc),
+        error=_opt_str(obj, "error", what, exc),
+        protocol=protocol,
+        protocol_version=version,
+        daemon_version="" if daemon_version is None else daemon_version,
+    )
+
+
+def parse_connection_info(payload: bytes) -> NotebookConnectionInfo:
+    """Parse the daemon's reply to the handshake (client side).
+
+    ``error`` is returned, not raised: the caller decides what a daemon-reported error means.
+
+    Raises:
+        MessageError: bad JSON or field types, ``protocol`` other than ``"v2"``, or
+            ``protocol_version`` other than 3.
+    """
+    obj = _object(_loads(payload, "connection info", MessageError), "connection info", MessageError)
+    return _connection_info(obj, MessageError)
+
+
+def encode_connection_info(info: NotebookConnectionInfo) -> bytes:
+    """Encode the daemon's reply to the handshake.
+
+    Raises:
+        LocalProtocolError: a field has the wrong type or range.
+    """
+    obj = info.to_json()
+    _connection_info(obj, LocalProtocolError)
+    return _dumps(obj, "connection info")
+
+
+# =========================================================================== requests (0x01)
+@dataclass(frozen=True, slots=True)
+class GetDocBytes:
+    """Ask for the whole Automerge document, saved (``doc_bytes`` response)."""
+
+    id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "action": "get_doc_bytes"}
+
+
+@dataclass(frozen=True, slots=True)
+class Save:
+    """Ask the daemon to write the notebook back to its file (``saved`` response)."""
+
+    id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "action": "save"}
+
+
+@dataclass(frozen=True, slots=True)
+class GetLoadStatus:
+    """Ask for the room's load status (``load_status`` response)."""
+
+    id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "action": "get_load_status"}
+
+
+@dataclass(frozen=True, slots=True)
+class GetBlob:
+    """Ask for one blob of the content-addressed store (``blob`` response)."""
+
+    id: int
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "action": "get_blob", "hash": self.hash}
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Liveness check (``pong`` response)."""
+
+    id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "action": "ping"}
+
+
+Request: TypeAlias = GetDocBytes | Save | GetLoadStatus | GetBlob | Ping
+_ACTIONS: tuple[str, ...] = ("get_doc_bytes", "save", "get_load_status", "get_blob", "ping")
+
+
+def _request(obj: Mapping[str, Any], exc: _ExcType) -> Request:
+    request_id = _int(obj, "id", "request", exc)
+    if "action" not in obj:
+        _fail(exc, f'request has no "action" (known actions: {_quoted(_ACTIONS)})')
+    action = obj["action"]
+    if not isinstance(action, str):
+        _fail(
+            exc,
+            f'request "action" must be a string, got {_json_type(action)} '
+            f"(known actions: {_quoted(_ACTIONS)})",
+        )
+    if action == "get_doc_bytes":
+        return GetDocBytes(request_id)
+    if action == "save":
+        return Save(request_id)
+    if action == "get_load_status":
+        return GetLoadStatus(request_id)
+    if action == "get_blob":
+        return GetBlob(request_id, _str(obj, "hash", "get_blob request", exc))
+    if action == "ping":
+        return Ping(request_id)
+    _fail(exc, f"unknown request action {json.dumps(action)} (known actions: {_quoted(_ACTIONS)})")
+
+
+def parse_request(payload: bytes) -> Request:
+    """Parse the body of a REQUEST (0x01) frame.
+
+    Raises:
+        MessageError: bad JSON, not an object, missing/invalid ``id``, missing/unknown
+            ``action``, or a missing/invalid field of that action.
+    """
+    return _request(
+        _object(_loads(payload, "request", MessageError), "request", MessageError), MessageError
+    )
+
+
+def encode_request(request: Request) -> bytes:
+    """Encode the body of a REQUEST (0x01) frame.
+
+    Raises:
+        LocalProtocolError: not a request, or a field has the wrong type or range.
+    """
+    if not isinstance(request, (GetDocBytes, Save, GetLoadStatus, GetBlob, Ping)):
+        raise LocalProtocolError(f"not a request: {type(request).__name__}")
+    obj = request.to_json()
+    _request(obj, LocalProtocolError)
+    return _dumps(obj, "request")
+
+
+# =========================================================================== responses (0x02)
+@dataclass(frozen=True, slots=True)
+class DocBytes:
+    """Response to ``get_doc_bytes``: the saved Automerge document."""
+
+    id: int
+    data: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "result": "doc_bytes", "bytes": _b64_text(self.data)}
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """Response to ``save``: the file written and its size."""
+
+    id: int
+    path: str
+    bytes_written: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "result": "saved",
+            "path": self.path,
+            "bytes_written": self.bytes_written,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LoadStatusResponse:
+    """Response to ``get_load_status``: same fields as the ``load_status`` session control."""
+
+    id: int
+    phase: LoadPhase
+    reason: str | None = None
+    cells_loaded: int = 0
+    total_cells: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"id": self.id, "result": "load_status"}
+        obj.update(
+            _load_status_fields(self.phase, self.reason, self.cells_loaded, self.total_cells)
+        )
+        return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """Response to ``get_blob``: the blob's bytes and media type."""
+
+    id: int
+    hash: str
+    media_type: str
+    data: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "result": "blob",
+            "hash": self.hash,
+            "media_type": self.media_type,
+            "bytes": _b64_text(self.data),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Response to ``ping``."""
+
+    id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "result": "pong"}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """A request failed. ``id`` is ``None`` only when no request id applies."""
+
+    id: int | None
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "result": "error", "error": self.error}
+
+
+Response: TypeAlias = DocBytes | Saved | LoadStatusResponse | Blob | Pong | ErrorResponse
+_RESPONSE_TYPES = (DocBytes, Saved, LoadStatusResponse, Blob, Pong, ErrorResponse)
+_RESULTS: tuple[str, ...] = ("doc_bytes", "saved", "load_status", "blob", "pong", "error")
+
+
+def _response(obj: Mapping[str, Any], exc: _ExcType) -> Response:
+    if "result" not in obj:
+        _fail(exc, f'response has no "result" (known results: {_quoted(_RESULTS)})')
+    result = obj["result"]
+    if not isinstance(result, str):
+        _fail(
+            exc,
+            f'response "result" must be a string, got {_json_type(result)} '
+            f"(known results: {_quoted(_RESULTS)})",
+        )
+    if result == "error":
+        if "id" not in obj:
+            _fail(exc, 'error response has no "id" (use null when no request applies)')
+        return ErrorResponse(
+            _opt_int(obj, "id", "error response", exc), _str(obj, "error", "error response", exc)
+        )
+    what = f"{result} response"
+    if result not in _RESULTS:
+        _fail(exc, f"unknown response result {json.dumps(result)} (known: {_quoted(_RESULTS)})")
+    response_id = _int(obj, "id", what, exc)
+    if result == "doc_bytes":
+        return DocBytes(response_id, _b64(obj, "bytes", what, exc))
+    if result == "saved":
+        return Saved(
+            response_id, _str(obj, "path", what, exc), _int(obj, "bytes_written", what, exc)
+        )
+    if result == "load_status":
+        phase, reason, cells_loaded, total_cells = _load_status(obj, what, exc)
+        return LoadStatusResponse(response_id, phase, reason, cells_loaded, total_cells)
+    if result == "blob":
+        return Blob(
+            response_id,
+            _str(obj, "hash", what, exc),
+            _str(obj, "media_type", what, exc),
+            _b64(obj, "bytes", what, exc),
+        )
+    return Pong(response_id)
+
+
+def parse_response(payload: bytes) -> Response:
+    """Parse the body of a RESPONSE (0x02) frame.
+
+    Raises:
+        MessageError: bad JSON, not an object, missing/unknown ``result``, or a
+            missing/invalid field of that result (``bytes`` must be standard padded base64).
+    """
+    return _response(
+        _object(_loads(payload, "response", MessageError), "response", MessageError), MessageError
+    )
+
+
+def encode_response(response: Response) -> bytes:
+    """Encode the body of a RESPONSE (0x02) frame.
+
+    Raises:
+        LocalProtocolError: not a response, or a field has the wrong type or range.
+    """
+    if not isinstance(response, _RESPONSE_TYPES):
+        raise LocalProtocolError(f"not a response: {type(response).__name__}")
+    if isinstance(response, (DocBytes, Blob)):
+        _check_bytes(response.data, "data", type(response).__name__)
+    obj = response.to_json()
+    # Validate everything except the (possibly huge) base64 text we just produced ourselves.
+    checked = {k: ("" if k == "bytes" else v) for k, v in obj.items()}
+    _response(checked, LocalProtocolError)
+    return _dumps(obj, "response")
+
+
+# =========================================================================== session control (0x07)
+def _load_status_fields(
+    phase: str, reason: str | None, cells_loaded: int, total_cells: int | None
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {"phase": phase}
+    if reason is not None:
+        obj["reason"] = reason
+    obj["cells_loaded"] = cells_loaded
+    obj["total_cells"] = total_cells
+    return obj
+
+
+def _load_status(
+    obj: Mapping[str, Any], what: str, exc: _ExcType
+) -> tuple[LoadPhase, str | None, int, int | None]:
+    phase = _str(obj, "phase", what, exc)
+    if phase not in _LOAD_PHASES:
+        _fail(exc, f"{what} has unknown phase {json.dumps(phase)} (known: {_quoted(_LOAD_PHASES)})")
+    reason = _opt_str(obj, "reason", what, exc)
+    if phase == "failed" and reason is None:
+        _fail(exc, f'{what} with phase "failed" must carry a "reason"')
+    if phase != "failed" and reason is not None:
+        _fail(exc, f'{what} "reason" is only allowed with phase "failed", not {json.dumps(phase)}')
+    cells_loaded = _int(obj, "cells_loaded", what, exc)
+    if "total_cells" not in obj:
+        _fail(exc, f'{what} has no "total_cells" (use null when unknown)')
+    total_cells = _opt_int(obj, "total_cells", what, exc)
+    return cast(LoadPhase, phase), reason, cells_loaded, total_cells
+
+
+@dataclass(frozen=True, slots=True)
+class LoadStatus:
+    """Daemon → client: the room's load phase changed (or the client just joined)."""
+
+    phase: LoadPhase
+    reason: str | None = None
+    """Why the load failed; present exactly when ``phase == "failed"``."""
+    cells_loaded: int = 0
+    total_cells: int | None = None
+    """Cells in the file, once known; ``None`` (JSON null) before that."""
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"type": "load_status"}
+        obj.update(
+            _load_status_fields(self.phase, self.reason, self.cells_loaded, self.total_cells)
+        )
+        return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """Daemon → client: the connection is about to be closed because of a protocol error."""
+
+    reason: str
+    """A ``close_reason`` code (see :data:`CLOSE_REASONS`); clients must accept unknown codes."""
+    detail: str
+    """Human-readable explanation (the error message)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "closing", "reason": self.reason, "detail": self.detail}
+
+
+SessionControl: TypeAlias = LoadStatus | Closing
+_CONTROL_TYPES: tuple[str, ...] = ("load_status", "closing")
+
+
+def _session_control(obj: Mapping[str, Any], exc: _ExcType) -> SessionControl:
+    what = "session control"
+    kind = _str(obj, "type", what, exc)
+    if kind == "load_status":
+        phase, reason, cells_loaded, total_cells = _load_status(obj, "load_status", exc)
+        return LoadStatus(phase, reason, cells_loaded, total_cells)
+    if kind == "closing":
+        reason = _str(obj, "reason", "closing", exc)
+        if not reason:
+            _fail(exc, 'closing "reason" must not be empty')
+        return Closing(reason, _str(obj, "detail", "closing", exc))
+    _fail(
+        exc,
+        f"unknown session control type {json.dumps(kind)} (known types: {_quoted(_CONTROL_TYPES)})",
+    )
+
+
+def parse_session_control(payload: bytes) -> SessionControl:
+    """Parse the body of a SESSION_CONTROL (0x07) frame.
+
+    Raises:
+        MessageError: bad JSON, not an object, missing/unknown ``type``, or a missing/invalid
+            field of that type.
+    """
+    obj = _object(_loads(payload, "session control", MessageError), "session control", MessageError)
+    return _session_control(obj, MessageError)
+
+
+def encode_session_control(message: SessionControl) -> bytes:
+    """Encode the body of a SESSION_CONTROL (0x07) frame.
+
+    Raises:
+        LocalProtocolError: not a session control message, or a field is invalid.
+    """
+    if not isinstance(message, (LoadStatus, Closing)):
+        raise LocalProtocolError(f"not a session control message: {type(message).__name__}")
+    obj = message.to_json()
+    _session_control(obj, LocalProtocolError)
+    return _dumps(obj, "session control")
+
+
+def closing_for(error: ProtocolError) -> Closing:
+    """The ``closing`` message to send before closing a connection because of ``error``."""
+    detail = str(error) or type(error).__name__
+    if len(detail) > _MAX_CLOSING_DETAIL:
+        detail = detail[: _MAX_CLOSING_DETAIL - 1] + "…"
+    return Closing(reason=error.close_reason, detail=detail)
+
+
+# =========================================================================== broadcast (0x03)
+def parse_broadcast(payload: bytes) -> dict[str, Any]:
+    """Parse the body of a BROADCAST (0x03) frame: a JSON object with a string ``event``.
+
+    No broadcast events are defined yet; clients must ignore events they do not know.
+
+    Raises:
+        MessageError: bad JSON, not an object, or ``event`` missing / not a string.
+    """
+    obj = _object(_loads(payload, "broadcast", MessageError), "broadcast", MessageError)
+    _str(obj, "event", "broadcast", MessageError)
+    return obj
+
+
+def encode_broadcast(message: Mapping[str, Any]) -> bytes:
+    """Encode the body of a BROADCAST (0x03) frame.
+
+    Raises:
+        LocalProtocolError: not an object with a string ``event``, or not JSON-encodable.
+    """
+    obj = _object(
+        dict(message) if isinstance(message, Mapping) else message, "broadcast", LocalProtocolError
+    )
+    _str(obj, "event", "broadcast", LocalProtocolError)
+    return _dumps(obj, "broadcast")
