@@ -1,0 +1,568 @@
+"""Read ``.ipynb`` bytes into cell records, and write a :class:`NotebookDoc` back as nbformat 4.5.
+
+Parsing (:func:`parse_notebook`) uses jiter for the whole file, then validates the few fields the
+notebook document needs. Every malformed input raises :class:`NotebookLoadError` with a precise
+message. Decisions:
+
+* **Size** is checked first (``max_bytes``). A leading UTF-8 **BOM** is accepted and stripped
+  (Windows editors write one; JSON forbids it but Jupyter's readers tolerate it); byte offsets
+  in messages count from the start of the file, BOM included. The bytes must be valid UTF-8 (checked
+  up front so the message gives the exact byte). NaN/Infinity literals are rejected, and so are
+  numbers that overflow to infinity (``1e999``): neither can be written back as JSON.
+* **Nesting** deeper than ``max_depth`` (64) is rejected with ``nesting too deep (> 64 levels) at
+  byte N``. jiter itself stops at ~200 levels (a fast, recursion-free error we map to the same
+  message), so hostile input such as 100 000 ``[`` fails in microseconds; depths between 65 and 200
+  are caught by one level-by-level pass over the parsed containers (no recursion), which also finds
+  overflowed floats. Only on failure is the file scanned for the byte offset.
+* **Duplicate object keys**: the last one wins (jiter and Python's ``json`` agree; so does
+  nbformat).
+* **Versions**: nbformat 4 with any minor (a minor above 5 is read as 4.5 and noted in
+  ``ParsedNotebook.notes``; a missing minor reads as 0); nbformat 3 is upgraded to v4
+  (:mod:`core.ipynb_v3`, mirroring ``nbformat.v4.convert.upgrade``); anything else is rejected.
+* **Cells**: ``cells`` absent → zero cells. ``cell_type`` must be a string (any value is kept).
+  ``source`` absent → ``""``; a list of strings is joined with ``""``. For code cells
+  ``execution_count`` must be an integer or null and ``outputs`` an array (kept as raw python
+  values: the manifest module decides per output); markdown/raw cells never carry either (their
+  ``execution_count``/``outputs`` keys are ignored, nbformat 4 does not allow them). ``metadata``
+  must be an object, ``attachments`` an object when present. Other cell and top-level keys are
+  dropped (nbformat 4.5 defines no others).
+* **Ids**: a non-empty string id is kept verbatim (no pattern check: we never rewrite a user's id);
+  a non-string id is an error. A missing or empty id (nbformat < 4.5, v3) gets a stable id,
+  ``"cell-" + sha256(f"{index}:{cell_type}:{source}")[:8]`` (re-hashed with a ``:n`` suffix on the
+  rare collision), so the same file always gets the same ids. A duplicate id keeps its first
+  occurrence; later ones get a fresh stable id the same way (nbformat's repair), counted in
+  ``ParsedNotebook.repaired_ids``.
+
+Export (:func:`export_notebook`) writes nbformat 4.5 exactly as nbformat would
+(``json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\\n"``): sources, stream text and
+``text/*``/``application/javascript``/``image/svg+xml`` string values of output and attachment
+bundles are split with ``str.splitlines(keepends=True)`` like ``nbformat.v4.rwbase.split_lines``
+(joining the pieces gives back the exact original, ``\\r\\n`` and lone ``\\r`` included); JSON MIME
+values stay structured; metadata is written back verbatim from its JSON texts.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jiter
+
+from core.errors import NotebookLoadError
+
+if TYPE_CHECKING:
+    from core.blob_store import BlobStore
+    from core.notebook_doc import CellSnapshot, NotebookDoc
+
+MAX_NOTEBOOK_BYTES = 512 * 1024 * 1024
+MAX_NESTING_DEPTH = 64
+
+_BOM = b"\xef\xbb\xbf"
+_UNSUPPORTED = (
+    "unsupported nbformat {}: nbstream reads nbformat 4 (and upgrades 3); convert it with "
+    "`jupyter nbconvert --to notebook --nbformat 4`"
+)
+_JITER_POSITION = re.compile(r"^(.*) at line (\d+) column (\d+)$", re.DOTALL)
+# A JSON string (escapes included) or one bracket; used only to locate a too-deep nesting.
+_DEPTH_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_NON_FINITE = (b"NaN", b"Infinity", b"-Infinity", b"+Infinity")
+_SPLIT_MIMES = frozenset({"application/javascript", "image/svg+xml"})
+
+
+@dataclass(frozen=True, slots=True)
+class CellRecord:
+    """One cell as read from the file, in nbformat 4 terms."""
+
+    index: int  # position in the (v4) cells array
+    id: str
+    cell_type: str
+    source: str  # list sources joined with ""
+    execution_count: str  # "5" or "null"
+    outputs: tuple[Any, ...]  # raw nbformat-4 output objects (python values)
+    metadata: dict[str, Any]
+    attachments: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedNotebook:
+    """A parsed notebook: cells in order plus the top-level metadata."""
+
+    cells: tuple[CellRecord, ...]
+    metadata: dict[str, Any]
+    nbformat: int  # as found in the file (3 or 4)
+    nbformat_minor: int  # as found in the file (0 when absent)
+    generated_ids: int = 0  # cells that had no (or an empty) id
+    repaired_ids: int = 0  # later duplicates of an id, given a fresh one
+    notes: tuple[str, ...] = ()  # non-fatal remarks (e.g. a newer minor read as 4.5)
+
+
+# --------------------------------------------------------------------------- JSON helpers
+def json_type(value: Any) -> str:
+    """The JSON type name of a parsed value, for error messages."""
+    if type(value) is dict:
+        return "object"
+    if type(value) is list:
+        return "array"
+    if type(value) is str:
+        return "string"
+    if type(value) is bool:
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def check_tree(root: Any, max_depth: int) -> str | None:
+    """``"depth"`` if containers nest deeper than ``max_depth``, ``"inf"`` for an infinite float.
+
+    Level by level over containers only (no recursion); ``None`` when the tree is fine.
+    """
+    level: list[Any] = []
+    kind = type(root)
+    if kind is dict or kind is list:
+        level.append(root)
+    elif kind is float and root - root != 0:
+        return "inf"
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return "depth"
+        deeper: list[Any] = []
+        for container in level:
+            for value in container.values() if type(container) is dict else container:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    deeper.append(value)
+                elif kind is float and value - value != 0:  # inf - inf is nan
+                    return "inf"
+        level = deeper
+    return None
+
+
+def _inf_path(root: Any) -> str:
+    """Where the first infinite float is (error path only)."""
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack:
+        value, path = stack.pop()
+        if type(value) is dict:
+            for key in reversed(list(value)):
+                label = f".{key}" if key.isidentifier() else f"[{json.dumps(key)}]"
+                stack.append((value[key], path + label))
+        elif type(value) is list:
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+        elif type(value) is float and value - value != 0:
+            return path.lstrip(".") or "the top level"
+    return "the top level"
+
+
+def _depth_exceeded_at(data: bytes, max_depth: int) -> int | None:
+    """Byte offset of the bracket that first opens level ``max_depth + 1`` (error path only)."""
+    depth = 0
+    for match in _DEPTH_TOKEN.finditer(data):
+        char = data[match.start()]
+        if char == 0x22:  # a string
+            continue
+        if char in (0x5B, 0x7B):
+            depth += 1
+            if depth > max_depth:
+                return match.start()
+        else:
+            depth -= 1
+    return None
+
+
+def _line_start(data: bytes, line: int) -> int:
+    pos = 0
+    for _ in range(line - 1):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            break
+        pos = nl + 1
+    return pos
+
+
+def _jiter_error(data: bytes, error: ValueError, bom: int, max_depth: int) -> NotebookLoadError:
+    text = str(error)
+    match = _JITER_POSITION.match(text)
+    if match is None:
+        return NotebookLoadError(f"invalid JSON: {text}")
+    reason, line, column = match.group(1), int(match.group(2)), int(match.group(3))
+    start = _line_start(data, line)
+    offset = min(start + max(column - 1, 0), len(data))
+    char_column = len(data[start:offset].decode("utf-8", "replace")) + 1
+    where = f"line {line} column {char_column} (byte {offset + bom})"
+    if reason == "recursion limit exceeded":
+        at = _depth_exceeded_at(data, max_depth)
+        if at is not None:
+            return NotebookLoadError(f"nesting too deep (> {max_depth} levels) at byte {at + bom}")
+        return NotebookLoadError(f"nesting too deep (JSON parser limit) at {where}")
+    if data.startswith(_NON_FINITE, offset) or data.startswith(b"-Infinity", max(offset - 1, 0)):
+        return NotebookLoadError(f"NaN/Infinity are not valid JSON (at {where})")
+    return NotebookLoadError(f"invalid JSON at {where}: {reason}")
+
+
+def _parse_json(data: bytes, max_bytes: int, max_depth: int) -> Any:
+    if len(data) > max_bytes:
+        raise NotebookLoadError(f"notebook is {len(data)} bytes, over the limit of {max_bytes}")
+    bom = 0
+    if data.startswith(_BOM):
+        data, bom = data[len(_BOM) :], len(_BOM)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise NotebookLoadError(
+            f"invalid UTF-8 at byte {e.start + bom} (line {line}): {e.reason}"
+        ) from None
+    try:
+        root = jiter.from_json(data, allow_inf_nan=False, cache_mode="keys")
+    except ValueError as e:
+        raise _jiter_error(data, e, bom, max_depth) from None
+    problem = check_tree(root, max_depth)
+    if problem == "depth":
+        at = _depth_exceeded_at(data, max_depth)
+        raise NotebookLoadError(
+            f"nesting too deep (> {max_depth} levels) at byte {(at or 0) + bom}"
+        )
+    if problem == "inf":
+        raise NotebookLoadError(
+            f"number out of range at {_inf_path(root)}: it overflows to infinity, "
+            "which JSON cannot represent"
+        )
+    return root
+
+
+# --------------------------------------------------------------------------- parsing
+def parse_notebook(
+    data: bytes, *, max_bytes: int = MAX_NOTEBOOK_BYTES, max_depth: int = MAX_NESTING_DEPTH
+) -> ParsedNotebook:
+    """Parse ``.ipynb`` bytes (nbformat 4, or 3 upgraded to 4); see the module docstring."""
+    root = _parse_json(bytes(data), max_bytes, max_depth)
+    if type(root) is not dict:
+        raise NotebookLoadError(f"top level must be a JSON object (got {json_type(root)})")
+    if "nbformat" not in root:
+        raise NotebookLoadError("not a notebook: the 'nbformat' key is missing")
+    major = root["nbformat"]
+    if type(major) is not int:
+        raise NotebookLoadError(f"'nbformat' must be an integer (got {json_type(major)})")
+    minor = root.get("nbformat_minor", 0)
+    if type(minor) is not int:
+        raise NotebookLoadError(f"'nbformat_minor' must be an integer (got {json_type(minor)})")
+    notes: list[str] = []
+    if major == 4:
+        if "nbformat_minor" not in root:
+            notes.append("no nbformat_minor: read as nbformat 4.0")
+        elif minor > 5:
+            notes.append(f"nbformat 4.{minor} is newer than 4.5: read as 4.5")
+        metadata = root.get("metadata", {})
+        if type(metadata) is not dict:
+            raise NotebookLoadError(f"'metadata' must be an object (got {json_type(metadata)})")
+        raw_cells = root.get("cells", [])
+        if type(raw_cells) is not list:
+            raise NotebookLoadError(f"'cells' must be an array (got {json_type(raw_cells)})")
+        labelled = [(f"cells[{i}]", cell) for i, cell in enumerate(raw_cells)]
+    elif major == 3:
+        from core.ipynb_v3 import upgrade_v3  # lazy: ipynb_v3 imports this module
+
+        labelled, metadata = upgrade_v3(root, max_depth=max_depth)
+        notes.append(f"nbformat 3.{minor} upgraded to 4.5")
+    else:
+        raise NotebookLoadError(_UNSUPPORTED.format(major))
+    cells, generated, repaired = _build_records(labelled)
+    return ParsedNotebook(
+        cells=tuple(cells),
+        metadata=metadata,
+        nbformat=major,
+        nbformat_minor=minor,
+        generated_ids=generated,
+        repaired_ids=repaired,
+        notes=tuple(notes),
+    )
+
+
+def _source(cell: dict[str, Any], where: str) -> str:
+    source = cell.get("source", "")
+    if type(source) is str:
+        return source
+    if type(source) is list:
+        for k, item in enumerate(source):
+            if type(item) is not str:
+                raise NotebookLoadError(
+                    f"{where}.source must be a string or a list of strings "
+                    f"(got {json_type(item)} at item {k})"
+                )
+        return "".join(source)
+    raise NotebookLoadError(
+        f"{where}.source must be a string or a list of strings (got {json_type(source)})"
+    )
+
+
+def _build_records(labelled: list[tuple[str, Any]]) -> tuple[list[CellRecord], int, int]:
+    fields: list[tuple[str | None, str, str, str, tuple[Any, ...], dict[str, Any], Any]] = []
+    for where, cell in labelled:
+        if type(cell) is not dict:
+            raise NotebookLoadError(f"{where} is not an object (got {json_type(cell)})")
+        if "cell_type" not in cell:
+            raise NotebookLoadError(f"{where} has no cell_type")
+        cell_type = cell["cell_type"]
+        if type(cell_type) is not str:
+            raise NotebookLoadError(
+                f"{where}.cell_type must be a string (got {json_type(cell_type)})"
+            )
+        source = _source(cell, where)
+        cell_id = cell.get("id")
+        if cell_id is not None or "id" in cell:
+            if type(cell_id) is not str:
+                raise NotebookLoadError(f"{where}.id must be a string (got {json_type(cell_id)})")
+            cell_id = cell_id or None
+        metadata = cell.get("metadata", {})
+        if type(metadata) is not dict:
+            raise NotebookLoadError(
+                f"{where}.metadata must be an object (got {json_type(metadata)})"
+            )
+        attachments = cell.get("attachments")
+        if "attachments" in cell and type(attachments) is not dict:
+            raise NotebookLoadError(
+                f"{where}.attachments must be an object (got {json_type(attachments)})"
+            )
+        count, outputs = "null", ()
+        if cell_type == "code":
+            raw_count = cell.get("execution_count")
+            if type(raw_count) is int:
+                count = str(raw_count)
+            elif raw_count is not None:
+                raise NotebookLoadError(
+                    f"{where}.execution_count must be an integer or null "
+                    f"(got {json_type(raw_count)})"
+                )
+            raw_outputs = cell.get("outputs", [])
+            if type(raw_outputs) is not list:
+                raise NotebookLoadError(
+                    f"{where}.outputs must be an array (got {json_type(raw_outputs)})"
+                )
+            outputs = tuple(raw_outputs)
+        fields.append((cell_id, cell_type, source, count, outputs, metadata, attachments))
+
+    taken = {f[0] for f in fields if f[0] is not None}
+    seen: set[str] = set()
+    records: list[CellRecord] = []
+    generated = repaired = 0
+    for index, (cell_id, cell_type, source, count, outputs, metadata, attachments) in enumerate(
+        fields
+    ):
+        if cell_id is None or cell_id in seen:
+            if cell_id is None:
+                generated += 1
+            else:
+                repaired += 1
+            cell_id = _stable_id(index, cell_type, source, taken)
+            taken.add(cell_id)
+        seen.add(cell_id)
+        records.append(
+            CellRecord(index, cell_id, cell_type, source, count, outputs, metadata, attachments)
+        )
+    return records, generated, repaired
+
+
+def _stable_id(index: int, cell_type: str, source: str, taken: set[str]) -> str:
+    key = f"{index}:{cell_type}:{source}"
+    attempt = 0
+    while True:
+        text = key if attempt == 0 else f"{key}:{attempt}"
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        candidate = f"cell-{digest[:8]}"
+        if candidate not in taken:
+            return candidate
+        attempt += 1
+
+
+# --------------------------------------------------------------------------- file reading
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def _os_reason(error: OSError, path: str) -> str:
+    code = error.errno
+    if code == errno.ENOENT:
+        if os.path.lexists(path):
+            return "no such file (dangling symbolic link)"
+        return "no such file"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if code == errno.EISDIR:
+        return "is a directory"
+    if code == errno.ENOTDIR:
+        return "a component of the path is not a directory"
+    if code == errno.ELOOP:
+        return "too many levels of symbolic links"
+    if code == errno.ENXIO:
+        return "not a regular file (socket or device without a reader)"
+    name = errno.errorcode.get(code or 0, "unknown error")
+    return f"{error.strerror or 'OS error'} ({name})"
+
+
+def read_notebook_file(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_NOTEBOOK_BYTES
+) -> bytes:
+    """The bytes of a notebook file: absolute path, regular file only, size capped before reading.
+
+    Symbolic links to regular files are followed. The file is opened non-blocking so a FIFO cannot
+    hang the caller; it is rejected after ``fstat`` like every other non-regular file.
+    """
+    name = os.fspath(path)
+    if not os.path.isabs(name):
+        raise NotebookLoadError(f"{name!r}: the notebook path must be absolute")
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise NotebookLoadError(f"{name}: {_os_reason(e, name)}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise NotebookLoadError(f"{name}: is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((label for test, label in _FILE_KINDS if test(info.st_mode)), "special")
+            raise NotebookLoadError(f"{name}: not a regular file ({kind})")
+        if info.st_size > max_bytes:
+            raise NotebookLoadError(
+                f"{name}: file is {info.st_size} bytes, over the limit of {max_bytes}"
+            )
+        chunks: list[bytes] = []
+        total = 0
+        while True:  # read to EOF (the file may have changed since fstat), never past the cap
+            chunk = os.read(fd, max(min(max_bytes + 1 - total, 1 << 24), 1))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise NotebookLoadError(f"{name}: file grew past the limit of {max_bytes} bytes")
+        return b"".join(chunks)
+    except OSError as e:
+        raise NotebookLoadError(f"{name}: {_os_reason(e, name)}") from None
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- to the document
+def _json_text(value: Any) -> str:
+    return json.dumps(
+        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
+
+
+def notebook_metadata_to_doc(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Notebook metadata → ``{top-level key: JSON text of its value}``."""
+    return {key: _json_text(value) for key, value in metadata.items()}
+
+
+def record_to_cell(record: CellRecord, output_refs: Sequence[str]) -> CellSnapshot:
+    """A parsed cell plus its output refs (from ``manifest.outputs_to_refs``) → a CellSnapshot."""
+    from core.notebook_doc import CellSnapshot  # lazy: parsing needs no automerge
+
+    attachments = record.attachments
+    return CellSnapshot(
+        id=record.id,
+        cell_type=record.cell_type,
+        source=record.source,
+        execution_count=record.execution_count,
+        outputs=tuple(output_refs),
+        metadata={key: _json_text(value) for key, value in record.metadata.items()},
+        attachments=None
+        if attachments is None
+        else {key: _json_text(value) for key, value in attachments.items()},
+    )
+
+
+# --------------------------------------------------------------------------- export
+def split_lines(text: str) -> list[str]:
+    """nbformat's multi-line split: ``str.splitlines(keepends=True)``; ``"".join`` inverts it."""
+    return text.splitlines(True)
+
+
+def _from_json_text(text: str) -> Any:
+    """A JSON text from the document back to a value; text that is not JSON stays a string."""
+    try:
+        return jiter.from_json(text.encode("utf-8", "surrogatepass"), allow_inf_nan=False)
+    except ValueError:
+        return text
+
+
+def _values_from_doc(texts: Mapping[str, str]) -> dict[str, Any]:
+    return {key: _from_json_text(text) for key, text in texts.items()}
+
+
+def _execution_count(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None  # "null" (or anything unparsable)
+
+
+def _split_bundle(bundle: Any) -> Any:
+    """nbformat.v4.rwbase._split_mimebundle (on a copy)."""
+    if type(bundle) is not dict:
+        return bundle
+    return {
+        mime: split_lines(value)
+        if type(value) is str and (mime.startswith("text/") or mime in _SPLIT_MIMES)
+        else value
+        for mime, value in bundle.items()
+    }
+
+
+def _split_output(output: dict[str, Any]) -> dict[str, Any]:
+    """nbformat.v4.rwbase.split_lines for one output (on a copy)."""
+    output = dict(output)
+    output_type = output.get("output_type")
+    if output_type == "stream" and type(output.get("text")) is str:
+        output["text"] = split_lines(output["text"])
+    elif output_type in ("execute_result", "display_data") and "data" in output:
+        output["data"] = _split_bundle(output["data"])
+    return output
+
+
+def export_notebook_dict(doc: NotebookDoc, store: BlobStore) -> dict[str, Any]:
+    """The document as an nbformat 4.5 notebook dict (outputs resolved through ``store``)."""
+    from core.manifest import resolve_ref  # lazy: parsing needs no manifest
+
+    cells: list[dict[str, Any]] = []
+    for snapshot in doc.get_cells():
+        cell: dict[str, Any] = {
+            "id": snapshot.id,
+            "cell_type": snapshot.cell_type,
+            "metadata": _values_from_doc(snapshot.metadata),
+            "source": split_lines(snapshot.source),
+        }
+        if snapshot.attachments is not None:
+            attachments = _values_from_doc(snapshot.attachments)
+            cell["attachments"] = {name: _split_bundle(b) for name, b in attachments.items()}
+        if snapshot.cell_type == "code":
+            cell["execution_count"] = _execution_count(snapshot.execution_count)
+            cell["outputs"] = [_split_output(resolve_ref(ref, store)) for ref in snapshot.outputs]
+        cells.append(cell)
+    return {
+        "cells": cells,
+        "metadata": _values_from_doc(doc.get_notebook_metadata()),
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def export_notebook(doc: NotebookDoc, store: BlobStore) -> bytes:
+    """The document as ``.ipynb`` bytes, formatted exactly like nbformat writes nbformat 4.5."""
+    notebook = export_notebook_dict(doc, store)
+    text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
