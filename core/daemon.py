@@ -1,0 +1,394 @@
+"""The nbstream daemon: handshake, rooms, streaming loads and saves over any stream pair.
+
+:meth:`Daemon.handle_connection` takes an asyncio ``(StreamReader, StreamWriter)`` pair and cannot
+tell a Unix socket from the simulator's in-memory duplex. :meth:`Daemon.start` binds the real
+Unix-socket server (directory 0700, socket 0600).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from . import protocol as p
+from .blob_store import BlobStore, DiskBlobStore
+from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
+from .framing import DATA_MAX_SIZE, Frame, FrameDecoder, encode_untyped
+from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook, read_notebook_file
+from .loader import InsertPath, LoadOptions, LoadReport, stream_load
+from .room import LoadPhase, NotebookRoom, RoomRegistry
+from .session import PeerSession
+
+__all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "default_socket_path"]
+
+log = logging.getLogger("nbstream.daemon")
+
+BatchHook = Callable[[NotebookRoom, int], Awaitable[None]]
+
+
+def default_state_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/nbstream`` if set, else ``~/.cache/nbstream``."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "nbstream"
+    return Path.home() / ".cache" / "nbstream"
+
+
+def default_socket_path() -> Path:
+    return default_state_dir() / "daemon.sock"
+
+
+@dataclass(slots=True)
+class DaemonConfig:
+    socket_path: Path | None = None
+    blob_root: Path | None = None
+    batch_size: int = 3
+    insert_path: InsertPath = "full"
+    handshake_timeout: float = 10.0
+    max_frame_size: int = DATA_MAX_SIZE
+    max_notebook_bytes: int = MAX_NOTEBOOK_BYTES
+    eviction_delay: float = 30.0
+    read_chunk: int = 64 * 1024
+    request_queue_size: int = 64
+    offload_blobs: bool = True
+    load_options: LoadOptions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.load_options = LoadOptions(
+            batch_size=self.batch_size,
+            insert_path=self.insert_path,
+            max_notebook_bytes=self.max_notebook_bytes,
+            offload_blobs=self.offload_blobs,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStatistics:
+    connections: int
+    active_connections: int
+    handshake_failures: int
+    protocol_errors: int
+    rooms: int
+    loads_started: int
+    loads_failed: int
+
+
+class Daemon:
+    """Serves notebooks to peers. Use as ``async with Daemon(cfg) as d`` or start()/stop()."""
+
+    def __init__(
+        self,
+        config: DaemonConfig | None = None,
+        *,
+        blob_store: BlobStore | None = None,
+        before_batch: BatchHook | None = None,
+    ) -> None:
+        self.config = config or DaemonConfig()
+        if blob_store is None:
+            root = self.config.blob_root or default_state_dir() / "blobs"
+            blob_store = DiskBlobStore(root)
+        self.blob_store = blob_store
+        self.rooms = RoomRegistry(eviction_delay=self.config.eviction_delay)
+        self.before_batch = before_batch
+        self.load_reports: list[LoadReport] = []
+        self.loads: dict[str, asyncio.Task[LoadReport]] = {}
+        self.sessions: set[PeerSession] = set()
+        self.started = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+        self._n_connections = 0
+        self._handshake_failures = 0
+        self._protocol_errors = 0
+        self._state_changed = asyncio.Condition()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Daemon:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Bind the Unix socket (if ``config.socket_path`` is set) and start accepting."""
+        path = self.config.socket_path
+        if path is not None:
+            self._server = await _bind_unix(path, self._on_unix_connection)
+        self.started.set()
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, end every connection and load (graceful up to ``timeout``)."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            path = self.config.socket_path
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            self._server = None
+        pending = [*self._connections, *self.loads.values()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        self.rooms.close()
+
+    def _on_unix_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Awaitable[None]:
+        return self.handle_connection(reader, writer)
+
+    # ------------------------------------------------------------------ connections
+    async def handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve one peer over any asyncio stream pair; returns when the peer is gone."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        self._n_connections += 1
+        name = f"peer-{next(self._ids)}"
+        try:
+            await self._serve(reader, writer, name)
+        except asyncio.CancelledError:
+            # Shutdown. Not re-raised: asyncio's server callback would log a cancelled
+            # handler task as an error.
+            writer.close()
+        except Exception:  # never let one peer's fault escape into the server
+            log.exception("%s: unexpected error", name)
+            writer.close()
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str
+    ) -> None:
+        decoder = FrameDecoder(untyped_first=True, max_frame_size=self.config.max_frame_size)
+        try:
+            handshake, pipelined = await asyncio.wait_for(
+                self._read_handshake(reader, decoder), self.config.handshake_timeout
+            )
+            path, notebook_id = _check_notebook_path(handshake.path, self.config.max_notebook_bytes)
+        except (asyncio.TimeoutError, CoreError, ConnectionError) as exc:
+            self._handshake_failures += 1
+            if isinstance(exc, asyncio.TimeoutError):
+                msg = f"handshake not received within {self.config.handshake_timeout:g} s"
+            elif isinstance(exc, ConnectionError):
+                msg = f"connection lost during handshake: {exc}"
+            else:
+                msg = str(exc)
+            await self._reply_error(writer, msg)
+            return
+
+        room = self.rooms.get_or_create(notebook_id, path)
+        will_load = room.needs_load()
+        info = p.NotebookConnectionInfo(
+            notebook_id=notebook_id, cell_count=0 if will_load else room.doc.cell_count()
+        )
+        writer.write(encode_untyped(p.encode_connection_info(info)))
+        session = PeerSession(self, room, reader, writer, decoder, name, pipelined)
+        self.sessions.add(session)
+        self._changed()
+        load_task: asyncio.Task[LoadReport] | None = None
+        try:
+            if will_load and room.try_start_loading():
+                load_task = asyncio.create_task(
+                    self._run_load(room, session), name=f"load-{notebook_id}"
+                )
+                self.loads[notebook_id] = load_task
+            await session.run()
+            if session.close_reason is not None:
+                self._protocol_errors += 1
+        finally:
+            self.sessions.discard(session)
+            self.rooms.release(room)
+            self._changed()
+        if load_task is not None:
+            # The loader notices its peer is gone at the next batch and rolls back.
+            await asyncio.wait({load_task})
+
+    async def _read_handshake(
+        self, reader: asyncio.StreamReader, decoder: FrameDecoder
+    ) -> tuple[p.OpenNotebook, list[Frame]]:
+        while True:
+            data = await reader.read(self.config.read_chunk)
+            if not data:
+                decoder.eof()
+                raise HandshakeError("connection closed before the handshake")
+            frames = decoder.feed(data)
+            if frames:
+                # Frames pipelined after the handshake go to the session, in order.
+                return p.parse_handshake(frames[0].payload), frames[1:]
+
+    async def _reply_error(self, writer: asyncio.StreamWriter, message: str) -> None:
+        info = p.NotebookConnectionInfo(notebook_id="", cell_count=0, error=message)
+        with contextlib.suppress(Exception):
+            writer.write(encode_untyped(p.encode_connection_info(info)))
+            await asyncio.wait_for(writer.drain(), timeout=1.0)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+
+    async def _run_load(self, room: NotebookRoom, session: PeerSession) -> LoadReport:
+        hook = self.before_batch
+
+        async def before_batch(index: int) -> None:
+            if hook is not None:
+                await hook(room, index)
+
+        try:
+            report = await stream_load(
+                room,
+                self.blob_store,
+                self.config.load_options,
+                client_alive=lambda: session.alive,
+                before_batch=before_batch,
+            )
+        finally:
+            self.loads.pop(room.notebook_id, None)
+            self.rooms.release(room)
+        self.load_reports.append(report)
+        self._changed()
+        if not report.ok:
+            log.info("load of %s failed: %s", room.notebook_id, report.error)
+        return report
+
+    # ------------------------------------------------------------------ saving
+    async def save_room(self, room: NotebookRoom) -> tuple[Path, int]:
+        """Write the room back to its .ipynb atomically. Refused unless the room is loaded."""
+        state = room.state
+        if state.phase is LoadPhase.STREAMING:
+            raise SaveRefused("save refused: the notebook is still loading")
+        if state.phase is LoadPhase.FAILED:
+            raise SaveRefused(f"save refused: the load failed ({state.reason})")
+        if state.phase is not LoadPhase.READY:
+            raise SaveRefused("save refused: the notebook was never loaded")
+        snapshot = room.doc.fork()
+        if snapshot.cell_count() == 0:
+            # An empty room never overwrites a non-empty file.
+            with contextlib.suppress(CoreError):
+                existing = parse_notebook(read_notebook_file(str(room.path)))
+                if existing.cells:
+                    raise SaveRefused(
+                        "save refused: the room is empty but the file on disk has "
+                        f"{len(existing.cells)} cells"
+                    )
+        data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
+        await asyncio.to_thread(_atomic_write, room.path, data)
+        return room.path, len(data)
+
+    # ------------------------------------------------------------------ waiting
+    def _changed(self) -> None:
+        """Wake :meth:`wait_for` callers (sessions, rooms or load reports changed)."""
+
+        async def _notify() -> None:
+            async with self._state_changed:
+                self._state_changed.notify_all()
+
+        asyncio.get_running_loop().create_task(_notify())
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checked whenever a session, room or load changes."""
+        async with self._state_changed:
+            await self._state_changed.wait_for(predicate)
+
+    # ------------------------------------------------------------------ counters
+    def statistics(self) -> DaemonStatistics:
+        return DaemonStatistics(
+            connections=self._n_connections,
+            active_connections=len(self._connections),
+            handshake_failures=self._handshake_failures,
+            protocol_errors=self._protocol_errors,
+            rooms=len(self.rooms),
+            loads_started=sum(r.loads_started for r in self.rooms.rooms()),
+            loads_failed=sum(1 for r in self.load_reports if not r.ok),
+        )
+
+
+def _check_notebook_path(raw: str, max_bytes: int) -> tuple[Path, str]:
+    """Validate at handshake time: absolute, an existing readable regular file under the cap."""
+    if not os.path.isabs(raw):
+        raise NotebookLoadError(f"notebook path must be absolute: {raw!r}")
+    try:
+        st = os.stat(raw)
+    except FileNotFoundError:
+        raise NotebookLoadError(f"no such file: {raw}") from None
+    except OSError as exc:
+        raise NotebookLoadError(f"cannot open {raw}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NotebookLoadError(f"{raw} is a directory, not a notebook file")
+    if not stat.S_ISREG(st.st_mode):
+        raise NotebookLoadError(f"{raw} is not a regular file")
+    if st.st_size > max_bytes:
+        raise NotebookLoadError(
+            f"{raw} is {st.st_size} bytes, over the {max_bytes}-byte notebook size cap"
+        )
+    if not os.access(raw, os.R_OK):
+        raise NotebookLoadError(f"permission denied: {raw}")
+    real = os.path.realpath(raw)
+    return Path(real), real
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+async def _bind_unix(
+    path: Path,
+    callback: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> asyncio.AbstractServer:
+    """Bind a Unix socket: parent dir 0700, socket 0600, a stale socket file replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise CoreError(f"{path} exists and is not a socket; refusing to replace it")
+        try:
+            _r, w = await asyncio.open_unix_connection(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink()  # stale socket of a dead daemon
+        else:
+            w.close()
+            raise CoreError(f"a daemon is already listening on {path}")
+    old_umask = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(callback, path=str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    return server

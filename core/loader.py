@@ -1,0 +1,263 @@
+"""The streaming load: file → parse → batches of cells → doc → every peer, batch by batch.
+
+Per batch of ``batch_size`` cells:
+
+1. build output manifests (blob store I/O) **outside** the doc lock, in a worker thread;
+2. under the lock, insert the whole batch with :meth:`NotebookDoc.add_cells_full` (one
+   transaction, no scans) — or, for the ``naive`` path, the scanning 4-call sequence;
+3. notify the room: every peer's writer (the loading peer's included) generates one sync message
+   covering what it has not seen yet and sends it. The loader does not wait for any peer, so a
+   peer that never reads slows nobody down, and the daemon keeps *reading* every peer during the
+   load, so the loading client's sync replies are applied at once and each batch frame carries
+   that batch's cells (reference §4.4 explains why the reference's did not).
+
+Notebook metadata goes last. On any failure — unreadable file, invalid notebook, blob store error,
+the loading client gone, cancellation — the rollback runs synchronously in this order: clear the
+cells, release the claim (``failed`` with the reason), notify once. Each peer's writer then sends
+the empty state followed by the ``failed`` load status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .blob_store import BlobStore
+from .errors import CoreError
+from .ipynb import (
+    MAX_NOTEBOOK_BYTES,
+    CellRecord,
+    ParsedNotebook,
+    notebook_metadata_to_doc,
+    parse_notebook,
+    read_notebook_file,
+    record_to_cell,
+)
+from .manifest import INLINE_THRESHOLD, outputs_to_refs
+from .room import NotebookRoom
+
+__all__ = [
+    "BatchTiming",
+    "InsertPath",
+    "LoadAborted",
+    "LoadOptions",
+    "LoadReport",
+    "stream_load",
+]
+
+InsertPath = Literal["full", "naive"]
+BatchHook = Callable[[int], Awaitable[None]]
+
+
+class LoadAborted(CoreError):
+    """The load stopped because its client went away or the load was cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    batch_size: int = 3
+    insert_path: InsertPath = "full"
+    max_notebook_bytes: int = MAX_NOTEBOOK_BYTES
+    inline_threshold: int = INLINE_THRESHOLD
+    offload_blobs: bool = True  # build manifests in a worker thread (keeps the loop reading)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.insert_path not in ("full", "naive"):
+            raise ValueError(f"insert_path must be 'full' or 'naive', got {self.insert_path!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTiming:
+    """Server-side phase times of one batch (seconds, from ``time.perf_counter``)."""
+
+    index: int
+    cells: int
+    outputs: int
+    manifest_s: float
+    insert_s: float
+    notify_s: float
+    started_at: float
+    finished_at: float
+    doc_cells_after: int
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """What one streaming load did and how long each phase took."""
+
+    notebook_id: str
+    insert_path: str
+    batch_size: int
+    ok: bool = False
+    error: str | None = None
+    cells: int = 0
+    total_cells: int | None = None
+    file_bytes: int = 0
+    read_s: float = 0.0
+    parse_s: float = 0.0
+    metadata_s: float = 0.0
+    total_s: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    batches: list[BatchTiming] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "notebook_id": self.notebook_id,
+            "insert_path": self.insert_path,
+            "batch_size": self.batch_size,
+            "ok": self.ok,
+            "error": self.error,
+            "cells": self.cells,
+            "total_cells": self.total_cells,
+            "file_bytes": self.file_bytes,
+            "read_s": self.read_s,
+            "parse_s": self.parse_s,
+            "metadata_s": self.metadata_s,
+            "total_s": self.total_s,
+            "batches": [
+                {
+                    "index": b.index,
+                    "cells": b.cells,
+                    "outputs": b.outputs,
+                    "manifest_s": b.manifest_s,
+                    "insert_s": b.insert_s,
+                    "notify_s": b.notify_s,
+                    "started_at": b.started_at - self.started_at,
+                    "finished_at": b.finished_at - self.started_at,
+                    "doc_cells_after": b.doc_cells_after,
+                }
+                for b in self.batches
+            ],
+        }
+
+
+def _read_and_parse(path: str, max_bytes: int) -> tuple[ParsedNotebook, int, float, float]:
+    t0 = time.perf_counter()
+    data = read_notebook_file(path, max_bytes=max_bytes)
+    t1 = time.perf_counter()
+    parsed = parse_notebook(data, max_bytes=max_bytes)
+    t2 = time.perf_counter()
+    return parsed, len(data), t1 - t0, t2 - t1
+
+
+def _batch_refs(
+    batch: Sequence[CellRecord], store: BlobStore, inline_threshold: int
+) -> list[list[str]]:
+    return [
+        outputs_to_refs(record.outputs, store, inline_threshold=inline_threshold)
+        if record.outputs
+        else []
+        for record in batch
+    ]
+
+
+async def stream_load(
+    room: NotebookRoom,
+    store: BlobStore,
+    options: LoadOptions,
+    *,
+    client_alive: Callable[[], bool] = lambda: True,
+    before_batch: BatchHook | None = None,
+) -> LoadReport:
+    """Load ``room.path`` into ``room.doc`` progressively. The caller must hold the claim.
+
+    Never raises for a load failure: the report says ``ok=False`` with the reason, the room is
+    rolled back (cells cleared, claim released as ``failed``, one notification). Cancellation
+    rolls back the same way and then propagates.
+    """
+    report = LoadReport(room.notebook_id, options.insert_path, options.batch_size)
+    report.started_at = time.perf_counter()
+    doc = room.doc
+    try:
+        parsed, nbytes, read_s, parse_s = await asyncio.to_thread(
+            _read_and_parse, str(room.path), options.max_notebook_bytes
+        )
+        report.file_bytes, report.read_s, report.parse_s = nbytes, read_s, parse_s
+        cells = parsed.cells
+        report.total_cells = len(cells)
+        room.report_progress(0, len(cells))
+        size = options.batch_size
+        for index, start in enumerate(range(0, len(cells), size)):
+            if before_batch is not None:
+                await before_batch(index)
+            if not client_alive():
+                raise LoadAborted(f"loading client disconnected before batch {index}")
+            batch = cells[start : start + size]
+            t0 = time.perf_counter()
+            n_outputs = sum(len(r.outputs) for r in batch)
+            if n_outputs and options.offload_blobs:
+                refs = await asyncio.to_thread(_batch_refs, batch, store, options.inline_threshold)
+            else:
+                refs = _batch_refs(batch, store, options.inline_threshold)
+            t1 = time.perf_counter()
+            async with room.lock:
+                snapshots = [record_to_cell(r, ref) for r, ref in zip(batch, refs, strict=True)]
+                if options.insert_path == "full":
+                    doc.add_cells_full(start, snapshots)
+                else:
+                    for offset, snap in enumerate(snapshots):
+                        doc.add_cell_naive(start + offset, snap)
+            t2 = time.perf_counter()
+            report.cells = start + len(batch)
+            room.report_progress(report.cells, len(cells))
+            room.notify()
+            await asyncio.sleep(0)  # let the peers' writers ship this batch now
+            t3 = time.perf_counter()
+            report.batches.append(
+                BatchTiming(
+                    index,
+                    len(batch),
+                    n_outputs,
+                    t1 - t0,
+                    t2 - t1,
+                    t3 - t2,
+                    t0,
+                    t3,
+                    doc.cell_count(),
+                )
+            )
+        t0 = time.perf_counter()
+        if parsed.metadata:
+            async with room.lock:
+                doc.set_notebook_metadata(notebook_metadata_to_doc(parsed.metadata))
+            room.notify()
+        report.metadata_s = time.perf_counter() - t0
+        if not client_alive():
+            raise LoadAborted("loading client disconnected before the load completed")
+    except asyncio.CancelledError:
+        _rollback(room, report, "load cancelled")
+        raise
+    except CoreError as exc:
+        _rollback(room, report, str(exc))
+        return report
+    except Exception as exc:  # a bug must still leave the room consistent and retryable
+        _rollback(room, report, f"internal error during load: {type(exc).__name__}: {exc}")
+        return report
+    report.ok = True
+    room.finish_loading()
+    report.finished_at = time.perf_counter()
+    report.total_s = report.finished_at - report.started_at
+    return report
+
+
+def _rollback(room: NotebookRoom, report: LoadReport, reason: str) -> None:
+    """Clear cells, then release the claim as failed, then notify once. Never awaits."""
+    report.ok = False
+    report.error = reason
+    try:
+        room.doc.clear_all_cells()
+        if room.doc.get_notebook_metadata():
+            room.doc.set_notebook_metadata({})
+    except CoreError as exc:  # keep the first reason; note the second
+        reason = f"{reason} (and clearing the partial cells failed: {exc})"
+        report.error = reason
+    room.finish_loading(error=reason)
+    room.notify()
+    report.finished_at = time.perf_counter()
+    report.total_s = report.finished_at - report.started_at

@@ -1,0 +1,220 @@
+"""A notebook room: one Automerge doc, its lock, its peers, and the loading claim.
+
+Change notification is *coalescing*: :meth:`NotebookRoom.notify` only sets a dirty flag on every
+subscriber, and each subscriber's own writer generates one sync message for everything that
+changed since it last wrote. A slow peer therefore never blocks the others (nobody waits for it),
+never grows an unbounded queue, and never misses the final state (its flag stays set until it has
+caught up).
+
+The loading claim is a small state machine::
+
+    empty ──try_start_loading──▶ streaming ──finish_loading(ok)──▶ ready
+      ▲                              │
+      └──────── failed ◀─finish_loading(error)
+
+Only one loader wins the claim (asyncio is single-threaded, so the check-and-set is atomic), the
+winner re-checks that the room is still unloaded (no double load), and the loader releases the
+claim in ``finally`` so a dying loader cannot wedge the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .notebook_doc import NotebookDoc
+
+__all__ = ["LoadPhase", "LoadState", "NotebookRoom", "RoomRegistry", "Subscription"]
+
+
+class LoadPhase(str, enum.Enum):
+    EMPTY = "empty"
+    STREAMING = "streaming"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadState:
+    phase: LoadPhase
+    reason: str | None = None
+    cells_loaded: int = 0
+    total_cells: int | None = None
+
+
+class Subscription:
+    """One peer's view of the room's changes: a dirty flag plus a wake-up event."""
+
+    __slots__ = ("_event", "dirty", "name", "status_dirty")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dirty = True  # a new subscriber needs an initial sync
+        self.status_dirty = True  # ... and the current load status
+        self._event = asyncio.Event()
+        self._event.set()
+
+    def mark(self, *, status: bool = False) -> None:
+        self.dirty = True
+        if status:
+            self.status_dirty = True
+        self._event.set()
+
+    def mark_status(self) -> None:
+        self.status_dirty = True
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event.clear()
+
+
+class NotebookRoom:
+    """The shared state of everyone who opened one notebook path."""
+
+    def __init__(self, notebook_id: str, path: Path) -> None:
+        self.notebook_id = notebook_id
+        self.path = path
+        self.doc = NotebookDoc(notebook_id)
+        self.lock = asyncio.Lock()
+        self._subscribers: dict[int, Subscription] = {}
+        self._next_id = 0
+        self._state = LoadState(LoadPhase.EMPTY)
+        self._loaded_event = asyncio.Event()
+        self.notifications = 0
+        self.loads_started = 0
+
+    # ------------------------------------------------------------------ peers
+    def subscribe(self, name: str) -> tuple[int, Subscription]:
+        sub = Subscription(name)
+        key = self._next_id
+        self._next_id += 1
+        self._subscribers[key] = sub
+        return key, sub
+
+    def unsubscribe(self, key: int) -> None:
+        self._subscribers.pop(key, None)
+
+    @property
+    def peer_count(self) -> int:
+        return len(self._subscribers)
+
+    def notify(self) -> None:
+        """The doc changed: every subscriber must sync (coalesced, never blocks)."""
+        self.notifications += 1
+        for sub in self._subscribers.values():
+            sub.mark()
+
+    def _broadcast_status(self) -> None:
+        for sub in self._subscribers.values():
+            sub.mark_status()
+
+    # ------------------------------------------------------------------ loading claim
+    @property
+    def state(self) -> LoadState:
+        return self._state
+
+    @property
+    def is_loading(self) -> bool:
+        return self._state.phase is LoadPhase.STREAMING
+
+    def needs_load(self) -> bool:
+        """True when an opener should try to load (never loaded, or the last load failed)."""
+        return self._state.phase in (LoadPhase.EMPTY, LoadPhase.FAILED)
+
+    def try_start_loading(self) -> bool:
+        """Atomically claim the load. False if another loader holds it or the room is loaded.
+
+        Re-checks emptiness after the claim is won: a room that already holds cells (or is
+        ready) is never loaded twice.
+        """
+        if not self.needs_load():
+            return False
+        if self.doc.cell_count() > 0:  # defensive: a failed load always clears its cells
+            return False
+        self.loads_started += 1
+        self._loaded_event.clear()
+        self._state = LoadState(LoadPhase.STREAMING)
+        self._broadcast_status()
+        return True
+
+    def report_progress(self, cells_loaded: int, total_cells: int | None) -> None:
+        if self._state.phase is LoadPhase.STREAMING:
+            self._state = LoadState(LoadPhase.STREAMING, None, cells_loaded, total_cells)
+
+    def finish_loading(self, *, error: str | None = None) -> None:
+        """Release the claim: ``ready`` on success, ``failed`` (with ``error``) otherwise."""
+        if self._state.phase is not LoadPhase.STREAMING:
+            return
+        if error is None:
+            count = self.doc.cell_count()
+            self._state = LoadState(LoadPhase.READY, None, count, count)
+        else:
+            self._state = LoadState(LoadPhase.FAILED, error, 0, self._state.total_cells)
+        self._loaded_event.set()
+        self._broadcast_status()
+
+    async def wait_load_finished(self) -> LoadState:
+        await self._loaded_event.wait()
+        return self._state
+
+
+class RoomRegistry:
+    """Rooms by notebook id, evicted ``eviction_delay`` seconds after their last peer leaves."""
+
+    def __init__(self, *, eviction_delay: float = 30.0) -> None:
+        self.eviction_delay = eviction_delay
+        self._rooms: dict[str, NotebookRoom] = {}
+        self._evictions: dict[str, asyncio.TimerHandle] = {}
+        self.evicted = 0
+        self.on_evict: Callable[[NotebookRoom], None] | None = None
+
+    def get_or_create(self, notebook_id: str, path: Path) -> NotebookRoom:
+        handle = self._evictions.pop(notebook_id, None)
+        if handle is not None:
+            handle.cancel()
+        room = self._rooms.get(notebook_id)
+        if room is None:
+            room = NotebookRoom(notebook_id, path)
+            self._rooms[notebook_id] = room
+        return room
+
+    def get(self, notebook_id: str) -> NotebookRoom | None:
+        return self._rooms.get(notebook_id)
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def rooms(self) -> list[NotebookRoom]:
+        return list(self._rooms.values())
+
+    def release(self, room: NotebookRoom) -> None:
+        """Call when a peer left; schedules eviction once the room has no peers."""
+        if room.peer_count > 0 or room.is_loading:
+            return
+        if self._rooms.get(room.notebook_id) is not room:
+            return
+        old = self._evictions.pop(room.notebook_id, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._evictions[room.notebook_id] = loop.call_later(self.eviction_delay, self._evict, room)
+
+    def _evict(self, room: NotebookRoom) -> None:
+        self._evictions.pop(room.notebook_id, None)
+        if room.peer_count > 0 or room.is_loading:
+            return
+        if self._rooms.get(room.notebook_id) is room:
+            del self._rooms[room.notebook_id]
+            self.evicted += 1
+            if self.on_evict is not None:
+                self.on_evict(room)
+
+    def close(self) -> None:
+        for handle in self._evictions.values():
+            handle.cancel()
+        self._evictions.clear()
+        self._rooms.clear()

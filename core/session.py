@@ -1,0 +1,289 @@
+"""One connected peer: a reader task, a writer task and a request task over a stream pair.
+
+* The **reader** owns the socket's read side. It reads whatever bytes are available, feeds the
+  sans-IO :class:`FrameDecoder` (so no read can ever be cut mid-frame), applies sync messages at
+  once and queues requests in order (bounded: a client that floods requests is slowed down, not
+  dropped). It never writes, so it never blocks on a peer that does not read.
+* The **writer** is the only task that writes. It sleeps on the peer's :class:`Subscription`;
+  when woken it sends queued control frames (responses), then *one* sync message covering
+  everything the peer has not seen yet (generated just before it is written, so a slow peer gets
+  fewer, larger messages rather than a growing queue), then the current load status if it
+  changed. Every write is followed by ``await drain()`` (backpressure stays on this peer only).
+* The **request** task answers requests one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from automerge import core as am
+
+from . import protocol as p
+from .errors import CoreError, LocalProtocolError, ProtocolError, SaveRefused, TransportClosed
+from .framing import Frame, FrameDecoder, FrameType, encode_frame
+from .room import LoadPhase, NotebookRoom, RoomRegistry
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+__all__ = ["PeerSession", "SessionStatistics"]
+
+log = logging.getLogger("nbstream.session")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    frames_in: int
+    bytes_in: int
+    frames_out: int
+    bytes_out: int
+    sync_frames_out: int
+    sync_frames_in: int
+    requests: int
+    sync_gen_s: float
+    send_s: float
+
+
+class PeerSession:
+    """The daemon's side of one connection, after a successful handshake."""
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        room: NotebookRoom,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        decoder: FrameDecoder,
+        name: str,
+        pipelined: Sequence[Frame] = (),
+    ) -> None:
+        self.daemon = daemon
+        self.room = room
+        self.name = name
+        self._reader = reader
+        self._writer = writer
+        self._decoder = decoder
+        self._pipelined = list(pipelined)
+        self.sync_state = am.SyncState()
+        self._sub_key, self.sub = room.subscribe(name)
+        self._control: deque[bytes] = deque()
+        self._requests: asyncio.Queue[p.Request | None] = asyncio.Queue(
+            daemon.config.request_queue_size
+        )
+        self.reader_done = asyncio.Event()
+        self.close_reason: str | None = None
+        self._closing = False
+        self._frames_in = 0
+        self._bytes_in = 0
+        self._frames_out = 0
+        self._bytes_out = 0
+        self._sync_out = 0
+        self._sync_in = 0
+        self._n_requests = 0
+        self._sync_gen_s = 0.0
+        self._send_s = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def alive(self) -> bool:
+        """False once the peer has gone (EOF, reset, protocol error)."""
+        return not self.reader_done.is_set()
+
+    async def run(self) -> None:
+        """Serve the peer until it leaves; always cleans up."""
+        tasks = [
+            asyncio.create_task(self._read_loop(), name=f"{self.name}-reader"),
+            asyncio.create_task(self._write_loop(), name=f"{self.name}-writer"),
+            asyncio.create_task(self._request_loop(), name=f"{self.name}-requests"),
+        ]
+        try:
+            await self.reader_done.wait()
+            # Let the writer flush a pending `closing` frame (bounded by the peer's reading).
+            if self.close_reason is not None:
+                self._closing = True
+                self.sub.mark_status()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(tasks[1]), timeout=1.0)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.room.unsubscribe(self._sub_key)
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+
+    def release(self, registry: RoomRegistry) -> None:
+        registry.release(self.room)
+
+    # ------------------------------------------------------------------ reading
+    async def _read_loop(self) -> None:
+        try:
+            for frame in self._pipelined:
+                self._frames_in += 1
+                await self._dispatch(frame.type, frame.payload)
+            self._pipelined.clear()
+            while True:
+                data = await self._reader.read(self.daemon.config.read_chunk)
+                if not data:
+                    self._decoder.eof()
+                    return
+                self._bytes_in += len(data)
+                for frame in self._decoder.feed(data):
+                    self._frames_in += 1
+                    await self._dispatch(frame.type, frame.payload)
+        except ProtocolError as exc:
+            log.info("%s: protocol error, closing: %s", self.name, exc)
+            self._fail(exc)
+        except TransportClosed as exc:
+            log.info("%s: %s", self.name, exc)
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: connection lost: %s", self.name, exc)
+        finally:
+            self.reader_done.set()
+            self.sub.mark()  # wake the writer so it can finish
+
+    async def _dispatch(self, ftype: FrameType | None, payload: bytes) -> None:
+        if ftype is FrameType.SYNC:
+            self._sync_in += 1
+            room = self.room
+            before = room.doc.heads()
+            room.doc.receive_sync_message(self.sync_state, payload)
+            if room.doc.heads() != before:
+                room.notify()  # the peer edited: everyone (this peer included) syncs
+            else:
+                self.sub.mark()  # maybe the peer needs data from us
+        elif ftype is FrameType.REQUEST:
+            request = p.parse_request(payload)
+            self._n_requests += 1
+            await self._requests.put(request)
+        else:
+            # Responses, broadcasts and session control are daemon → client only; ignore them.
+            log.debug("%s: ignoring client frame of type %s", self.name, ftype)
+
+    def _fail(self, exc: ProtocolError) -> None:
+        self.close_reason = exc.close_reason
+        closing = p.closing_for(exc)
+        self._control.append(
+            encode_frame(FrameType.SESSION_CONTROL, p.encode_session_control(closing))
+        )
+
+    # ------------------------------------------------------------------ writing
+    async def _send(self, data: bytes) -> None:
+        t0 = time.perf_counter()
+        self._writer.write(data)
+        await self._writer.drain()
+        self._send_s += time.perf_counter() - t0
+        self._frames_out += 1
+        self._bytes_out += len(data)
+
+    def send_control(self, frame: bytes) -> None:
+        self._control.append(frame)
+        self.sub.mark_status()
+
+    async def _write_loop(self) -> None:
+        sub = self.sub
+        try:
+            while True:
+                await sub.wait()
+                while self._control:
+                    await self._send(self._control.popleft())
+                if self._closing or not self.alive:
+                    return
+                if sub.dirty:
+                    sub.dirty = False
+                    t0 = time.perf_counter()
+                    message = self.room.doc.generate_sync_message(self.sync_state)
+                    self._sync_gen_s += time.perf_counter() - t0
+                    if message is not None:
+                        self._sync_out += 1
+                        await self._send(encode_frame(FrameType.SYNC, message))
+                if sub.status_dirty:
+                    sub.status_dirty = False
+                    await self._send(self._status_frame())
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: write failed: %s", self.name, exc)
+            self.reader_done.set()
+
+    def _status_frame(self) -> bytes:
+        state = self.room.state
+        status = p.LoadStatus(
+            phase=_wire_phase(state.phase),
+            reason=state.reason,
+            cells_loaded=state.cells_loaded,
+            total_cells=state.total_cells,
+        )
+        return encode_frame(FrameType.SESSION_CONTROL, p.encode_session_control(status))
+
+    # ------------------------------------------------------------------ requests
+    async def _request_loop(self) -> None:
+        while True:
+            request = await self._requests.get()
+            if request is None:
+                return
+            try:
+                response = await self._handle(request)
+            except CoreError as exc:
+                response = p.ErrorResponse(request.id, str(exc))
+            except Exception as exc:  # keep serving; report the fault in-protocol
+                log.exception("%s: request %r failed", self.name, request)
+                response = p.ErrorResponse(request.id, f"internal error: {type(exc).__name__}")
+            try:
+                frame = encode_frame(FrameType.RESPONSE, p.encode_response(response))
+            except LocalProtocolError as exc:  # e.g. a document too large for one frame
+                error = p.ErrorResponse(request.id, f"response not sendable: {exc}")
+                frame = encode_frame(FrameType.RESPONSE, p.encode_response(error))
+            self.send_control(frame)
+
+    async def _handle(self, request: p.Request) -> p.Response:
+        room = self.room
+        if isinstance(request, p.Ping):
+            return p.Pong(request.id)
+        if isinstance(request, p.GetDocBytes):
+            return p.DocBytes(request.id, room.doc.save())
+        if isinstance(request, p.GetLoadStatus):
+            s = room.state
+            return p.LoadStatusResponse(
+                request.id, _wire_phase(s.phase), s.reason, s.cells_loaded, s.total_cells
+            )
+        if isinstance(request, p.GetBlob):
+            store = self.daemon.blob_store
+            data = await asyncio.to_thread(store.get, request.hash)
+            meta = await asyncio.to_thread(store.get_meta, request.hash)
+            if data is None or meta is None:
+                return p.ErrorResponse(request.id, f"no blob {request.hash}")
+            return p.Blob(request.id, request.hash, meta.media_type, data)
+        if isinstance(request, p.Save):
+            path, written = await self.daemon.save_room(room)
+            return p.Saved(request.id, str(path), written)
+        raise SaveRefused(f"unsupported request {type(request).__name__}")  # pragma: no cover
+
+    # ------------------------------------------------------------------ counters
+    def statistics(self) -> SessionStatistics:
+        return SessionStatistics(
+            frames_in=self._frames_in,
+            bytes_in=self._bytes_in,
+            frames_out=self._frames_out,
+            bytes_out=self._bytes_out,
+            sync_frames_out=self._sync_out,
+            sync_frames_in=self._sync_in,
+            requests=self._n_requests,
+            sync_gen_s=self._sync_gen_s,
+            send_s=self._send_s,
+        )
+
+
+def _wire_phase(phase: LoadPhase) -> Literal["streaming", "ready", "failed"]:
+    """The wire has no ``empty``: a room is empty only until its opener claims the load."""
+    if phase is LoadPhase.READY:
+        return "ready"
+    if phase is LoadPhase.FAILED:
+        return "failed"
+    return "streaming"
