@@ -80,6 +80,10 @@ class DaemonStatistics:
     rooms: int
     loads_started: int
     loads_failed: int
+    sync_gen_s: float  # summed over finished sessions: time generating sync messages
+    send_s: float  # summed over finished sessions: time in write + drain
+    frames_out: int
+    bytes_out: int
 
 
 class Daemon:
@@ -110,6 +114,7 @@ class Daemon:
         self._handshake_failures = 0
         self._protocol_errors = 0
         self._state_changed = asyncio.Condition()
+        self._ended = [0.0, 0.0, 0, 0]  # sync_gen_s, send_s, frames_out, bytes_out
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Daemon:
@@ -224,6 +229,11 @@ class Daemon:
                 self._protocol_errors += 1
         finally:
             self.sessions.discard(session)
+            st = session.statistics()
+            self._ended[0] += st.sync_gen_s
+            self._ended[1] += st.send_s
+            self._ended[2] += st.frames_out
+            self._ended[3] += st.bytes_out
             self.rooms.release(room)
             self._changed()
         if load_task is not None:
@@ -317,6 +327,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ counters
     def statistics(self) -> DaemonStatistics:
+        live = list(self.sessions)
         return DaemonStatistics(
             connections=self._n_connections,
             active_connections=len(self._connections),
@@ -325,6 +336,10 @@ class Daemon:
             rooms=len(self.rooms),
             loads_started=sum(r.loads_started for r in self.rooms.rooms()),
             loads_failed=sum(1 for r in self.load_reports if not r.ok),
+            sync_gen_s=float(self._ended[0]) + sum(s.statistics().sync_gen_s for s in live),
+            send_s=float(self._ended[1]) + sum(s.statistics().send_s for s in live),
+            frames_out=int(self._ended[2]) + sum(s.statistics().frames_out for s in live),
+            bytes_out=int(self._ended[3]) + sum(s.statistics().bytes_out for s in live),
         )
 
 

@@ -1,0 +1,141 @@
+"""``nbstream open``: open a notebook through a running daemon and watch the cells arrive.
+
+Shows a live progress bar (cells received / total) on a terminal, then a summary; ``--json``
+prints the summary as JSON (keys ``cells``, ``outputs``, ``time_to_first_cell_s``,
+``time_to_full_s``, ``status``, ``reason``). ``--export`` fetches the output manifests and blobs
+the cells reference (``get_blob`` requests) and writes the synced notebook as nbformat 4.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.blob_store import MemoryBlobStore, is_blob_id
+from core.client import Arrival, LoadFailed, NotebookClient, OpenRefused
+from core.daemon import default_socket_path
+from core.errors import CoreError
+from core.ipynb import export_notebook
+
+__all__ = ["fetch_blobs", "open_notebook"]
+
+
+def _bar(done: int, total: int | None, width: int = 30) -> str:
+    if not total:
+        return f"[{'?' * width}] {done} cells"
+    filled = min(width, width * done // total)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} cells"
+
+
+async def fetch_blobs(client: NotebookClient) -> MemoryBlobStore:
+    """Copy every manifest the doc references, and every blob those manifests reference."""
+    store = MemoryBlobStore()
+    wanted = [ref for cell in client.doc.get_cells() for ref in cell.outputs if is_blob_id(ref)]
+    seen: set[str] = set()
+    while wanted:
+        ref = wanted.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        try:
+            blob = await client.get_blob(ref)
+        except CoreError:
+            continue  # exported as the "could not be resolved" placeholder
+        store.put(blob.data, blob.media_type)
+        if blob.media_type == "application/x-jupyter-output+json":
+            wanted.extend(_nested_blob_ids(blob.data))
+    return store
+
+
+def _nested_blob_ids(manifest: bytes) -> list[str]:
+    try:
+        value: Any = json.loads(manifest)
+    except ValueError:
+        return []
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("blob")
+            if isinstance(ref, str) and is_blob_id(ref):
+                found.append(ref)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+async def open_notebook(args: argparse.Namespace) -> int:
+    socket_path = Path(args.socket) if args.socket else default_socket_path()
+    notebook = Path(args.notebook).expanduser().absolute()
+    tty = sys.stderr.isatty() and not args.json
+
+    def on_frame(arrival: Arrival) -> None:
+        if tty:
+            status = client.load_status
+            total = status.total_cells if status is not None else None
+            sys.stderr.write("\r\x1b[K" + _bar(arrival.cell_count, total))
+            sys.stderr.flush()
+
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+    except OSError as exc:
+        print(
+            f"nbstream open: cannot connect to {socket_path}: {exc.strerror or exc} "
+            "(is `nbstream serve` running?)",
+            file=sys.stderr,
+        )
+        return 2
+    client = NotebookClient(reader, writer, name="open", on_frame=on_frame)
+    summary: dict[str, Any] = {"notebook": str(notebook), "socket": str(socket_path)}
+    try:
+        try:
+            await client.open(notebook)
+            await asyncio.wait_for(client.wait_loaded(), args.timeout)
+            summary.update(status="ready", reason=None)
+        except OpenRefused as exc:
+            summary.update(status="refused", reason=str(exc))
+        except LoadFailed as exc:
+            summary.update(status="failed", reason=str(exc))
+        except asyncio.TimeoutError:
+            summary.update(status="timeout", reason=f"not loaded within {args.timeout:g} s")
+        if tty:
+            sys.stderr.write("\r\x1b[K")
+        stats = client.statistics()
+        cells = client.doc.get_cells()
+        summary.update(
+            cells=len(cells),
+            outputs=sum(len(c.outputs) for c in cells),
+            time_to_first_cell_s=stats.time_to_first_cell_s,
+            time_to_full_s=stats.time_to_full_s,
+            frames=stats.frames_in,
+            bytes=stats.bytes_in,
+        )
+        if args.export is not None and summary["status"] == "ready":
+            store = await fetch_blobs(client)
+            data = export_notebook(client.doc, store)
+            args.export.write_bytes(data)
+            summary["exported"] = str(args.export)
+    finally:
+        await client.close()
+    if args.json:
+        json.dump(summary, sys.stdout, indent=1, sort_keys=True)
+        sys.stdout.write("\n")
+    elif summary["status"] == "ready":
+        ttfc, full = summary["time_to_first_cell_s"], summary["time_to_full_s"]
+        print(
+            f"{summary['cells']} cells, {summary['outputs']} outputs; first cell after "
+            f"{(ttfc or 0) * 1000:.1f} ms, all after {(full or 0) * 1000:.1f} ms "
+            f"({summary['frames']} frames, {summary['bytes']} bytes)"
+        )
+        if "exported" in summary:
+            print(f"exported to {summary['exported']}")
+    if summary["status"] != "ready":
+        print(f"nbstream open: {summary['status']}: {summary['reason']}", file=sys.stderr)
+        return 2 if summary["status"] in ("refused", "failed") else 1
+    return 0

@@ -1,0 +1,150 @@
+"""Virtual peers: how each simulated client behaves, and the transports that connect it.
+
+A peer is a :class:`core.client.NotebookClient` (or, for ``never_reads``, a bare socket that
+sends its handshake and its first sync message and then never reads again), connected to the
+daemon over one of three transports:
+
+* ``memory`` — :func:`sim.streams.memory_stream_pair` with a per-peer capacity (bounded buffers);
+* ``socketpair`` — ``socket.socketpair()`` with optional small SO_SNDBUF/SO_RCVBUF;
+* ``unix`` — the real Unix-socket daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from automerge import core as am
+
+from core.client import NotebookClient
+from core.daemon import Daemon
+from core.framing import FrameType, encode_frame, encode_untyped
+from core.notebook_doc import NotebookDoc
+from core.protocol import OpenNotebook, encode_handshake
+
+from .streams import memory_stream_pair
+
+__all__ = ["Behaviour", "PeerSpec", "Transport", "VirtualPeer", "connect_streams"]
+
+Behaviour = Literal["normal", "slow", "never_reads", "never_replies", "disconnects"]
+Transport = Literal["memory", "socketpair", "unix"]
+StreamPair = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSpec:
+    """One simulated client. ``join_at_batch=None`` opens before the load (the first such peer
+    is the loader); an int opens just before that batch is inserted."""
+
+    name: str
+    behaviour: Behaviour = "normal"
+    join_at_batch: int | None = None
+    disconnect_at_batch: int | None = None
+    read_delay_s: float = 0.0  # "slow": pause before every read
+    buffer: int | None = None  # transport buffer per direction (bytes); None = default
+
+    @property
+    def expects_convergence(self) -> bool:
+        """Peers that stay and read must end up equal to the server."""
+        return self.behaviour not in ("never_reads", "disconnects")
+
+
+async def connect_streams(
+    transport: Transport, daemon: Daemon, buffer: int | None, server_tasks: set[asyncio.Task[None]]
+) -> StreamPair:
+    """A client-side stream pair whose other end the daemon serves."""
+    if transport == "unix":
+        path = daemon.config.socket_path
+        if path is None:
+            raise ValueError("the unix transport needs a daemon with a socket_path")
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        if buffer is not None:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
+        return reader, writer
+    if transport == "socketpair":
+        a, b = socket.socketpair()
+        if buffer is not None:
+            for s in (a, b):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
+        sr, sw = await asyncio.open_connection(sock=a, limit=max(buffer or 0, 2**16))
+        cr, cw = await asyncio.open_connection(sock=b, limit=max(buffer or 0, 2**16))
+    else:
+        (cr, cw), (sr, sw) = await memory_stream_pair(capacity=buffer or 64 * 1024)
+    task = asyncio.create_task(daemon.handle_connection(sr, sw))
+    server_tasks.add(task)
+    task.add_done_callback(server_tasks.discard)
+    return cr, cw
+
+
+class VirtualPeer:
+    """A running simulated peer."""
+
+    def __init__(self, spec: PeerSpec) -> None:
+        self.spec = spec
+        self.client: NotebookClient | None = None
+        self._raw_writer: asyncio.StreamWriter | None = None
+        self.opened_at: float | None = None
+        self.error: str | None = None
+        self.disconnected = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def open(
+        self,
+        notebook: Path,
+        connect: Callable[[int | None], Awaitable[StreamPair]],
+    ) -> None:
+        spec = self.spec
+        reader, writer = await connect(spec.buffer)
+        loop = asyncio.get_running_loop()
+        self.opened_at = loop.time()
+        if spec.behaviour == "never_reads":
+            # Handshake plus a first sync message, then silence: never reads another byte.
+            hello = NotebookDoc.empty().generate_sync_message(am.SyncState())
+            data = encode_untyped(encode_handshake(OpenNotebook(str(notebook))))
+            if hello:
+                data += encode_frame(FrameType.SYNC, hello)
+            writer.write(data)
+            self._raw_writer = writer
+            return
+        client = NotebookClient(
+            reader,
+            writer,
+            name=spec.name,
+            auto_reply=spec.behaviour != "never_replies",
+            read_delay=spec.read_delay_s,
+        )
+        self.client = client
+        await client.open(notebook)
+
+    async def disconnect(self) -> None:
+        """Vanish abruptly (no goodbye)."""
+        self.disconnected = True
+        if self.client is not None:
+            await self.client.close()
+        if self._raw_writer is not None:
+            self._raw_writer.close()
+
+    async def wait_settled(self, predicate: Callable[[NotebookClient], bool]) -> None:
+        if self.client is None or self.disconnected or not self.spec.expects_convergence:
+            return
+        client = self.client
+        await client.wait_for(lambda: predicate(client))
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        if self._raw_writer is not None:
+            self._raw_writer.close()
+            with contextlib.suppress(Exception):
+                await self._raw_writer.wait_closed()

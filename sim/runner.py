@@ -1,0 +1,341 @@
+"""Run one scenario against a real daemon and measure it.
+
+The daemon runs in this process; peers connect over the chosen transport. The load's own hook
+(``Daemon(before_batch=…)``) drives the scenario: at batch k it opens the peers that join at k,
+disconnects the ones that leave at k, and injects the scenario's fault. So "joins at batch k" is
+exact, whatever the machine's speed, and the run is reproducible from its seed.
+
+Every wait has a safety timeout; hitting it is a failed check ("deadlock?"), never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import __version__
+from core.blob_store import BlobStore, DiskBlobStore, MemoryBlobStore
+from core.client import NotebookClient
+from core.daemon import Daemon, DaemonConfig
+from core.errors import BlobStoreError
+from core.ipynb import parse_notebook
+from core.loader import InsertPath, LoadReport
+from core.room import LoadPhase, NotebookRoom
+
+from .convergence import ConvergenceReport, check_convergence, empty_document, expected_document
+from .metrics import batch_rows, peer_row, phases, raw_automerge_seconds
+from .notebook_gen import notebook_fingerprint
+from .peers import PeerSpec, StreamPair, Transport, VirtualPeer, connect_streams
+from .scenarios import Scenario
+
+__all__ = ["Check", "SimResult", "run_scenario"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(slots=True)
+class SimResult:
+    scenario: Scenario
+    transport: str
+    insert_path: str
+    batch_size: int
+    seed: int
+    notebook: dict[str, Any]
+    cells: int = 0
+    converged: bool = False
+    checks: list[Check] = field(default_factory=list)
+    peers: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    raw_automerge_s: float = 0.0
+    daemon_overhead_ratio: float = 0.0
+    load_reports: list[LoadReport] = field(default_factory=list)
+    convergence: list[ConvergenceReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": "sim",
+            "version": __version__,
+            "seed": self.seed,
+            "scenario": self.scenario.name,
+            "transport": self.transport,
+            "insert_path": self.insert_path,
+            "batch_size": self.batch_size,
+            "notebook": self.notebook,
+            "converged": self.converged,
+            "cells": self.cells,
+            "ok": self.ok,
+            "peers": self.peers,
+            "batches": self.batches,
+            "phases": self.phases,
+            "counters": self.counters,
+            "raw_automerge_s": self.raw_automerge_s,
+            "daemon_overhead_ratio": self.daemon_overhead_ratio,
+            "loads": [r.to_dict() for r in self.load_reports],
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+class _Run:
+    """The mutable state of one scenario run."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        notebook: Path,
+        transport: Transport,
+        timeout: float,
+        progress: Progress | None,
+    ) -> None:
+        self.scenario = scenario
+        self.notebook = notebook
+        self.transport = transport
+        self.timeout = timeout
+        self.progress = progress
+        self.daemon: Daemon | None = None
+        self.peers: dict[str, VirtualPeer] = {}
+        self.join_batch: dict[str, int | None] = {}
+        self.server_tasks: set[asyncio.Task[None]] = set()
+        self.fault_armed = scenario.fail_at_batch is not None
+        self.total_batches = 0
+        self.room: NotebookRoom | None = None
+
+    async def connect(self, buffer: int | None) -> StreamPair:
+        assert self.daemon is not None
+        return await connect_streams(self.transport, self.daemon, buffer, self.server_tasks)
+
+    async def open_peer(self, spec: PeerSpec, batch: int | None) -> VirtualPeer:
+        peer = VirtualPeer(spec)
+        self.peers[spec.name] = peer
+        self.join_batch[spec.name] = batch
+        await asyncio.wait_for(peer.open(self.notebook, self.connect), self.timeout)
+        return peer
+
+    async def before_batch(self, room: NotebookRoom, index: int) -> None:
+        if self.progress is not None and self.total_batches:
+            self.progress(f"batch {index + 1}/{self.total_batches}")
+        for spec in self.scenario.peers:
+            if spec.join_at_batch == index and spec.name not in self.peers:
+                await self.open_peer(spec, index)
+            if spec.disconnect_at_batch == index and spec.name in self.peers:
+                peer = self.peers[spec.name]
+                if not peer.disconnected:
+                    await self._disconnect(room, peer)
+        if self.fault_armed and index == self.scenario.fail_at_batch:
+            self.fault_armed = False
+            raise BlobStoreError(
+                f"blob store write failed: [Errno 28] No space left on device "
+                f"(injected at batch {index})"
+            )
+
+    async def _disconnect(self, room: NotebookRoom, peer: VirtualPeer) -> None:
+        daemon = self.daemon
+        assert daemon is not None
+        before = sum(1 for s in daemon.sessions if s.room is room)
+        await peer.disconnect()
+        await asyncio.wait_for(
+            daemon.wait_for(lambda: sum(1 for s in daemon.sessions if s.room is room) < before),
+            self.timeout,
+        )
+
+    async def settle(self, room: NotebookRoom, *, loaded: bool) -> list[str]:
+        """Wait until every reading peer holds the server's heads; returns peers that timed out."""
+        target = room.doc.heads()
+        phase = "ready" if loaded else "failed"
+        late: list[str] = []
+
+        def done(c: NotebookClient) -> bool:
+            s = c.load_status
+            return s is not None and s.phase == phase and c.doc.heads() == target
+
+        for peer in self.peers.values():
+            try:
+                await asyncio.wait_for(peer.wait_settled(done), self.timeout)
+            except (asyncio.TimeoutError, Exception) as exc:
+                late.append(f"{peer.name} ({type(exc).__name__}: {exc})")
+        return late
+
+    def materialized(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: peer.client.doc.materialize()
+            for name, peer in self.peers.items()
+            if peer.client is not None and not peer.disconnected and peer.spec.expects_convergence
+        }
+
+    async def close(self) -> None:
+        for peer in self.peers.values():
+            await peer.close()
+        if self.daemon is not None:
+            await self.daemon.stop()
+        for task in list(self.server_tasks):
+            task.cancel()
+        await asyncio.gather(*self.server_tasks, return_exceptions=True)
+
+
+async def run_scenario(
+    scenario: Scenario,
+    notebook: Path,
+    *,
+    transport: Transport = "memory",
+    batch_size: int = 3,
+    insert_path: InsertPath = "full",
+    seed: int = 0,
+    timeout: float = 120.0,
+    progress: Progress | None = None,
+    blob_store: BlobStore | None = None,
+) -> SimResult:
+    """Run ``scenario`` on ``notebook``; checks (convergence, completion) are in the result."""
+    notebook = Path(os.path.realpath(notebook))
+    data = notebook.read_bytes()
+    parsed = parse_notebook(data)
+    notebook_id = str(notebook)
+    expected = expected_document(parsed, notebook_id)
+    result = SimResult(
+        scenario,
+        transport,
+        insert_path,
+        batch_size,
+        seed,
+        {
+            "path": notebook_id,
+            "cells": len(parsed.cells),
+            "bytes": len(data),
+            "sha256": notebook_fingerprint(data),
+        },
+    )
+    run = _Run(scenario, notebook, transport, timeout, progress)
+    run.total_batches = -(-len(parsed.cells) // batch_size)
+    with tempfile.TemporaryDirectory(prefix="nbsim-") as tmp:
+        if blob_store is None:
+            blob_store = (
+                DiskBlobStore(Path(tmp) / "blobs") if transport == "unix" else (MemoryBlobStore())
+            )
+        config = DaemonConfig(
+            socket_path=Path(tmp) / "d.sock" if transport == "unix" else None,
+            batch_size=batch_size,
+            insert_path=insert_path,
+            eviction_delay=timeout,
+        )
+        daemon = Daemon(config, blob_store=blob_store, before_batch=run.before_batch)
+        run.daemon = daemon
+        try:
+            await daemon.start()
+            await _drive(run, result, expected, notebook_id)
+        finally:
+            await run.close()
+    result.load_reports = list(daemon.load_reports)
+    _measure(run, result, parsed, batch_size)
+    return result
+
+
+async def _drive(run: _Run, result: SimResult, expected: dict[str, Any], notebook_id: str) -> None:
+    scenario, daemon = run.scenario, run.daemon
+    assert daemon is not None
+    initial = [s for s in scenario.peers if s.join_at_batch is None]
+    await run.open_peer(initial[0], None)
+    room = daemon.rooms.get(notebook_id)
+    run.room = room
+    if room is None:
+        result.checks.append(Check("open", False, "the daemon created no room for the loader"))
+        return
+    await asyncio.gather(*(run.open_peer(s, None) for s in initial[1:]))
+    try:
+        state = await asyncio.wait_for(room.wait_load_finished(), run.timeout)
+    except asyncio.TimeoutError:
+        result.checks.append(Check("load finished", False, f"no result in {run.timeout:g} s"))
+        return
+    first_ok = state.phase is LoadPhase.READY
+    if first_ok:
+        _verify(run, result, room, expected, "load", await run.settle(room, loaded=True))
+        return
+    # The load failed: everyone must converge to the empty notebook, then a retry loads fully.
+    expect_failure = scenario.fail_at_batch is not None or any(
+        s.disconnect_at_batch is not None and s is scenario.loader for s in scenario.peers
+    )
+    result.checks.append(Check("failure was expected", expect_failure, state.reason or ""))
+    _verify(
+        run,
+        result,
+        room,
+        empty_document(notebook_id),
+        "rollback",
+        await run.settle(room, loaded=False),
+    )
+    await run.open_peer(PeerSpec("retry"), None)
+    try:
+        state = await asyncio.wait_for(room.wait_load_finished(), run.timeout)
+    except asyncio.TimeoutError:
+        result.checks.append(Check("retry finished", False, f"no result in {run.timeout:g} s"))
+        return
+    result.checks.append(Check("retry loaded", state.phase is LoadPhase.READY, state.reason or ""))
+    _verify(run, result, room, expected, "retry", await run.settle(room, loaded=True))
+
+
+def _verify(
+    run: _Run,
+    result: SimResult,
+    room: NotebookRoom,
+    expected: dict[str, Any],
+    stage: str,
+    late: list[str],
+) -> None:
+    result.checks.append(Check(f"{stage}: every peer settled", not late, "; ".join(late)))
+    report = check_convergence(room.doc.materialize(), run.materialized(), expected=expected)
+    result.convergence.append(report)
+    result.checks.append(Check(f"{stage}: converged", report.ok, report.describe()))
+    result.converged = report.ok and not late
+
+
+def _measure(run: _Run, result: SimResult, parsed: Any, batch_size: int) -> None:
+    ok_reports = [r for r in result.load_reports if r.ok]
+    report = (
+        ok_reports[-1] if ok_reports else (result.load_reports[-1] if result.load_reports else None)
+    )
+    room_stats = None
+    daemon = run.daemon
+    if daemon is not None and report is not None:
+        result.cells = report.cells if report.ok else 0
+    clients = {n: p for n, p in run.peers.items() if p.client is not None}
+    if report is not None:
+        result.batches = batch_rows(report, clients, run.join_batch)
+        result.phases = phases(report, daemon)
+    result.peers = [peer_row(p, run.join_batch.get(n), report) for n, p in run.peers.items()]
+    for row in result.peers:
+        conv = [c for c in result.convergence if row["name"] in c.checked]
+        row["converged"] = bool(conv) and all(row["name"] not in c.diffs for c in conv)
+    if run.room is not None:
+        room_stats = run.room.doc.statistics()
+    if room_stats is not None:
+        result.counters = {
+            "ops": room_stats.ops,
+            "transactions": room_stats.transactions,
+            "scan_steps": room_stats.scan_steps,
+            "sync_messages": room_stats.sync_messages_generated,
+            "sync_bytes": room_stats.sync_bytes_generated,
+        }
+    result.raw_automerge_s = raw_automerge_seconds(parsed, batch_size)
+    loader = next(
+        (p for p in result.peers if p["name"] in ("loader", "retry") and p["time_to_full_s"]), None
+    )
+    if loader is not None and result.raw_automerge_s > 0:
+        result.daemon_overhead_ratio = loader["time_to_full_s"] / result.raw_automerge_s

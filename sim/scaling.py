@@ -1,0 +1,211 @@
+"""O(n²) detection: size sweeps per insert path, per-batch trends and counter fits.
+
+Three detectors, reported per insert path (``nbstream scale``):
+
+1. a size sweep with a log-log fit of the load's total time against the cell count (exponent
+   with a confidence interval, then a verdict);
+2. within the largest load, the trend of per-batch time against batch index (flat = O(1) per
+   batch, i.e. O(n) for the whole load);
+3. the deterministic counters (``scan_steps``, ``ops``) fitted the same way — exact, so their
+   verdict never flickers with machine noise.
+
+The naive path's sweep stops at 800 cells by default: its quadratic scan costs ~15 s there
+(measured on the reference workload), and ~60 s at 1600.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.blob_store import MemoryBlobStore
+from core.client import NotebookClient
+from core.daemon import Daemon, DaemonConfig
+from core.ipynb import parse_notebook
+from core.loader import InsertPath
+
+from .complexity import (
+    classify_counter,
+    classify_exponent,
+    fit_counter,
+    fit_linear_trend,
+    fit_power_law,
+    is_flat,
+)
+from .metrics import raw_automerge_seconds
+from .notebook_gen import generate_notebook
+from .streams import memory_stream_pair
+
+__all__ = ["DEFAULT_SIZES", "LoadMeasurement", "ScaleResult", "measure_load", "run_scale"]
+
+DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
+    "full": (50, 100, 200, 400, 800, 1600, 3200),
+    "naive": (100, 200, 400, 800),
+}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadMeasurement:
+    cells: int
+    total_s: float
+    time_to_first_cell_s: float | None
+    time_to_full_s: float | None
+    batch_s: tuple[float, ...]
+    ops: int
+    transactions: int
+    scan_steps: int
+    frames: int
+    bytes_in: int
+
+
+async def measure_load(
+    notebook: Path, *, insert_path: InsertPath = "full", batch_size: int = 3
+) -> LoadMeasurement:
+    """One streaming load of ``notebook`` to one peer over in-memory streams."""
+    daemon = Daemon(
+        DaemonConfig(batch_size=batch_size, insert_path=insert_path),
+        blob_store=MemoryBlobStore(),
+    )
+    (cr, cw), (sr, sw) = await memory_stream_pair()
+    server = asyncio.create_task(daemon.handle_connection(sr, sw))
+    client = NotebookClient(cr, cw, name="measure")
+    try:
+        await client.open(notebook)
+        await client.wait_loaded()
+        room = daemon.rooms.rooms()[0]
+        doc_stats = room.doc.statistics()
+        stats = client.statistics()
+    finally:
+        await client.close()
+        await server
+        await daemon.stop()
+    report = daemon.load_reports[0]
+    return LoadMeasurement(
+        cells=report.cells,
+        total_s=report.total_s,
+        time_to_first_cell_s=stats.time_to_first_cell_s,
+        time_to_full_s=stats.time_to_full_s,
+        batch_s=tuple(b.finished_at - b.started_at for b in report.batches),
+        ops=doc_stats.ops,
+        transactions=doc_stats.transactions,
+        scan_steps=doc_stats.scan_steps,
+        frames=stats.frames_in,
+        bytes_in=stats.bytes_in,
+    )
+
+
+@dataclass(slots=True)
+class PathResult:
+    path: str
+    points: list[LoadMeasurement] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        ns = [p.cells for p in self.points]
+        fit = fit_power_law(ns, [p.total_s for p in self.points])
+        largest = max(self.points, key=lambda p: (p.cells, -p.total_s))
+        trend = fit_linear_trend(range(len(largest.batch_s)), largest.batch_s)
+        counters: dict[str, Any] = {}
+        for name in ("scan_steps", "ops"):
+            values = [getattr(p, name) for p in self.points]
+            cfit = fit_counter(ns, values)
+            counters[name] = {
+                "verdict": classify_counter(ns, values),
+                "exponent": None if cfit is None else cfit.exponent,
+            }
+        return {
+            "exponent": fit.exponent,
+            "ci": [fit.ci[0], fit.ci[1]],
+            "verdict": classify_exponent(fit),
+            "r_squared": fit.r_squared,
+            "points": [
+                {
+                    "cells": p.cells,
+                    "total_s": p.total_s,
+                    "time_to_first_cell_s": p.time_to_first_cell_s,
+                    "time_to_full_s": p.time_to_full_s,
+                    "ops": p.ops,
+                    "scan_steps": p.scan_steps,
+                    "transactions": p.transactions,
+                    "frames": p.frames,
+                    "bytes_in": p.bytes_in,
+                }
+                for p in self.points
+            ],
+            "counters": counters,
+            "batch_trend": {
+                "cells": largest.cells,
+                "relative_slope": trend.relative_slope,
+                "robust_relative_slope": trend.robust_relative_slope,
+                "flat": is_flat(trend),
+                "latencies_s": list(largest.batch_s),
+            },
+        }
+
+
+@dataclass(slots=True)
+class ScaleResult:
+    sizes: dict[str, list[int]]
+    repeats: int
+    seed: int
+    batch_size: int
+    paths: dict[str, PathResult] = field(default_factory=dict)
+    raw_points: list[tuple[int, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        raw: dict[str, Any] = {"points": [{"cells": n, "total_s": t} for n, t in self.raw_points]}
+        if len({n for n, _ in self.raw_points}) >= 2 and len(self.raw_points) >= 3:
+            raw["exponent"] = fit_power_law(
+                [n for n, _ in self.raw_points], [t for _, t in self.raw_points]
+            ).exponent
+        return {
+            "command": "scale",
+            "sizes": sorted({n for s in self.sizes.values() for n in s}),
+            "sizes_by_path": self.sizes,
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "paths": {name: pr.to_json() for name, pr in self.paths.items()},
+            "raw_automerge": raw,
+        }
+
+
+async def run_scale(
+    paths: Sequence[InsertPath],
+    *,
+    sizes: dict[str, Sequence[int]] | None = None,
+    repeats: int = 2,
+    seed: int = 0,
+    batch_size: int = 3,
+    progress: Progress | None = None,
+) -> ScaleResult:
+    """Sweep notebook sizes for each insert path; interleave paths per size and repeat."""
+    chosen: dict[str, list[int]] = {
+        str(p): list((sizes or {}).get(p) or DEFAULT_SIZES[p]) for p in paths
+    }
+    result = ScaleResult(chosen, repeats, seed, batch_size)
+    for p in paths:
+        result.paths[p] = PathResult(p)
+    all_sizes = sorted({n for s in chosen.values() for n in s})
+    with tempfile.TemporaryDirectory(prefix="nbscale-") as tmp:
+        for n in all_sizes:
+            data = generate_notebook(cells=n, seed=seed)
+            nb = Path(tmp) / f"scale-{n}.ipynb"
+            nb.write_bytes(data)
+            for r in range(repeats):
+                for p in paths:
+                    if n not in chosen[p]:
+                        continue
+                    if progress is not None:
+                        progress(f"{p} path: {n} cells, run {r + 1}/{repeats}")
+                    m = await measure_load(nb, insert_path=p, batch_size=batch_size)
+                    result.paths[p].points.append(m)
+            if "full" in chosen and n in chosen["full"]:
+                parsed = parse_notebook(data)
+                result.raw_points.append((n, raw_automerge_seconds(parsed, batch_size)))
+    return result
