@@ -85,6 +85,20 @@ class BatchTiming:
     finished_at: float
     doc_cells_after: int
 
+    def to_dict(self, origin: float) -> dict[str, Any]:
+        """JSON-able, with ``started_at``/``finished_at`` relative to ``origin``."""
+        return {
+            "index": self.index,
+            "cells": self.cells,
+            "outputs": self.outputs,
+            "manifest_s": self.manifest_s,
+            "insert_s": self.insert_s,
+            "notify_s": self.notify_s,
+            "started_at": self.started_at - origin,
+            "finished_at": self.finished_at - origin,
+            "doc_cells_after": self.doc_cells_after,
+        }
+
 
 @dataclass(slots=True)
 class LoadReport:
@@ -120,20 +134,7 @@ class LoadReport:
             "parse_s": self.parse_s,
             "metadata_s": self.metadata_s,
             "total_s": self.total_s,
-            "batches": [
-                {
-                    "index": b.index,
-                    "cells": b.cells,
-                    "outputs": b.outputs,
-                    "manifest_s": b.manifest_s,
-                    "insert_s": b.insert_s,
-                    "notify_s": b.notify_s,
-                    "started_at": b.started_at - self.started_at,
-                    "finished_at": b.finished_at - self.started_at,
-                    "doc_cells_after": b.doc_cells_after,
-                }
-                for b in self.batches
-            ],
+            "batches": [b.to_dict(self.started_at) for b in self.batches],
         }
 
 

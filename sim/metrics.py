@@ -50,19 +50,7 @@ def batch_rows(
                 continue
             hit = next((t for t, n in seq if t >= b.started_at and n >= b.doc_cells_after), None)
             latency[name] = None if hit is None else hit - b.started_at
-        rows.append(
-            {
-                "index": b.index,
-                "cells": b.cells,
-                "outputs": b.outputs,
-                "manifest_s": b.manifest_s,
-                "insert_s": b.insert_s,
-                "notify_s": b.notify_s,
-                "started_at": b.started_at - t0,
-                "finished_at": b.finished_at - t0,
-                "latency_s": latency,
-            }
-        )
+        rows.append({**b.to_dict(t0), "latency_s": latency})
     return rows
 
 
