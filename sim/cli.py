@@ -177,6 +177,20 @@ def _print_sim(data: dict[str, Any], description: str) -> None:
     c = data["counters"]
     if c:
         print("counters: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+    targets = data.get("targets", {})
+    if "ttfc_over_full" in targets:
+        t = targets["ttfc_over_full"]
+        trend = targets.get("batch_latency_trend")
+        line = (
+            f"targets: {t['peer']}'s first cell at {100 * t['value']:.0f}% of its time to full "
+            f"(target <= 25%: {'met' if t['met'] else 'MISSED'})"
+        )
+        if trend is not None:
+            line += (
+                f"; its per-batch latency trend {trend['robust_relative_slope']:+.2f} over the "
+                f"load ({'flat' if trend['flat'] else 'NOT flat'})"
+            )
+        print(line)
     print()
     for check in data["checks"]:
         mark = "ok  " if check["ok"] else "FAIL"

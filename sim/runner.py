@@ -27,6 +27,7 @@ from core.ipynb import parse_notebook
 from core.loader import InsertPath, LoadReport
 from core.room import LoadPhase, NotebookRoom
 
+from .complexity import fit_linear_trend, is_flat
 from .convergence import ConvergenceReport, check_convergence, empty_document, expected_document
 from .metrics import batch_rows, peer_row, phases, raw_automerge_seconds
 from .notebook_gen import notebook_fingerprint
@@ -92,8 +93,36 @@ class SimResult:
             "raw_automerge_s": self.raw_automerge_s,
             "daemon_overhead_ratio": self.daemon_overhead_ratio,
             "loads": [r.to_dict() for r in self.load_reports],
+            "targets": self.targets(),
             "checks": [c.to_dict() for c in self.checks],
         }
+
+    def targets(self) -> dict[str, Any]:
+        """Timing targets, measured in this run. Informational: timings never fail a run."""
+        out: dict[str, Any] = {}
+        loader = next(
+            (p for p in self.peers if p["name"] in ("retry", "loader") and p["time_to_full_s"]),
+            None,
+        )
+        if loader is not None and loader["time_to_first_cell_s"] is not None:
+            ratio = loader["time_to_first_cell_s"] / loader["time_to_full_s"]
+            out["ttfc_over_full"] = {
+                "peer": loader["name"],
+                "value": ratio,
+                "target": 0.25,
+                "met": ratio <= 0.25,
+            }
+            lat = [b["latency_s"].get(loader["name"]) for b in self.batches]
+            points = [(i, v) for i, v in enumerate(lat) if v is not None]
+            if len(points) >= 3 and len({i for i, _ in points}) >= 2:
+                trend = fit_linear_trend([i for i, _ in points], [v for _, v in points])
+                out["batch_latency_trend"] = {
+                    "peer": loader["name"],
+                    "robust_relative_slope": trend.robust_relative_slope,
+                    "relative_slope": trend.relative_slope,
+                    "flat": is_flat(trend),
+                }
+        return out
 
 
 class _Run:
