@@ -485,12 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_optional(sub: Any, name: str, module: str, add: str, run: str, help_text: str) -> None:
     import importlib
 
-    try:
-        mod = importlib.import_module(f"sim.{module}")
-    except ModuleNotFoundError as exc:  # TEMPORARY until sim.gate / sim.report land
-        if exc.name != f"sim.{module}":
-            raise
-        return
+    mod = importlib.import_module(f"sim.{module}")
     p = sub.add_parser(name, help=help_text)
     getattr(mod, add)(p)
     runner: Callable[[argparse.Namespace], int] = getattr(mod, run)

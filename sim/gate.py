@@ -1,0 +1,527 @@
+"""The CI performance gate: ``nbstream gate [--base REF]`` and ``nbstream gate --self-test``.
+
+The working tree (the current checkout, uncommitted changes included) is compared with a base
+git ref checked out in a temporary ``git worktree``, on the same machine in the same run. Each
+side is measured by its own long-lived subprocess (``sim/gate_measure.py`` of *this* tree, run as
+a file with ``PYTHONPATH`` set to the side's tree), fed one JSON command per line, so samples can
+be interleaved base/candidate/candidate/base/... at no interpreter-start cost. Both sides load
+the same notebook files, generated once by :mod:`sim.notebook_gen`.
+
+Judgement (see :mod:`sim.gate_stats`): paired time ratios (CI of the median ratio against a
+threshold, never a stored baseline), deterministic counters (any increase fails) and the fitted
+time exponent over a small size sweep. Exit status: 0 pass, 1 regression, 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from sim.gate_measure import GateError, Worker, workers
+from sim.gate_stats import (
+    Comparison,
+    SelfTestResult,
+    SelfTestRun,
+    judge_counters,
+    judge_exponent,
+    judge_time,
+)
+from sim.notebook_gen import write_notebook
+
+__all__ = [
+    "DEFAULT_CELLS",
+    "DEFAULT_PAIRS",
+    "DEFAULT_TIME_THRESHOLD",
+    "GateError",
+    "GateResult",
+    "GateSettings",
+    "Worker",
+    "add_gate_arguments",
+    "compare",
+    "main",
+    "run_gate",
+    "run_gate_command",
+]
+
+DEFAULT_CELLS = 200
+DEFAULT_PAIRS = 30
+DEFAULT_TIME_THRESHOLD = 1.2
+DEFAULT_EXPONENT_TOLERANCE = 0.15
+DEFAULT_COUNTER_TOLERANCE = 0.0
+DEFAULT_BASES = ("origin/main", "main", "HEAD~1")
+DEFAULT_RERUNS = 20
+SELF_TEST_SLOWDOWN = 1.5
+SELF_TEST_QUADRATIC_PAIRS = 5  # the quadratic path is flagged by its counters; keep it short
+SWEEP_DIVISORS = (8, 4, 2, 1)  # sweep sizes: cells/8, cells/4, cells/2, cells
+SWEEP_REPEATS = 3
+COUNTER_RUNS = 2  # lock-step counter runs per side (they double as the warm-up)
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    pairs: int = DEFAULT_PAIRS
+    cells: int = DEFAULT_CELLS
+    time_threshold: float = DEFAULT_TIME_THRESHOLD
+    exponent_tolerance: float = DEFAULT_EXPONENT_TOLERANCE
+    counter_tolerance: float = DEFAULT_COUNTER_TOLERANCE
+    seed: int = 0
+    sweep_repeats: int = SWEEP_REPEATS
+
+    def sweep_sizes(self) -> tuple[int, ...]:
+        return tuple(sorted({max(2, self.cells // d) for d in SWEEP_DIVISORS}))
+
+
+# --------------------------------------------------------------------------- git
+
+
+def _git(args: Sequence[str], cwd: Path) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        raise GateError(f"git {' '.join(args)} failed: {lines[-1]}")
+    return proc.stdout.strip()
+
+
+def _commit_of(root: Path, ref: str) -> str | None:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def repo_root(cwd: Path) -> Path:
+    try:
+        return Path(_git(["rev-parse", "--show-toplevel"], cwd))
+    except (GateError, OSError):
+        raise GateError(f"not a git repository: {cwd}") from None
+
+
+def resolve_base(root: Path, ref: str | None) -> tuple[str, str]:
+    """``(ref, commit)``; the default ref is the first of origin/main, main, HEAD~1 that exists."""
+    candidates = (ref,) if ref is not None else DEFAULT_BASES
+    for name in candidates:
+        commit = _commit_of(root, name)
+        if commit is not None:
+            return name, commit
+    if ref is not None:
+        raise GateError(f"unknown git ref: {ref!r}")
+    raise GateError("no base ref: none of origin/main, main, HEAD~1 exists (use --base REF)")
+
+
+@contextlib.contextmanager
+def base_worktree(root: Path, commit: str) -> Iterator[Path]:
+    """Check ``commit`` out in a temporary detached worktree; always removed afterwards."""
+    holder = Path(tempfile.mkdtemp(prefix="nbstream-gate-"))
+    path = holder / "base"
+    try:
+        _git(["worktree", "add", "--detach", "--quiet", str(path), commit], root)
+        yield path
+    finally:
+        for args in (["worktree", "remove", "--force", str(path)], ["worktree", "prune"]):
+            subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    cells: int
+    main: Path
+    sweep: tuple[tuple[int, Path], ...]
+
+
+def make_workload(directory: Path, settings: GateSettings) -> Workload:
+    """Generate the notebooks both sides load (once; the sweep's largest is the main one)."""
+    paths: dict[int, Path] = {}
+    for n in (*settings.sweep_sizes(), settings.cells):
+        if n not in paths:
+            paths[n] = directory / f"gate-{n}-cells-seed{settings.seed}.ipynb"
+            write_notebook(paths[n], n, settings.seed)
+    return Workload(settings.cells, paths[settings.cells], tuple(sorted(paths.items())))
+
+
+def _run_both(pair: Sequence[Worker], message: Mapping[str, Any], cells: int) -> list[Any]:
+    """Send to both workers, then collect (they run concurrently: warm-up and counters only)."""
+    for w in pair:
+        w.send(message)
+    replies = [w.check(w.receive()) for w in pair]
+    for w, reply in zip(pair, replies, strict=True):
+        _check_cells(w, reply, cells)
+    return replies
+
+
+def _check_cells(worker: Worker, reply: Mapping[str, Any], cells: int) -> None:
+    if reply.get("cells") != cells:
+        raise GateError(f"{worker.label}: loaded {reply.get('cells')} of {cells} cells")
+
+
+def _timed(worker: Worker, path: Path, cells: int) -> tuple[float, float]:
+    """One timed load: ``(wall-clock seconds, process CPU seconds)``."""
+    reply = worker.call({"cmd": "run", "path": str(path)})
+    _check_cells(worker, reply, cells)
+    return float(reply["time_s"]), float(reply["cpu_s"])
+
+
+def compare(
+    base: Worker, candidate: Worker, workload: Workload, settings: GateSettings
+) -> Comparison:
+    """Measure both sides (counters, interleaved timed pairs, sweep) and judge."""
+    both = (base, candidate)
+    counter_runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
+    for _ in range(COUNTER_RUNS):
+        replies = _run_both(both, {"cmd": "counters", "path": str(workload.main)}, workload.cells)
+        for runs, reply in zip(counter_runs, replies, strict=True):
+            runs.append(reply["counters"])
+    _run_both(both, {"cmd": "run", "path": str(workload.main)}, workload.cells)  # warm-up
+
+    times: dict[Worker, list[tuple[float, float]]] = {base: [], candidate: []}
+    for i in range(settings.pairs):  # A B, B A, A B, ...: order effects cancel
+        for w in both if i % 2 == 0 else both[::-1]:
+            times[w].append(_timed(w, workload.main, workload.cells))
+
+    sizes: list[int] = []
+    sweep: dict[Worker, list[float]] = {base: [], candidate: []}
+    k = 0
+    for _ in range(settings.sweep_repeats):
+        for n, path in workload.sweep:
+            sizes.append(n)
+            for w in both if k % 2 == 0 else both[::-1]:
+                sweep[w].append(_timed(w, path, n)[1])  # CPU time: the work done
+            k += 1
+    threshold = settings.time_threshold
+    return Comparison(
+        time=judge_time(
+            [t[0] for t in times[base]], [t[0] for t in times[candidate]], threshold=threshold
+        ),
+        cpu_time=judge_time(
+            [t[1] for t in times[base]], [t[1] for t in times[candidate]], threshold=threshold
+        ),
+        counters=judge_counters(*counter_runs, tolerance=settings.counter_tolerance),
+        exponent=judge_exponent(
+            sizes, sweep[base], sweep[candidate], tolerance=settings.exponent_tolerance
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    settings: GateSettings
+    base_ref: str
+    base_commit: str
+    candidate_commit: str | None
+    dirty: bool
+    comparison: Comparison
+    elapsed_s: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        return "regression" if self.comparison.regressed else "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.comparison
+        return {
+            "command": "gate",
+            "verdict": self.verdict,
+            "base": {"ref": self.base_ref, "commit": self.base_commit},
+            "candidate": {"commit": self.candidate_commit, "dirty": self.dirty},
+            "pairs": self.settings.pairs,
+            "cells": self.settings.cells,
+            "seed": self.settings.seed,
+            "thresholds": {
+                "time": self.settings.time_threshold,
+                "exponent_tolerance": self.settings.exponent_tolerance,
+                "counter_tolerance": self.settings.counter_tolerance,
+            },
+            "time": c.time.to_dict(),
+            "cpu_time": c.cpu_time.to_dict(),
+            "counters": {name: j.to_dict() for name, j in c.counters.items()},
+            "exponent": c.exponent.to_dict(),
+            "flagged_by": c.flagged_by(),
+            "elapsed_s": self.elapsed_s,
+        }
+
+    def to_markdown(self) -> str:
+        ok = self.verdict == "pass"
+        head = "✅ **nbstream perf gate: pass**" if ok else "❌ **nbstream perf gate: regression**"
+        if not ok:
+            head += " — " + ", ".join(self.comparison.flagged_by())
+        cand = (self.candidate_commit or "?")[:10] + (
+            " + uncommitted changes" if self.dirty else ""
+        )
+        lines = [
+            f"### {head}",
+            "",
+            f"Base `{self.base_ref}` ({self.base_commit[:10]}) vs candidate {cand}; "
+            f"{self.settings.cells}-cell notebook, {self.settings.pairs} interleaved pairs, "
+            f"{self.elapsed_s:.1f} s.",
+            "",
+            *self.comparison.markdown_rows(self.settings.pairs),
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def run_gate(
+    settings: GateSettings, base_ref: str | None = None, cwd: Path | None = None
+) -> GateResult:
+    """Compare the working tree of the repository at ``cwd`` with ``base_ref``."""
+    t0 = time.perf_counter()
+    root = repo_root(cwd or Path.cwd())
+    ref, commit = resolve_base(root, base_ref)
+    head = _commit_of(root, "HEAD")
+    dirty = _git(["status", "--porcelain"], root) != ""
+    with (
+        tempfile.TemporaryDirectory(prefix="nbstream-gate-nb-") as nb_dir,
+        base_worktree(root, commit) as base_tree,
+    ):
+        workload = make_workload(Path(nb_dir), settings)
+        with workers(
+            (f"base {ref} ({commit[:10]})", base_tree, None), ("candidate", root, None)
+        ) as (base, candidate):
+            comparison = compare(base, candidate, workload, settings)
+    return GateResult(
+        settings, ref, commit, head, dirty, comparison, elapsed_s=time.perf_counter() - t0
+    )
+
+
+# --------------------------------------------------------------------------- self-test
+
+
+def run_self_test(
+    settings: GateSettings, reruns: int = DEFAULT_RERUNS, progress: TextIO | None = None
+) -> SelfTestResult:
+    """Prove the gate on this machine: the working tree against itself, ``reruns`` times each
+    unchanged (no flag allowed), with the quadratic insert path injected and with a 1.5x
+    slowdown injected (both must be flagged), on the candidate side only.
+
+    Every comparison starts two fresh worker processes (so process-level offsets are sampled,
+    not frozen in for all reruns); the conditions are interleaved rerun by rerun so drift of
+    the machine hits them alike.
+    """
+    t0 = time.perf_counter()
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "core" / "daemon.py").is_file():
+        raise GateError(f"self-test: no core/daemon.py next to the gate in {root}")
+    slow = f"slowdown_{SELF_TEST_SLOWDOWN:g}x"
+    conditions = (
+        ("unchanged", None, settings),
+        (
+            "quadratic",
+            "quadratic",
+            dataclasses.replace(settings, pairs=min(settings.pairs, SELF_TEST_QUADRATIC_PAIRS)),
+        ),
+        (slow, f"slowdown:{SELF_TEST_SLOWDOWN}", settings),
+    )
+    runs: list[SelfTestRun] = []
+    with tempfile.TemporaryDirectory(prefix="nbstream-gate-nb-") as nb_dir:
+        workload = make_workload(Path(nb_dir), settings)
+        for i in range(1, reruns + 1):
+            for name, inject, s in conditions:
+                t1 = time.perf_counter()
+                with workers(("A (unchanged)", root, None), (f"B ({name})", root, inject)) as (
+                    a,
+                    b,
+                ):
+                    c = compare(a, b, workload, s)
+                run = SelfTestRun(
+                    name,
+                    i,
+                    c.regressed,
+                    tuple(c.flagged_by()),
+                    c.time.median_ratio,
+                    c.time.ci,
+                    c.cpu_time.median_ratio,
+                    c.cpu_time.ci,
+                    c.exponent.delta,
+                    c.exponent.delta_ci,
+                    time.perf_counter() - t1,
+                    c.time.ratios,
+                    c.cpu_time.ratios,
+                )
+                runs.append(run)
+                if progress is not None:
+                    print(f"self-test {i}/{reruns} {run.summary()}", file=progress, flush=True)
+    return SelfTestResult(
+        reruns=reruns,
+        pairs={name: s.pairs for name, _, s in conditions},
+        cells=settings.cells,
+        time_threshold=settings.time_threshold,
+        runs=tuple(runs),
+        elapsed_s=time.perf_counter() - t0,
+    )
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _float_at_least(minimum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (math.isfinite(value) and value >= minimum):
+            raise argparse.ArgumentTypeError(f"must be a number >= {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``nbstream gate`` (the lead wires them into the CLI)."""
+    parser.add_argument(
+        "--base",
+        metavar="REF",
+        help="git ref to compare against (default: origin/main, else main, else HEAD~1)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=_positive_int,
+        default=DEFAULT_PAIRS,
+        help=f"interleaved base/candidate timing pairs (default {DEFAULT_PAIRS})",
+    )
+    parser.add_argument(
+        "--cells",
+        type=_positive_int,
+        default=DEFAULT_CELLS,
+        help=f"cells in the workload notebook (default {DEFAULT_CELLS}, min 16)",
+    )
+    parser.add_argument(
+        "--time-threshold",
+        type=_float_at_least(1.0),
+        default=DEFAULT_TIME_THRESHOLD,
+        metavar="RATIO",
+        help="flag a time regression when the CI's lower bound of the median "
+        f"candidate/base ratio exceeds RATIO (default {DEFAULT_TIME_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--exponent-tolerance",
+        type=_float_at_least(0.0),
+        default=DEFAULT_EXPONENT_TOLERANCE,
+        metavar="DK",
+        help="exponent increase tolerated; a larger one whose CI excludes 0 fails "
+        f"(default {DEFAULT_EXPONENT_TOLERANCE})",
+    )
+    parser.add_argument(
+        "--counter-tolerance",
+        type=_float_at_least(0.0),
+        default=DEFAULT_COUNTER_TOLERANCE,
+        metavar="FRACTION",
+        help="relative counter increase allowed (default 0: any increase fails)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="workload notebook seed (default 0)")
+    parser.add_argument(
+        "--json", action="store_true", help="print the JSON result instead of the Markdown table"
+    )
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        type=Path,
+        help="write the Markdown summary to PATH (it is also appended to "
+        "$GITHUB_STEP_SUMMARY when that is set)",
+    )
+    parser.add_argument("--json-out", metavar="PATH", type=Path, help="write the JSON to PATH")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="prove the gate here: unchanged code, an injected quadratic insert "
+        "path and an injected 1.5x slowdown, --reruns times each",
+    )
+    parser.add_argument(
+        "--reruns",
+        type=_positive_int,
+        default=DEFAULT_RERUNS,
+        help=f"self-test reruns per condition (default {DEFAULT_RERUNS})",
+    )
+
+
+def _settings(args: argparse.Namespace) -> GateSettings:
+    if args.cells < 16:
+        raise GateError(f"--cells must be >= 16 (the size sweep needs room), got {args.cells}")
+    if args.pairs < 2:
+        raise GateError(f"--pairs must be >= 2, got {args.pairs}")
+    return GateSettings(
+        pairs=args.pairs,
+        cells=args.cells,
+        time_threshold=args.time_threshold,
+        exponent_tolerance=args.exponent_tolerance,
+        counter_tolerance=args.counter_tolerance,
+        seed=args.seed,
+    )
+
+
+def _write_outputs(args: argparse.Namespace, payload: Mapping[str, Any], markdown: str) -> None:
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(payload, indent=2) + "\n")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+
+
+def _emit(args: argparse.Namespace, payload: Mapping[str, Any], markdown: str) -> None:
+    _write_outputs(args, payload, markdown)
+    print(json.dumps(payload, indent=2) if args.json else markdown)
+
+
+def run_gate_command(args: argparse.Namespace) -> int:
+    """``nbstream gate``: 0 pass, 1 regression (or self-test targets missed), 2 error."""
+    command = "gate-self-test" if args.self_test else "gate"
+    try:
+        settings = _settings(args)
+        if args.self_test:
+            result = run_self_test(settings, args.reruns, progress=sys.stderr)
+            _emit(args, result.to_dict(), result.to_markdown())
+            return 0 if result.targets_met else 1
+        gate = run_gate(settings, args.base)
+        _emit(args, gate.to_dict(), gate.to_markdown())
+        return 0 if gate.verdict == "pass" else 1
+    except Exception as exc:  # every failure is exit 2 with one line, never a traceback
+        message = " ".join(str(exc).split())
+        if not isinstance(exc, (GateError, OSError, ValueError)):
+            message = f"internal error: {type(exc).__name__}: {message}"
+        payload = {"command": command, "verdict": "error", "error": message}
+        with contextlib.suppress(OSError):
+            _write_outputs(args, payload, f"### ❌ **nbstream perf gate: error**\n\n{message}\n")
+        if args.json:
+            print(json.dumps(payload, indent=2))
+        print(f"nbstream gate: error: {message}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbstream gate", description=__doc__.splitlines()[0])
+    add_gate_arguments(parser)
+    return run_gate_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""Measuring worker of the CI gate: one long-lived process per side, driven over stdin/stdout.
+
+The gate runs this file **as a script** (``python gate_measure.py --root TREE``) with
+``PYTHONPATH=TREE``, so each side imports its *own* ``core`` (the base's git worktree or the
+working tree) while the measuring code is always the gate's. It uses only core's public API
+(``Daemon``, ``DaemonConfig``, ``NotebookClient``, ``MemoryBlobStore``) and the standard library;
+notebooks come in as file paths (the gate generates them once, both sides load the same files).
+
+Protocol: one JSON object per line. At start the worker prints ``{"ready": true, ...}`` or
+``{"ready": false, "error": ...}`` (then exits 3). Each command line gets one reply line:
+
+* ``{"cmd": "run", "path": P}`` → ``{"ok": true, "time_s": t, "cells": n}``: one timed streaming
+  load of ``P`` by one peer over a ``socket.socketpair()`` (pipelined, as in production);
+* ``{"cmd": "counters", "path": P}`` → ``{"ok": true, "counters": {...}}``: one *lock-step* load
+  (before every batch, and at the end, the exchange is left to go quiet), which makes frame and
+  byte counts independent of scheduling, so they can be compared exactly;
+* ``{"cmd": "quit"}`` → the worker exits.
+
+A failure replies ``{"ok": false, "error": ...}``. Self-test fault injection (the gate sets it on
+the candidate side only): ``NBSTREAM_GATE_INJECT=quadratic`` loads with
+``DaemonConfig(insert_path="naive")``; ``NBSTREAM_GATE_INJECT=slowdown:F`` busy-spins inside the
+timed region so every timed load takes ``F`` times as long (real CPU time, not a sleep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+INJECT_ENV = "NBSTREAM_GATE_INJECT"
+LOAD_TIMEOUT_S = 600.0
+REPLY_TIMEOUT_S = LOAD_TIMEOUT_S + 60.0
+READY_TIMEOUT_S = 120.0
+# Loop turns without any new frame (and with both sides at the same cell count and every
+# client message applied) after which a lock-step exchange is considered settled.
+QUIET_TURNS = 30
+
+__all__ = ["INJECT_ENV", "GateError", "Injection", "Worker", "main", "parse_injection", "workers"]
+
+
+class GateError(Exception):
+    """The gate could not run (exit status 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """What the self-test injects into this side (nothing by default)."""
+
+    insert_path: str | None = None  # None: the tree's own DaemonConfig default
+    slowdown: float = 1.0
+
+
+def parse_injection(value: str) -> Injection:
+    """``""`` → none; ``"quadratic"`` → naive insert path; ``"slowdown:F"`` (F >= 1) → Fx time."""
+    value = value.strip()
+    if not value:
+        return Injection()
+    if value == "quadratic":
+        return Injection(insert_path="naive")
+    if value.startswith("slowdown:"):
+        try:
+            factor = float(value.removeprefix("slowdown:"))
+        except ValueError:
+            factor = float("nan")
+        if factor >= 1.0:
+            return Injection(slowdown=factor)
+    raise ValueError(f"{INJECT_ENV}={value!r}: expected 'quadratic' or 'slowdown:F' with F >= 1")
+
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.realpath(path).startswith(os.path.realpath(root) + os.sep)
+
+
+def _drop_editable_finders() -> None:
+    """Remove setuptools' editable-install finders from ``sys.meta_path``.
+
+    An editable install of nbstream maps ``core`` to the installed checkout (the working tree),
+    and its finder resolves ``core.X`` there even when ``core`` itself came from PYTHONPATH: a
+    base tree without ``core/daemon.py`` would silently be measured with the working tree's.
+    """
+    sys.meta_path[:] = [
+        finder
+        for finder in sys.meta_path
+        if not str(getattr(finder, "__module__", "")).startswith("__editable__")
+    ]
+
+
+class _Core:
+    """The tree under test's core API, imported lazily after the import path is checked."""
+
+    def __init__(self, root: str) -> None:
+        _drop_editable_finders()
+        try:
+            core = importlib.import_module("core")
+            origin = os.path.realpath(getattr(core, "__file__", None) or "")
+            if not _inside(origin, root):
+                raise ImportError(f"no core package in the tree (would import {origin})")
+            daemon = importlib.import_module("core.daemon")
+            client = importlib.import_module("core.client")
+            blob_store = importlib.import_module("core.blob_store")
+        except ImportError as exc:
+            raise ImportError(
+                f"cannot import core.daemon/core.client/core.blob_store from {root}: {exc}"
+            ) from exc
+        stray = sorted(
+            name
+            for name, module in list(sys.modules.items())
+            if (name == "core" or name.startswith("core."))
+            and not _inside(getattr(module, "__file__", None) or "", root)
+        )
+        if stray:
+            raise ImportError(f"{', '.join(stray)} imported from outside {root}")
+        self.origin = origin
+        self.Daemon: Any = daemon.Daemon
+        self.DaemonConfig: Any = daemon.DaemonConfig
+        self.NotebookClient: Any = client.NotebookClient
+        self.MemoryBlobStore: Any = blob_store.MemoryBlobStore
+
+
+async def _settle(client: Any, room: Any) -> None:
+    """Wait until the exchange is quiet: same cell count, every client message applied."""
+    quiet = 0
+    last: tuple[int, ...] = ()
+    while quiet < QUIET_TURNS:
+        await asyncio.sleep(0)
+        cs = client.statistics()
+        ds = room.doc.statistics()
+        sig = (
+            cs.frames_in,
+            cs.frames_out,
+            ds.sync_messages_received,
+            ds.sync_messages_generated,
+            client.doc.cell_count(),
+            room.doc.cell_count(),
+        )
+        caught_up = sig[4] == sig[5] and ds.sync_messages_received == cs.frames_out - 1
+        quiet = quiet + 1 if sig == last and caught_up else 0
+        last = sig
+
+
+class Measurer:
+    """Runs loads of notebooks against this side's core, one event loop for the whole process."""
+
+    def __init__(self, api: _Core, injection: Injection) -> None:
+        self.api = api
+        self.injection = injection
+        self.loop = asyncio.new_event_loop()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+    def _run(self, coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, LOAD_TIMEOUT_S))
+
+    def timed(self, path: str) -> dict[str, Any]:
+        return self._run(self._load(path, lockstep=False))
+
+    def counters(self, path: str) -> dict[str, Any]:
+        return self._run(self._load(path, lockstep=True))
+
+    async def _load(self, path: str, *, lockstep: bool) -> dict[str, Any]:
+        api = self.api
+        holder: list[Any] = []
+
+        async def before_batch(room: Any, index: int) -> None:
+            if holder:
+                await _settle(holder[0], room)
+
+        hook: Callable[[Any, int], Awaitable[None]] | None = before_batch if lockstep else None
+        gc.collect()
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        if self.injection.insert_path is None:
+            config = api.DaemonConfig()  # each tree as it ships: its own defaults
+        else:
+            config = api.DaemonConfig(insert_path=self.injection.insert_path)
+        daemon = api.Daemon(config, blob_store=api.MemoryBlobStore(), before_batch=hook)
+        await daemon.start()
+        server_end, client_end = socket.socketpair()
+        server_task: asyncio.Task[None] | None = None
+        client: Any = None
+        try:
+            sr, sw = await asyncio.open_connection(sock=server_end)
+            cr, cw = await asyncio.open_connection(sock=client_end)
+            server_task = asyncio.create_task(daemon.handle_connection(sr, sw))
+            client = api.NotebookClient(cr, cw, name="gate")
+            holder.append(client)
+            await client.open(path)
+            await client.wait_loaded()
+            if self.injection.slowdown > 1.0:
+                _spin(c0, (time.process_time() - c0) * self.injection.slowdown)
+            elapsed = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+            cells = int(client.doc.cell_count())
+            result: dict[str, Any] = {"ok": True, "time_s": elapsed, "cpu_s": cpu, "cells": cells}
+            if lockstep:
+                room = daemon.rooms.rooms()[0]
+                await _settle(client, room)
+                result["counters"] = _counters(client, room, cells)
+            return result
+        finally:
+            if client is not None:
+                await client.close()
+            await daemon.stop()
+            if server_task is not None:
+                server_task.cancel()
+                await asyncio.gather(server_task, return_exceptions=True)
+            server_end.close()
+            client_end.close()
+
+
+def _spin(c0: float, total: float) -> None:
+    """Burn CPU until this process has used ``total`` CPU seconds since ``c0``.
+
+    So an injected Fx slowdown is Fx the load's own CPU time (real work, not a sleep), and
+    shows in wall-clock time as it would for slower code.
+    """
+    end = c0 + total
+    while time.process_time() < end:
+        pass
+
+
+def _counters(client: Any, room: Any, cells: int) -> dict[str, float]:
+    ds = room.doc.statistics()
+    cs = client.statistics()
+    per = max(cells, 1)
+    return {
+        "cells": cells,
+        "ops": ds.ops,
+        "transactions": ds.transactions,
+        "scan_steps": ds.scan_steps,
+        "frames": cs.frames_in,
+        "bytes_per_cell": cs.bytes_in / per,
+        "doc_bytes_per_cell": len(room.doc.save()) / per,
+    }
+
+
+def _reply(out: Any, message: dict[str, Any]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
+    """Import the tree's core, report readiness, then answer commands until ``quit`` or EOF."""
+    try:
+        api = _Core(root)
+    except Exception as exc:  # a base without core.daemon, or with a broken one
+        _reply(out, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return 3
+    _reply(out, {"ready": True, "core": api.origin, "pid": os.getpid()})
+    measurer = Measurer(api, injection)
+    try:
+        for line in commands:
+            request = json.loads(line)
+            cmd = request.get("cmd")
+            if cmd == "quit":
+                break
+            try:
+                if cmd == "run":
+                    reply = measurer.timed(str(request["path"]))
+                elif cmd == "counters":
+                    reply = measurer.counters(str(request["path"]))
+                else:
+                    reply = {"ok": False, "error": f"unknown command {cmd!r}"}
+            except Exception as exc:
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            _reply(out, reply)
+    finally:
+        measurer.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+class Worker:
+    """One side's measuring subprocess (this file run as a script), spoken to in JSON lines."""
+
+    def __init__(self, label: str, root: Path, *, inject: str | None = None) -> None:
+        self.label = label
+        self.root = root
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(root)
+        env["PYTHONHASHSEED"] = "0"  # same dict/set layout on both sides
+        env.pop(INJECT_ENV, None)
+        if inject:
+            env[INJECT_ENV] = inject
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        self._buf = b""
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, os.path.realpath(__file__), "--root", str(root)],
+                cwd=root,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+            )
+        except OSError as exc:
+            self._stderr.close()
+            raise GateError(f"{label}: cannot start the measuring process: {exc}") from exc
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def _fail(self, what: str) -> GateError:
+        tail = self._stderr_tail()
+        return GateError(f"{self.label}: {what}" + (f" ({tail})" if tail else ""))
+
+    def receive(self, timeout: float = REPLY_TIMEOUT_S) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._fail(f"no reply from the measuring process within {timeout:.0f} s")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    code = self.proc.wait()
+                    raise self._fail(f"measuring process crashed (exit status {code})")
+                self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            reply: dict[str, Any] = json.loads(line)
+        except ValueError:
+            raise self._fail(f"garbled reply from the measuring process: {line[:80]!r}") from None
+        return reply
+
+    def wait_ready(self) -> None:
+        reply = self.receive(timeout=READY_TIMEOUT_S)
+        if not reply.get("ready"):
+            raise GateError(f"{self.label}: cannot be measured: {reply.get('error')}")
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            code = self.proc.wait()
+            raise self._fail(f"measuring process crashed (exit status {code})") from None
+
+    def call(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        self.send(message)
+        return self.check(self.receive())
+
+    def check(self, reply: dict[str, Any]) -> dict[str, Any]:
+        if not reply.get("ok"):
+            raise GateError(f"{self.label}: load failed: {reply.get('error')}")
+        return reply
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.send({"cmd": "quit"})
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._stderr.close()
+
+
+@contextlib.contextmanager
+def workers(*specs: tuple[str, Path, str | None]) -> Iterator[list[Worker]]:
+    """Start one worker per ``(label, root, inject)`` concurrently; always stopped afterwards."""
+    started: list[Worker] = []
+    try:
+        for label, root, inject in specs:
+            started.append(Worker(label, root, inject=inject))
+        for w in started:
+            w.wait_ready()
+        yield started
+    finally:
+        for w in started:
+            w.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--root", required=True, help="root of the tree whose core is measured")
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    sys.stdout = sys.stderr  # stray prints from the code under test must not corrupt the protocol
+    try:
+        injection = parse_injection(os.environ.get(INJECT_ENV, ""))
+    except ValueError as exc:
+        _reply(out, {"ready": False, "error": str(exc)})
+        return 3
+    return serve(args.root, injection, sys.stdin, out)
+
+
+if __name__ == "__main__":
+    # Run as a script, sys.path[0] is the gate's own sim/ directory: drop it, so only
+    # PYTHONPATH (the tree under test) supplies importable packages besides site-packages.
+    if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
+        del sys.path[0]
+    sys.exit(main())
