@@ -7,26 +7,47 @@ handshake) with a precise message; ``encode_*`` functions turn a message into pa
 raise :class:`~core.errors.LocalProtocolError` for a message the protocol does not allow.
 
 No I/O here and no :mod:`asyncio` import. Framing (length prefixes, type bytes) lives in
-:mod:`core.framing`; this module only deals with payloads.
+:mod:`core.framing`; this module only deals with payloads. The handshake messages live in
+:mod:`core._protocol_handshake` and the JSON/validation helpers in :mod:`core._protocol_json`;
+this module re-exports the former, so import every public name from here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, TypeAlias, cast, get_args
+from typing import Any, Literal, TypeAlias, cast, get_args
 
-from core import __version__
-from core.errors import (
-    HandshakeError,
-    LocalProtocolError,
-    MessageError,
-    ProtocolError,
+from core._protocol_handshake import (
+    DAEMON_VERSION,
+    PROTOCOL,
+    PROTOCOL_VERSION,
+    NotebookConnectionInfo,
+    OpenNotebook,
+    encode_connection_info,
+    encode_handshake,
+    parse_connection_info,
+    parse_handshake,
 )
+from core._protocol_json import (
+    MAX_JSON_INT,
+    _b64,
+    _b64_text,
+    _check_bytes,
+    _dumps,
+    _ExcType,
+    _fail,
+    _int,
+    _json_type,
+    _loads,
+    _object,
+    _opt_int,
+    _opt_str,
+    _quoted,
+    _str,
+)
+from core.errors import LocalProtocolError, MessageError, ProtocolError
 
 __all__ = [
     "CLOSE_REASONS",
@@ -68,17 +89,6 @@ __all__ = [
     "parse_session_control",
 ]
 
-PROTOCOL = "v2"
-"""Wire framing family (compatible with the reference's v2 framing)."""
-
-PROTOCOL_VERSION = 3
-"""Message-set version; 3 = typed frames incl. session control (0x07)."""
-
-DAEMON_VERSION = __version__
-
-MAX_JSON_INT = 2**53 - 1
-"""Largest integer any message field may carry (exactly representable in every JSON reader)."""
-
 LoadPhase = Literal["streaming", "ready", "failed"]
 _LOAD_PHASES: tuple[str, ...] = get_args(LoadPhase)
 
@@ -98,284 +108,6 @@ def _all_close_reasons() -> tuple[str, ...]:
 
 CLOSE_REASONS: tuple[str, ...] = _all_close_reasons()
 """Every ``close_reason`` defined by the :class:`~core.errors.ProtocolError` tree."""
-
-
-# =========================================================================== JSON helpers
-class _NonFinite(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise _NonFinite(name)
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NonFinite(text)
-    return value
-
-
-_ExcType = type[ProtocolError]
-
-
-def _loads(payload: bytes, what: str, exc: _ExcType) -> Any:
-    """Decode a UTF-8 JSON payload; every failure becomes ``exc`` with a precise message."""
-    try:
-        text = bytes(payload).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise exc(f"{what} is not UTF-8: {e.reason} at byte {e.start}") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
-    except json.JSONDecodeError as e:
-        raise exc(
-            f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno} (char {e.pos})"
-        ) from None
-    except _NonFinite as e:
-        raise exc(f"{what} contains the non-finite number {e}, which JSON does not allow") from None
-    except RecursionError:
-        raise exc(f"{what} is nested too deeply") from None
-    except ValueError as e:  # e.g. an integer literal longer than the interpreter's digit limit
-        raise exc(f"{what} is not acceptable JSON: {e}") from None
-
-
-def _dumps(obj: Mapping[str, Any], what: str) -> bytes:
-    try:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise LocalProtocolError(f"cannot encode {what} as JSON: {e}") from None
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates (e.g. undecodable file-name bytes): escape them so the output is
-        # still valid UTF-8 JSON.
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _object(value: Any, what: str, exc: _ExcType) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise exc(f"{what} must be a JSON object, got {_json_type(value)}")
-    return value
-
-
-def _fail(exc: _ExcType, message: str) -> NoReturn:
-    raise exc(message)
-
-
-def _str(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> str:
-    if key not in obj:
-        _fail(exc, f'{what} has no "{key}"')
-    value = obj[key]
-    if not isinstance(value, str):
-        _fail(exc, f'{what} "{key}" must be a string, got {_json_type(value)}')
-    return value
-
-
-def _opt_str(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        _fail(exc, f'{what} "{key}" must be a string or absent, got {_json_type(value)}')
-    return value
-
-
-def _int(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> int:
-    if key not in obj:
-        _fail(exc, f'{what} has no "{key}"')
-    return _check_int(obj[key], key, what, exc)
-
-
-def _opt_int(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    return _check_int(value, key, what, exc)
-
-
-def _check_int(value: Any, key: str, what: str, exc: _ExcType) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(exc, f'{what} "{key}" must be an integer, got {_json_type(value)}')
-    if value < 0:
-        _fail(exc, f'{what} "{key}" must be >= 0, got {value}')
-    if value > MAX_JSON_INT:
-        _fail(exc, f'{what} "{key}" must be <= 2**53-1, got {value}')
-    return value
-
-
-def _b64(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> bytes:
-    text = _str(obj, key, what, exc)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise exc(f'{what} "{key}" is not valid base64: {e}') from None
-
-
-def _b64_text(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _check_bytes(data: Any, key: str, what: str) -> None:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise LocalProtocolError(f'{what} "{key}" must be bytes, got {type(data).__name__}')
-
-
-def _quoted(names: tuple[str, ...]) -> str:
-    return ", ".join(f'"{n}"' for n in names)
-
-
-# =========================================================================== handshake
-@dataclass(frozen=True, slots=True)
-class OpenNotebook:
-    """Client → daemon, first (untyped) frame: open (and load, if needed) a notebook file."""
-
-    path: str
-    """Absolute path of the ``.ipynb`` file on the daemon's machine."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"channel": "open_notebook", "path": self.path}
-
-
-_CHANNELS: tuple[str, ...] = ("open_notebook",)
-
-
-def _check_path(path: str, exc: _ExcType) -> None:
-    if not path:
-        _fail(exc, 'open_notebook "path" must not be empty')
-    if "\x00" in path:
-        _fail(exc, 'open_notebook "path" must not contain a NUL character')
-    if not path.startswith("/"):
-        _fail(exc, f'open_notebook "path" must be absolute (start with "/"), got {path!r}')
-
-
-def parse_handshake(payload: bytes) -> OpenNotebook:
-    """Parse the client's first frame.
-
-    Raises:
-        HandshakeError: not UTF-8, not JSON, not an object, missing/unknown ``channel``, or a
-            bad ``path`` (missing, not a string, empty, containing NUL, not absolute).
-    """
-    obj = _object(_loads(payload, "handshake", HandshakeError), "handshake", HandshakeError)
-    if "channel" not in obj:
-        raise HandshakeError(f'handshake has no "channel" (known channels: {_quoted(_CHANNELS)})')
-    channel = obj["channel"]
-    if not isinstance(channel, str):
-        raise HandshakeError(
-            f'handshake "channel" must be a string, got {_json_type(channel)} '
-            f"(known channels: {_quoted(_CHANNELS)})"
-        )
-    if channel != "open_notebook":
-        raise HandshakeError(
-            f"unknown handshake channel {json.dumps(channel)} "
-            f"(known channels: {_quoted(_CHANNELS)})"
-        )
-    path = _str(obj, "path", "open_notebook handshake", HandshakeError)
-    _check_path(path, HandshakeError)
-    return OpenNotebook(path=path)
-
-
-def encode_handshake(handshake: OpenNotebook) -> bytes:
-    """Encode the client's first frame payload (JSON).
-
-    Raises:
-        LocalProtocolError: the path is not a non-empty absolute path without NUL.
-    """
-    if not isinstance(handshake.path, str):
-        raise LocalProtocolError(
-            f'open_notebook "path" must be a string, got {type(handshake.path).__name__}'
-        )
-    _check_path(handshake.path, LocalProtocolError)
-    return _dumps(handshake.to_json(), "handshake")
-
-
-@dataclass(frozen=True, slots=True)
-class NotebookConnectionInfo:
-    """Daemon → client, first (untyped) frame: the reply to :class:`OpenNotebook`."""
-
-    notebook_id: str
-    cell_count: int
-    """Cells in the document when the reply was sent; not final while a load is streaming."""
-    error: str | None = None
-    protocol: str = PROTOCOL
-    protocol_version: int = PROTOCOL_VERSION
-    daemon_version: str = DAEMON_VERSION
-
-    def to_json(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {
-            "protocol": self.protocol,
-            "protocol_version": self.protocol_version,
-            "daemon_version": self.daemon_version,
-            "notebook_id": self.notebook_id,
-            "cell_count": self.cell_count,
-        }
-        if self.error is not None:
-            obj["error"] = self.error
-        return obj
-
-
-def _connection_info(obj: Mapping[str, Any], exc: _ExcType) -> NotebookConnectionInfo:
-    what = "connection info"
-    protocol = _str(obj, "protocol", what, exc)
-    if protocol != PROTOCOL:
-        _fail(exc, f'unsupported protocol {json.dumps(protocol)} (this client speaks "{PROTOCOL}")')
-    if "protocol_version" not in obj:
-        _fail(exc, f'connection info has no "protocol_version" (expected {PROTOCOL_VERSION})')
-    version = obj["protocol_version"]
-    if isinstance(version, bool) or not isinstance(version, int) or version != PROTOCOL_VERSION:
-        _fail(
-            exc,
-            f"unsupported protocol_version {json.dumps(version)} "
-            f"(this client speaks {PROTOCOL_VERSION})",
-        )
-    daemon_version = _opt_str(obj, "daemon_version", what, exc)
-    return NotebookConnectionInfo(
-        notebook_id=_str(obj, "notebook_id", what, exc),
-        cell_count=_int(obj, "cell_count", what, exc),
-        error=_opt_str(obj, "error", what, exc),
-        protocol=protocol,
-        protocol_version=version,
-        daemon_version="" if daemon_version is None else daemon_version,
-    )
-
-
-def parse_connection_info(payload: bytes) -> NotebookConnectionInfo:
-    """Parse the daemon's reply to the handshake (client side).
-
-    ``error`` is returned, not raised: the caller decides what a daemon-reported error means.
-
-    Raises:
-        MessageError: bad JSON or field types, ``protocol`` other than ``"v2"``, or
-            ``protocol_version`` other than 3.
-    """
-    obj = _object(_loads(payload, "connection info", MessageError), "connection info", MessageError)
-    return _connection_info(obj, MessageError)
-
-
-def encode_connection_info(info: NotebookConnectionInfo) -> bytes:
-    """Encode the daemon's reply to the handshake.
-
-    Raises:
-        LocalProtocolError: a field has the wrong type or range.
-    """
-    obj = info.to_json()
-    _connection_info(obj, LocalProtocolError)
-    return _dumps(obj, "connection info")
 
 
 # =========================================================================== requests (0x01)
