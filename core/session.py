@@ -103,6 +103,12 @@ class PeerSession:
             asyncio.create_task(self._write_loop(), name=f"{self.name}-writer"),
             asyncio.create_task(self._request_loop(), name=f"{self.name}-requests"),
         ]
+        for task in tasks[1:]:
+            # Whatever ends the writer or the request task ends the session. Before, a writer
+            # that died (cancelled, or an unexpected error such as a sync message too large to
+            # frame) left the session reading but never writing: a silent zombie whose peer
+            # waited forever. Found by tests/test_faults.py (writer task cancelled).
+            task.add_done_callback(self._helper_done)
         try:
             await self.reader_done.wait()
             # Let the writer flush a pending `closing` frame (bounded by the peer's reading).
@@ -119,6 +125,17 @@ class PeerSession:
             self._writer.close()
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
+
+    def _helper_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "%s: %s failed, closing the connection: %r",
+                self.name,
+                task.get_name(),
+                task.exception(),
+            )
+        self.reader_done.set()  # run() wakes up and tears the session down
+        self.sub.mark()
 
     def release(self, registry: RoomRegistry) -> None:
         registry.release(self.room)

@@ -1,7 +1,8 @@
 """Virtual peers: how each simulated client behaves, and the transports that connect it.
 
 A peer is a :class:`core.client.NotebookClient` (or, for ``never_reads``, a bare socket that
-sends its handshake and its first sync message and then never reads again), connected to the
+sends its handshake and its first sync message, reads the handshake reply, and then never reads
+again), connected to the
 daemon over one of three transports:
 
 * ``memory`` — :func:`sim.streams.memory_stream_pair` with a per-peer capacity (bounded buffers);
@@ -21,11 +22,12 @@ from typing import Literal
 
 from automerge import core as am
 
-from core.client import NotebookClient
+from core.client import NotebookClient, OpenRefused
 from core.daemon import Daemon
-from core.framing import FrameType, encode_frame, encode_untyped
+from core.errors import TransportClosed
+from core.framing import FrameDecoder, FrameType, encode_frame, encode_untyped
 from core.notebook_doc import NotebookDoc
-from core.protocol import OpenNotebook, encode_handshake
+from core.protocol import OpenNotebook, encode_handshake, parse_connection_info
 
 from .streams import memory_stream_pair
 
@@ -109,14 +111,31 @@ class VirtualPeer:
         loop = asyncio.get_running_loop()
         self.opened_at = loop.time()
         if spec.behaviour == "never_reads":
-            # Handshake plus a first sync message, then silence: never reads another byte.
+            # Handshake plus a first sync message, then silence: never reads another byte
+            # after the handshake reply.
             hello = NotebookDoc.empty().generate_sync_message(am.SyncState())
             data = encode_untyped(encode_handshake(OpenNotebook(str(notebook))))
             if hello:
                 data += encode_frame(FrameType.SYNC, hello)
             writer.write(data)
             self._raw_writer = writer
-            return
+            # Wait for the reply (whole frames only): once it is here, the daemon has decided
+            # whether this open joins the running load or starts one. Returning earlier let a
+            # peer scheduled to "join at batch k" have its handshake processed *after* a fault
+            # at batch k had rolled the load back, so it silently started a second load.
+            # Found by tests/test_faults.py's random schedules.
+            decoder = FrameDecoder(untyped_first=True)
+            while True:
+                chunk = await reader.read(64 * 1024)
+                if not chunk:
+                    decoder.eof()
+                    raise TransportClosed("daemon closed the connection during the handshake")
+                frames = decoder.feed(chunk)
+                if frames:
+                    info = parse_connection_info(frames[0].payload)
+                    if info.error is not None:
+                        raise OpenRefused(info.error)
+                    return
         client = NotebookClient(
             reader,
             writer,
