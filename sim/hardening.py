@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,26 @@ def peak_rss_kib() -> int:
 
 
 # =========================================================================== many peers
+
+
+async def _teardown(
+    clients: Iterable[NotebookClient],
+    stalled_writer: asyncio.StreamWriter | None,
+    daemon: Daemon,
+    tasks: Iterable[asyncio.Task[None]],
+) -> None:
+    """Close the clients and the stalled peer, stop the daemon, reap the connection tasks."""
+    for client in clients:
+        await client.close()
+    if stalled_writer is not None:
+        stalled_writer.close()
+    await daemon.stop()
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
 async def many_peers(
     peers: int = 500, *, seed: int = 0, notebook: Path | None = None, timeout: float = 300.0
 ) -> dict[str, Any]:
@@ -227,14 +247,7 @@ async def many_rooms(
             converged = loads_ok = 0
             stalled_held = False
         finally:
-            for client in clients:
-                await client.close()
-            if stalled_writer is not None:
-                stalled_writer.close()
-            await daemon.stop()
-            for task in list(tasks):
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _teardown(clients, stalled_writer, daemon, tasks)
     peak = peak_rss_kib()
     ok = not checks and converged == rooms and loads_ok == rooms and concurrent[1] == rooms
     return {
@@ -320,14 +333,7 @@ async def stalled_peer(
         stalled_alive = False
         full_sync = 0
     finally:
-        for client in joiners:
-            await client.close()
-        if stalled_writer is not None:
-            stalled_writer.close()
-        await daemon.stop()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _teardown(joiners, stalled_writer, daemon, tasks)
     peak = peak_rss_kib()
     delivered = pipe_stats.bytes_delivered if pipe_stats is not None else None
     queued = pipe_stats.bytes_written if pipe_stats is not None else None
