@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from core.errors import BlobStoreError, BlobTooLarge, InvalidBlobId
+from core.errors import BlobCorrupt, BlobStoreError, BlobTooLarge, InvalidBlobId
 
 __all__ = [
     "MAX_BLOB_SIZE",
@@ -126,7 +126,7 @@ def _require_id(blob_id: str) -> None:
 def _check_hash(blob_id: str, data: bytes) -> None:
     actual = hashlib.sha256(data).hexdigest()
     if actual != blob_id:
-        raise BlobStoreError(f"blob {blob_id} is corrupt: content hash is {actual}")
+        raise BlobCorrupt(f"blob {blob_id} is corrupt: content hash is {actual}")
 
 
 def _describe(exc: OSError) -> str:
@@ -146,14 +146,14 @@ def _parse_meta(blob_id: str, raw: bytes) -> BlobMeta:
         obj = json.loads(raw)
         media_type, size, created_at = obj["media_type"], obj["size"], obj["created_at"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise BlobStoreError(f"metadata of blob {blob_id} is corrupt: {exc}") from exc
+        raise BlobCorrupt(f"metadata of blob {blob_id} is corrupt: {exc}") from exc
     if not (
         isinstance(media_type, str)
         and type(size) is int
         and size >= 0
         and isinstance(created_at, str)
     ):
-        raise BlobStoreError(f"metadata of blob {blob_id} is corrupt: wrong field types")
+        raise BlobCorrupt(f"metadata of blob {blob_id} is corrupt: wrong field types")
     return BlobMeta(media_type=media_type, size=size, created_at=created_at)
 
 

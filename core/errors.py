@@ -86,6 +86,14 @@ class BlobTooLarge(BlobStoreError):
     """A blob above the store's size cap (100 MiB by default)."""
 
 
+class BlobCorrupt(BlobStoreError):
+    """A stored blob (or its sidecar) does not match its id: its content is unusable.
+
+    Distinct from other BlobStoreErrors (I/O failures), which may be transient: readers turn a
+    corrupt blob into a placeholder but must not do that for an unreadable store.
+    """
+
+
 class InvalidBlobId(BlobStoreError):
     """A blob id that is not 64 lowercase hex characters (never touches the filesystem)."""
 

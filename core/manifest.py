@@ -34,8 +34,10 @@ that are not encodable as UTF-8 (lone surrogates) — is stored in the CRDT as i
 
 Manifests are serialised with sorted keys and no whitespace, so equal outputs dedupe to one blob.
 :class:`~core.errors.BlobStoreError` from the store propagates (a load must fail on disk-full).
-Resolution never raises: an unresolvable manifest (missing, corrupt, unparseable, or referencing
-a missing/corrupt content blob) becomes a stderr placeholder stream.
+Resolution turns an unresolvable manifest (missing, corrupt, unparseable, or referencing a
+missing/corrupt content blob) into a stderr placeholder stream. A store that cannot be *read*
+(an I/O error, possibly transient) raises :class:`~core.errors.BlobStoreError` instead: a save
+must fail then, not write placeholders over real outputs.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.blob_store import BlobStore, is_blob_id
-from core.errors import BlobStoreError, NotebookLoadError
+from core.errors import BlobCorrupt, InvalidBlobId, NotebookLoadError
 
 __all__ = [
     "INLINE_THRESHOLD",
@@ -342,16 +344,19 @@ def _resolve_manifest(blob_id: str, store: BlobStore) -> dict[str, Any]:
 
 
 def resolve_ref(ref: str, store: BlobStore) -> dict[str, Any]:
-    """The nbformat-4 output for a CRDT entry (manifest id or raw output JSON). Never raises.
+    """The nbformat-4 output for a CRDT entry (manifest id or raw output JSON).
 
     Text values come back as single strings. An id whose manifest is missing, corrupt or
     unparseable (or whose content blobs are) gives a stderr stream ``[output could not be
     resolved]``; raw JSON that does not parse to an object gives ``[invalid output JSON]``.
+
+    Raises:
+        BlobStoreError: the store could not be read (I/O), as opposed to holding corrupt data.
     """
     if is_blob_id(ref):
         try:
             return _resolve_manifest(ref, store)
-        except (_Unresolvable, BlobStoreError, ValueError, RecursionError):
+        except (_Unresolvable, BlobCorrupt, InvalidBlobId, ValueError, RecursionError):
             return _placeholder(UNRESOLVED_OUTPUT_TEXT)
     try:
         value = json.loads(ref)

@@ -612,3 +612,54 @@ def test_well_formed_outputs_round_trip(output: dict[str, Any], threshold: int) 
     assert normalize_output(original) == expected
     assert output == original
     assert output_to_ref(expected, store, inline_threshold=threshold) == ref  # idempotent
+
+
+# ---------------------------------------------------------------- corrupt vs unreadable
+_IMAGE_OUTPUT = {
+    "output_type": "display_data",
+    "data": {"image/png": "A" * 20000, "text/plain": "<Figure>"},
+    "metadata": {},
+}
+
+
+def test_corrupt_content_blob_resolves_to_placeholder(tmp_path: Path) -> None:
+    store = DiskBlobStore(tmp_path)
+    ref = output_to_ref(_IMAGE_OUTPUT, store)
+    manifest = json.loads(store.get(ref) or b"")
+    content_id = manifest["data"]["image/png"]["blob"]
+    with open(store.path_of(content_id), "r+b") as f:  # flip the stored bytes
+        f.write(b"B")
+    assert resolve_ref(ref, store)["text"] == "[output could not be resolved]"
+
+
+def test_unreadable_store_raises_instead_of_a_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An I/O failure may be transient: a save must fail, not overwrite outputs with
+    placeholders."""
+    store = DiskBlobStore(tmp_path)
+    ref = output_to_ref(_IMAGE_OUTPUT, store)
+    real_open = os.open
+
+    def failing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).startswith(str(tmp_path)) and not flags & (os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    monkeypatch.setattr("builtins.open", _fail_reads_under(tmp_path))
+    with pytest.raises(BlobStoreError, match="Input/output error"):
+        resolve_ref(ref, store)
+
+
+def _fail_reads_under(root: Path) -> Any:
+    import builtins
+
+    real = builtins.open
+
+    def fake_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if str(file).startswith(str(root)) and "r" in mode and "+" not in mode:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(file, mode, *args, **kwargs)
+
+    return fake_open
