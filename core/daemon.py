@@ -113,7 +113,7 @@ class Daemon:
         self._n_connections = 0
         self._handshake_failures = 0
         self._protocol_errors = 0
-        self._state_changed = asyncio.Condition()
+        self._state_changed = asyncio.Event()  # replaced (after being set) on every change
         self._ended = [0.0, 0.0, 0, 0]  # sync_gen_s, send_s, frames_out, bytes_out
 
     # ------------------------------------------------------------------ lifecycle
@@ -313,17 +313,13 @@ class Daemon:
     # ------------------------------------------------------------------ waiting
     def _changed(self) -> None:
         """Wake :meth:`wait_for` callers (sessions, rooms or load reports changed)."""
-
-        async def _notify() -> None:
-            async with self._state_changed:
-                self._state_changed.notify_all()
-
-        asyncio.get_running_loop().create_task(_notify())
+        event, self._state_changed = self._state_changed, asyncio.Event()
+        event.set()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds, re-checked whenever a session, room or load changes."""
-        async with self._state_changed:
-            await self._state_changed.wait_for(predicate)
+        while not predicate():
+            await self._state_changed.wait()
 
     # ------------------------------------------------------------------ counters
     def statistics(self) -> DaemonStatistics:
