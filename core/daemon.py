@@ -102,6 +102,7 @@ class Daemon:
             blob_store = DiskBlobStore(root)
         self.blob_store = blob_store
         self.rooms = RoomRegistry(eviction_delay=self.config.eviction_delay)
+        self.rooms.on_evict = lambda _room: self._changed()
         self.before_batch = before_batch
         self.load_reports: list[LoadReport] = []
         self.loads: dict[str, asyncio.Task[LoadReport]] = {}
@@ -299,13 +300,11 @@ class Daemon:
         snapshot = room.doc.fork()
         if snapshot.cell_count() == 0:
             # An empty room never overwrites a non-empty file.
-            with contextlib.suppress(CoreError):
-                existing = parse_notebook(read_notebook_file(str(room.path)))
-                if existing.cells:
-                    raise SaveRefused(
-                        "save refused: the room is empty but the file on disk has "
-                        f"{len(existing.cells)} cells"
-                    )
+            on_disk = await asyncio.to_thread(_cells_on_disk, room.path)
+            if on_disk:
+                raise SaveRefused(
+                    f"save refused: the room is empty but the file on disk has {on_disk} cells"
+                )
         data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
         await asyncio.to_thread(_atomic_write, room.path, data)
         return room.path, len(data)
@@ -361,6 +360,14 @@ def _check_notebook_path(raw: str, max_bytes: int) -> tuple[Path, str]:
         raise NotebookLoadError(f"permission denied: {raw}")
     real = os.path.realpath(raw)
     return Path(real), real
+
+
+def _cells_on_disk(path: Path) -> int:
+    """Cells in the notebook file at ``path``; 0 when it is unreadable or not a notebook."""
+    try:
+        return len(parse_notebook(read_notebook_file(str(path))).cells)
+    except CoreError:
+        return 0
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.client import LoadFailed, NotebookClient, OpenRefused
+from core.errors import CoreError
 from core.framing import FrameType, encode_frame, encode_untyped
 from core.manifest import resolve_ref
 from core.protocol import OpenNotebook, encode_handshake
@@ -174,6 +175,7 @@ async def test_failure_at_batch_rolls_back_and_retry_reloads(
     armed = [True]
     joiner_in = asyncio.Event()
     clients: dict[str, NotebookClient] = {}
+    notified_before_failure: list[int] = []
 
     async def gate(room: NotebookRoom, index: int) -> None:
         if index == min(2, fail_at) and fail_at > 0 and "loader" in clients:
@@ -181,6 +183,7 @@ async def test_failure_at_batch_rolls_back_and_retry_reloads(
             await joiner_in.wait()
         if index == fail_at and armed[0]:
             armed[0] = False
+            notified_before_failure.append(room.notifications)
             raise OSError(28, "No space left on device (injected)")
 
     h = await make_harness(transport, before_batch=gate)
@@ -197,6 +200,7 @@ async def test_failure_at_batch_rolls_back_and_retry_reloads(
     room = h.daemon.rooms.rooms()[0]
     assert room.doc.cell_count() == 0 and not room.is_loading
     assert room.doc.notebook_id == str(nb.resolve())
+    assert room.notifications == notified_before_failure[0] + 1  # the rollback notifies once
     for peer in [loader] + ([joiner] if joiner else []):
         await asyncio.wait_for(
             peer.wait_for(
@@ -269,7 +273,6 @@ async def test_non_reading_loader_does_not_stop_the_load_or_others(
     _reader, writer = await h.streams()
     writer.write(encode_untyped(encode_handshake(OpenNotebook(str(nb)))))
     await writer.drain()  # handshake only; this peer never reads again
-    other = None
     await asyncio.wait_for(h.daemon.wait_for(lambda: bool(h.daemon.sessions)), 30)
     other = await h.connect(nb, name="other")
     await asyncio.wait_for(other.wait_loaded(), 60)
@@ -392,9 +395,7 @@ async def test_save_round_trips_and_is_atomic(
     await asyncio.wait_for(client.wait_loaded(), 30)
     saved = await client.save()
     assert saved.path == str(nb.resolve()) and saved.bytes_written == nb.stat().st_size
-    assert sorted(os.listdir(tmp_path)) == ["save.ipynb"] or all(
-        not n.endswith(".tmp") for n in os.listdir(tmp_path)
-    )
+    assert sorted(os.listdir(tmp_path)) == ["save.ipynb"]  # no temp file left behind
     # the saved file loads back to the same document
     h2 = await make_harness(transport)
     again = await h2.connect(nb)
@@ -426,6 +427,43 @@ async def test_save_refused_while_loading_and_after_failure(
     with pytest.raises(Exception, match="the load failed"):
         await client.save()
     assert nb.read_bytes() == original
+
+
+async def test_empty_room_never_overwrites_a_non_empty_file(
+    transport: str, make_harness: HarnessFactory, tmp_path: Path
+) -> None:
+    h = await make_harness(transport)
+    nb = write_notebook(tmp_path / "empty.ipynb", [])
+    client = await h.connect(nb)
+    status = await asyncio.wait_for(client.wait_loaded(), 30)
+    assert status.cells_loaded == 0
+    write_notebook(nb, simple_cells(3))  # someone else filled the file meanwhile
+    filled = nb.read_bytes()
+    with pytest.raises(CoreError, match="the room is empty but the file on disk has 3 cells"):
+        await client.save()
+    assert nb.read_bytes() == filled
+
+
+async def test_room_is_evicted_after_its_last_peer_leaves(
+    transport: str, make_harness: HarnessFactory, tmp_path: Path
+) -> None:
+    h = await make_harness(transport)  # eviction_delay 0.05 s (conftest)
+    nb = write_notebook(tmp_path / "evict.ipynb", simple_cells(3))
+    a = await h.connect(nb, name="a")
+    b = await h.connect(nb, name="b")
+    await asyncio.wait_for(asyncio.gather(a.wait_loaded(), b.wait_loaded()), 30)
+    first_room = h.daemon.rooms.rooms()[0]
+    await a.close()
+    await asyncio.wait_for(h.daemon.wait_for(lambda: first_room.peer_count == 1), 30)
+    assert h.daemon.rooms.evicted == 0  # b is still there
+    await b.close()
+    await asyncio.wait_for(h.daemon.wait_for(lambda: h.daemon.rooms.evicted == 1), 30)
+    assert len(h.daemon.rooms) == 0
+    # the next opener gets a fresh room and loads again
+    c = await h.connect(nb, name="c")
+    assert c.info is not None and c.info.cell_count == 0
+    await asyncio.wait_for(c.wait_loaded(), 30)
+    assert h.daemon.rooms.rooms()[0] is not first_room and len(h.daemon.load_reports) == 2
 
 
 async def test_unix_socket_permissions(transport: str, make_harness: HarnessFactory) -> None:
