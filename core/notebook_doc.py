@@ -147,11 +147,6 @@ class NotebookDoc:
         other._doc = self._doc.fork()
         return other
 
-    @property
-    def automerge(self) -> am.Document:
-        """The underlying automerge-py document (read-only use, please)."""
-        return self._doc
-
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def _transaction(self) -> Iterator[Any]:

@@ -57,10 +57,8 @@ class Subscription:
         self._event = asyncio.Event()
         self._event.set()
 
-    def mark(self, *, status: bool = False) -> None:
+    def mark(self) -> None:
         self.dirty = True
-        if status:
-            self.status_dirty = True
         self._event.set()
 
     def mark_status(self) -> None:

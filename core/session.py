@@ -28,7 +28,7 @@ from automerge import core as am
 from . import protocol as p
 from .errors import CoreError, LocalProtocolError, ProtocolError, SaveRefused, TransportClosed
 from .framing import Frame, FrameDecoder, FrameType, encode_frame
-from .room import LoadPhase, NotebookRoom, RoomRegistry
+from .room import LoadPhase, NotebookRoom
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -136,9 +136,6 @@ class PeerSession:
             )
         self.reader_done.set()  # run() wakes up and tears the session down
         self.sub.mark()
-
-    def release(self, registry: RoomRegistry) -> None:
-        registry.release(self.room)
 
     # ------------------------------------------------------------------ reading
     async def _read_loop(self) -> None:

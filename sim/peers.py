@@ -93,7 +93,6 @@ class VirtualPeer:
         self.spec = spec
         self.client: NotebookClient | None = None
         self._raw_writer: asyncio.StreamWriter | None = None
-        self.opened_at: float | None = None
         self.error: str | None = None
         self.disconnected = False
 
@@ -108,8 +107,6 @@ class VirtualPeer:
     ) -> None:
         spec = self.spec
         reader, writer = await connect(spec.buffer)
-        loop = asyncio.get_running_loop()
-        self.opened_at = loop.time()
         if spec.behaviour == "never_reads":
             # Handshake plus a first sync message, then silence: never reads another byte
             # after the handshake reply.

@@ -97,13 +97,20 @@ class SimResult:
             "checks": [c.to_dict() for c in self.checks],
         }
 
+    def loading_peer(self) -> dict[str, Any] | None:
+        """The row of the peer whose open triggered the successful load ("retry" after a
+        rollback), if it got the full notebook."""
+        by_name = {p["name"]: p for p in self.peers}
+        for name in ("retry", "loader"):
+            row = by_name.get(name)
+            if row is not None and row["time_to_full_s"]:
+                return row
+        return None
+
     def targets(self) -> dict[str, Any]:
         """Timing targets, measured in this run. Informational: timings never fail a run."""
         out: dict[str, Any] = {}
-        loader = next(
-            (p for p in self.peers if p["name"] in ("retry", "loader") and p["time_to_full_s"]),
-            None,
-        )
+        loader = self.loading_peer()
         if loader is not None and loader["time_to_first_cell_s"] is not None:
             ratio = loader["time_to_first_cell_s"] / loader["time_to_full_s"]
             out["ttfc_over_full"] = {
@@ -356,21 +363,17 @@ def _measure(run: _Run, result: SimResult, parsed: Any, batch_size: int) -> None
     report = (
         ok_reports[-1] if ok_reports else (result.load_reports[-1] if result.load_reports else None)
     )
-    room_stats = None
-    daemon = run.daemon
-    if daemon is not None and report is not None:
-        result.cells = report.cells if report.ok else 0
     clients = {n: p for n, p in run.peers.items() if p.client is not None}
     if report is not None:
+        result.cells = report.cells if report.ok else 0
         result.batches = batch_rows(report, clients, run.join_batch)
-        result.phases = phases(report, daemon)
+        result.phases = phases(report, run.daemon)
     result.peers = [peer_row(p, run.join_batch.get(n), report) for n, p in run.peers.items()]
     for row in result.peers:
         conv = [c for c in result.convergence if row["name"] in c.checked]
         row["converged"] = bool(conv) and all(row["name"] not in c.diffs for c in conv)
     if run.room is not None:
         room_stats = run.room.doc.statistics()
-    if room_stats is not None:
         result.counters = {
             "ops": room_stats.ops,
             "transactions": room_stats.transactions,
@@ -379,8 +382,6 @@ def _measure(run: _Run, result: SimResult, parsed: Any, batch_size: int) -> None
             "sync_bytes": room_stats.sync_bytes_generated,
         }
     result.raw_automerge_s = raw_automerge_seconds(parsed, batch_size)
-    loader = next(
-        (p for p in result.peers if p["name"] in ("loader", "retry") and p["time_to_full_s"]), None
-    )
+    loader = result.loading_peer()
     if loader is not None and result.raw_automerge_s > 0:
         result.daemon_overhead_ratio = loader["time_to_full_s"] / result.raw_automerge_s

@@ -69,7 +69,6 @@ class Harness:
         self.tmp = tmp
         self.clients: list[NotebookClient] = []
         self._server_tasks: list[asyncio.Task[None]] = []
-        self._pairs: list[Any] = []
 
     async def streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A raw client-side stream pair connected to the daemon."""
