@@ -13,14 +13,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from core import __version__
 from core.errors import CoreError
 
+from .gate import add_gate_arguments, run_gate_command
 from .notebook_gen import DEFAULT_CELLS, DEFAULT_SEED, default_notebook_path, write_notebook
+from .report import add_report_arguments, run_report_command
 from .scenarios import SCENARIOS
 
 __all__ = ["main"]
@@ -463,33 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(func=_cmd_open)
 
-    _add_optional(
-        sub,
-        "gate",
-        "gate",
-        "add_gate_arguments",
-        "run_gate_command",
-        "CI performance gate: compare the working tree with a base ref",
-    )
-    _add_optional(
-        sub,
-        "report",
-        "report",
-        "add_report_arguments",
-        "run_report_command",
-        "write reports/index.html and figures from result JSON files",
-    )
+    p = sub.add_parser("gate", help="CI performance gate: compare the working tree with a base ref")
+    add_gate_arguments(p)
+    p.set_defaults(func=run_gate_command)
+
+    p = sub.add_parser("report", help="write reports/index.html and figures from result JSON files")
+    add_report_arguments(p)
+    p.set_defaults(func=run_report_command)
     return parser
-
-
-def _add_optional(sub: Any, name: str, module: str, add: str, run: str, help_text: str) -> None:
-    import importlib
-
-    mod = importlib.import_module(f"sim.{module}")
-    p = sub.add_parser(name, help=help_text)
-    getattr(mod, add)(p)
-    runner: Callable[[argparse.Namespace], int] = getattr(mod, run)
-    p.set_defaults(func=runner)
 
 
 def _positive(text: str) -> int:
