@@ -2,7 +2,8 @@
 
 ``setup_cache`` runs the sweep once per commit (full path 50 -> 800 cells, naive path 50 -> 400,
 ``SWEEP_REPEATS`` loads per size) and the ``track_*`` benchmarks report fits from
-``sim.complexity``. A load that is linear in the number of cells has a time exponent near 1 (a
+``sim.analysis.complexity``. A load that is linear in the number of cells has a time exponent
+near 1 (a
 little above: Automerge's per-transaction cost grows slowly with the document); the naive path's
 ``scan_steps`` exponent is exactly ~2. The counter exponents are deterministic; the time exponent
 is a fit over noisy times, so asv shows it with its run-to-run spread.
@@ -49,7 +50,7 @@ class Scaling:
     def setup_cache(self) -> dict[str, Any]:
         try:
             require_load_api()
-            require("sim.complexity", "fit_power_law", "fit_counter", "fit_linear_trend")
+            require("sim.analysis.complexity", "fit_power_law", "fit_counter", "fit_linear_trend")
         except NotImplementedError as exc:
             return missing(exc)
         files = NotebookFiles()
@@ -62,7 +63,7 @@ class Scaling:
 
     def setup(self, cache: dict[str, Any], insert_path: str) -> None:
         self.sweep = check_cache(cache)[insert_path]
-        self.complexity = require("sim.complexity", "fit_power_law", "fit_counter")
+        self.complexity = require("sim.analysis.complexity", "fit_power_law", "fit_counter")
         self.points = self.sweep["points"]
 
     def _fit(self) -> Any:
@@ -101,7 +102,7 @@ class Scaling:
         asv's ratio between two commits means something (a slope near 0 has no useful ratio).
         """
         latencies = list(self.sweep["batch_latencies_s"])
-        trend = require("sim.complexity", "fit_linear_trend").fit_linear_trend(
+        trend = require("sim.analysis.complexity", "fit_linear_trend").fit_linear_trend(
             [float(i) for i in range(len(latencies))], latencies
         )
         return 1.0 + float(trend.robust_relative_slope)

@@ -137,7 +137,7 @@ class MultiPeerLoad:
     """Several peers open the same notebook at once; one loads it, the rest join the room.
 
     Full insert path, batch size 3 (the daemon's default). The ``memory`` transport is the
-    simulator's in-memory duplex (``sim.streams``); ``socketpair`` is a kernel AF_UNIX pair.
+    simulator's in-memory duplex (``sim.net.streams``); ``socketpair`` is a kernel AF_UNIX pair.
     """
 
     params = ([50, 200], list(PEERS), list(TRANSPORTS))

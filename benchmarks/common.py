@@ -4,7 +4,7 @@ APPEND-ONLY. Do not change or remove anything below; only append. asv compares e
 with itself across commits, so its input must never change: a new notebook size, seed or helper
 goes at the end of this file, under a new name. (numpy's ``benchmarks/common.py`` has the same
 rule.) The default 50-cell notebook is pinned by sha256 (:func:`notebook_bytes` checks it
-against ``sim.notebook_gen.DEFAULT_NOTEBOOK_SHA256``) and the other sizes come from the same
+against ``sim.workload.generator.DEFAULT_NOTEBOOK_SHA256``) and the other sizes come from the same
 versioned generator, so a generator change that would make old and new numbers incomparable
 fails loudly instead of drifting silently.
 
@@ -24,7 +24,7 @@ benchmark with ``setup`` times one call per sample. That is right for the loads 
 module level and has no ``setup``, so asv can calibrate ``number`` (many calls per sample).
 
 Only the project's public names are used: ``core.*`` modules' ``__all__``/documented names,
-``sim.notebook_gen``, ``sim.complexity`` and ``sim.streams``.
+``sim.workload.generator``, ``sim.analysis.complexity`` and ``sim.net.streams``.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def check_cache(cache: dict[str, Any]) -> dict[str, Any]:
 @functools.lru_cache(maxsize=8)
 def notebook_bytes(cells: int, seed: int = SEED) -> bytes:
     """The seeded reference-shaped notebook of ``cells`` cells (nbformat 4.5 JSON bytes)."""
-    gen = require("sim.notebook_gen", "generate_notebook")
+    gen = require("sim.workload.generator", "generate_notebook")
     data: bytes = gen.generate_notebook(cells, seed)
     pinned = getattr(gen, "DEFAULT_NOTEBOOK_SHA256", None)
     if (cells, seed) == (DEFAULT_CELLS, 0) and pinned is not None:
@@ -203,7 +203,7 @@ def require_load_api(transport: str = "socketpair") -> None:
     require("core.blob_store", "MemoryBlobStore")
     require("core.client", "NotebookClient")
     if transport == "memory":
-        require("sim.streams", "memory_stream_pair")
+        require("sim.net.streams", "memory_stream_pair")
     elif transport != "socketpair":
         raise ValueError(f"unknown transport {transport!r}")
 
@@ -211,7 +211,7 @@ def require_load_api(transport: str = "socketpair") -> None:
 async def _open_streams(transport: str) -> tuple[Any, Any]:
     """``((client_reader, client_writer), (server_reader, server_writer))``."""
     if transport == "memory":
-        streams = require("sim.streams", "memory_stream_pair")
+        streams = require("sim.net.streams", "memory_stream_pair")
         pair = await streams.memory_stream_pair()
         return pair[0], pair[1]
     a, b = socket.socketpair()

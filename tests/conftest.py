@@ -80,7 +80,7 @@ class Harness:
             sr, sw = await asyncio.open_connection(sock=a)
             cr, cw = await asyncio.open_connection(sock=b)
         else:
-            from sim.streams import memory_stream_pair
+            from sim.net.streams import memory_stream_pair
 
             (cr, cw), (sr, sw) = await memory_stream_pair()
         self._server_tasks.append(asyncio.create_task(self.daemon.handle_connection(sr, sw)))

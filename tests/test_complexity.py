@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim import complexity
-from sim.complexity import (
+from sim.analysis import complexity as complexity
+from sim.analysis.complexity import (
     THEIL_SEN_EXACT_MAX_POINTS,
     LinearTrend,
     PowerLawFit,

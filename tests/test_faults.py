@@ -12,13 +12,13 @@ Faults, each injected exactly before batch k, for every k in 0..9 (one test id p
 * ``joiner-reader-cancelled`` — a joined peer's reader task is cancelled: the load carries on.
 
 After each: the room holds no cell, the claim is released, every remaining peer converges on
-the server and on the empty document (``sim.convergence.check_convergence``), the blob store
+the server and on the empty document (``sim.harness.convergence.check_convergence``), the blob store
 holds no temp file and no torn blob; then a fresh open loads all 30 cells and every peer
 (old and new) converges on the server and on the source notebook; no task leaks.
 
 Then a property test: random schedules (batch size 1-5; 1-6 peers joining and leaving at random
 batches, slow / non-replying / never-reading peers on 4 KiB buffers; the loader leaving; an
-injected failure) through ``sim.runner.run_scenario``: every run passes every check and
+injected failure) through ``sim.harness.runner.run_scenario``: every run passes every check and
 converges. 60 schedules by default, 500 with ``-m slow``.
 """
 
@@ -44,11 +44,11 @@ from core.client import LoadFailed, NotebookClient
 from core.errors import BlobStoreError, TransportClosed
 from core.ipynb import parse_notebook
 from core.room import LoadPhase, NotebookRoom
-from sim.convergence import check_convergence, empty_document, expected_document
-from sim.notebook_gen import write_notebook as generate_notebook_file
-from sim.peers import PeerSpec
-from sim.runner import run_scenario
-from sim.scenarios import SLOW_BUFFER, Scenario
+from sim.harness.convergence import check_convergence, empty_document, expected_document
+from sim.harness.peers import PeerSpec
+from sim.harness.runner import run_scenario
+from sim.harness.scenarios import SLOW_BUFFER, Scenario
+from sim.workload.generator import write_notebook as generate_notebook_file
 
 from .conftest import Harness, HarnessFactory, write_notebook
 from .test_hostile_inputs import (

@@ -356,7 +356,7 @@ class _Unexpected(logging.Handler):
 
 
 async def _daemon_round(first: bytes, later: bytes) -> None:
-    from sim.streams import memory_stream_pair
+    from sim.net.streams import memory_stream_pair
 
     daemon = Daemon(
         DaemonConfig(handshake_timeout=5.0, eviction_delay=0.01), blob_store=MemoryBlobStore()

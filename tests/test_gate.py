@@ -21,16 +21,7 @@ from typing import Any
 
 import pytest
 
-from sim.gate import (
-    DEFAULT_CELLS,
-    DEFAULT_PAIRS,
-    DEFAULT_TIME_THRESHOLD,
-    GateSettings,
-    add_gate_arguments,
-    run_gate_command,
-)
-from sim.gate_measure import Injection, parse_injection
-from sim.gate_stats import (
+from sim.analysis.stats import (
     COUNTER_NAMES,
     Comparison,
     SelfTestResult,
@@ -40,6 +31,15 @@ from sim.gate_stats import (
     judge_time,
     sign_test_interval,
 )
+from sim.gate.command import (
+    DEFAULT_CELLS,
+    DEFAULT_PAIRS,
+    DEFAULT_TIME_THRESHOLD,
+    GateSettings,
+    add_gate_arguments,
+    run_gate_command,
+)
+from sim.gate.worker import Injection, parse_injection
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -303,7 +303,7 @@ def _gate(repo: Path, *argv: str, summary: Path | None = None) -> subprocess.Com
     if summary is not None:
         env["GITHUB_STEP_SUMMARY"] = str(summary)
     return subprocess.run(
-        [sys.executable, "-m", "sim.gate", *argv],
+        [sys.executable, "-m", "sim.gate.command", *argv],
         cwd=repo,
         env=env,
         capture_output=True,

@@ -1428,7 +1428,7 @@ async def _run(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sim.cli",
+        "sim.cli.main",
         *args,
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
@@ -1444,7 +1444,7 @@ async def test_cli_open_bad_notebooks_against_serve(tmp_path: Path) -> None:
     server = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sim.cli",
+        "sim.cli.main",
         "serve",
         "--socket",
         str(sock),

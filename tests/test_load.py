@@ -1,6 +1,7 @@
 """Load: many peers in one room, many rooms at once, a peer stalled the whole time.
 
-The workloads live in :mod:`sim.hardening` (``python -m sim.hardening --json`` prints the
+The workloads live in :mod:`sim.harness.hardening` (``python -m sim.harness.hardening --json``
+prints the
 figures); these tests run them and check what they report. Every wait inside is a condition with
 a safety timeout (a timeout is a failed check, never a hang); no test sleeps.
 
@@ -17,8 +18,8 @@ import sys
 
 import pytest
 
-from sim.hardening import many_peers, many_rooms, stalled_peer
-from sim.scenarios import SLOW_BUFFER
+from sim.harness.hardening import many_peers, many_rooms, stalled_peer
+from sim.harness.scenarios import SLOW_BUFFER
 
 from .conftest import REPO
 from .test_hostile_inputs import only_with_m_slow
@@ -82,7 +83,7 @@ async def test_hardening_script_reproduces_the_figures() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sim.hardening",
+        "sim.harness.hardening",
         "--json",
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -17,8 +17,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from sim import notebook_gen
-from sim.notebook_gen import (
+from sim.workload import generator as notebook_gen
+from sim.workload.generator import (
     DEFAULT_CELLS,
     DEFAULT_NOTEBOOK_SHA256,
     DEFAULT_SEED,
@@ -111,7 +111,7 @@ def test_different_seed_different_bytes_and_images(default_nb: dict[str, Any]) -
 
 
 def test_independent_of_hash_randomization() -> None:
-    code = "from sim.notebook_gen import *; print(notebook_fingerprint(generate_notebook()))"
+    code = "from sim.workload.generator import *; print(notebook_fingerprint(generate_notebook()))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True

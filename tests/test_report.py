@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 
-from sim.report import add_report_arguments, load_asv_history, load_inputs, run_report_command
-from sim.report_html import render_index
+from sim.report.command import (
+    add_report_arguments,
+    load_asv_history,
+    load_inputs,
+    run_report_command,
+)
+from sim.report.html import render_index
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVIL_PATH = "/tmp/<script>alert('x')</script>&nb.ipynb"

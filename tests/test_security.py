@@ -39,7 +39,7 @@ from core.manifest import (
     UNRESOLVED_OUTPUT_TEXT,
     resolve_ref,
 )
-from sim.open_cmd import fetch_blobs
+from sim.cli.open_cmd import fetch_blobs
 
 from .conftest import Harness, HarnessFactory, simple_cells, write_notebook
 from .test_hostile_inputs import WAIT, read_all_frames

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from core.daemon import Daemon, DaemonConfig
-from sim.cli import main
-from sim.convergence import check_convergence, diff_docs
-from sim.notebook_gen import write_notebook
-from sim.open_cmd import open_notebook
-from sim.runner import run_scenario
-from sim.scaling import run_scale
-from sim.scenarios import SCENARIOS, build_scenario
+from sim.cli.main import main
+from sim.cli.open_cmd import open_notebook
+from sim.harness.convergence import check_convergence, diff_docs
+from sim.harness.runner import run_scenario
+from sim.harness.scale import run_scale
+from sim.harness.scenarios import SCENARIOS, build_scenario
+from sim.workload.generator import write_notebook
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_convergence_diff_is_readable() -> None:
 def _naive_scans(cells: int) -> int:
     """Exactly what add_cell_naive must scan: cell i is found by i+1 steps per scanning call."""
     from core.ipynb import parse_notebook
-    from sim.notebook_gen import generate_notebook
+    from sim.workload.generator import generate_notebook
 
     total = 0
     for i, rec in enumerate(parse_notebook(generate_notebook(cells=cells, seed=0)).cells):

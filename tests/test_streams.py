@@ -1,4 +1,4 @@
-"""sim/streams.py: in-memory duplex streams (and the socketpair variant) for asyncio."""
+"""sim/net/streams.py: in-memory duplex streams (and the socketpair variant) for asyncio."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sim.streams import (
+from sim.net.streams import (
     MemoryStreamPair,
     MemoryTransport,
     StreamEndpoint,

@@ -15,7 +15,11 @@ import pytest
 from pytest_benchmark.logger import PytestBenchmarkWarning
 
 from benchmarks.common import cell_snapshots
-from sim.notebook_gen import DEFAULT_NOTEBOOK_SHA256, default_notebook_path, notebook_fingerprint
+from sim.workload.generator import (
+    DEFAULT_NOTEBOOK_SHA256,
+    default_notebook_path,
+    notebook_fingerprint,
+)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -4,7 +4,7 @@
 deterministic counters and the per-batch latency trend), ``_fig_asv`` (asv benchmarks by commit)
 and ``_fig_gate`` (the paired time ratios of a performance gate run). Like the other figure
 builders they take the loaded inputs and return ``(Figure, caption)`` or ``None`` when their
-data is absent; :func:`sim.report_figures.render_figures` writes them.
+data is absent; :func:`sim.report.figures.render_figures` writes them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sim.report_chart_style import (
+from sim.report.data import AsvHistory, AsvSeries, GateResult, Inputs, ScaleResult
+from sim.report.style import (
     COLORS,
     PATH_COLORS,
     _log_axes,
@@ -26,7 +27,6 @@ from sim.report_chart_style import (
     _style,
     _t,
 )
-from sim.report_data import AsvHistory, AsvSeries, GateResult, Inputs, ScaleResult
 
 __all__ = ["MAIN_ASV_BENCHMARKS", "MAX_ASV_BENCHMARKS", "MAX_ASV_LINES", "MAX_XTICKS"]
 

@@ -32,8 +32,7 @@ from core.client import NotebookClient
 from core.daemon import Daemon, DaemonConfig
 from core.ipynb import parse_notebook
 from core.loader import InsertPath
-
-from .complexity import (
+from sim.analysis.complexity import (
     classify_counter,
     classify_exponent,
     fit_counter,
@@ -41,9 +40,9 @@ from .complexity import (
     fit_power_law,
     is_flat,
 )
-from .metrics import raw_automerge_seconds
-from .notebook_gen import generate_notebook
-from .streams import memory_stream_pair
+from sim.harness.metrics import raw_automerge_seconds
+from sim.net.streams import memory_stream_pair
+from sim.workload.generator import generate_notebook
 
 __all__ = ["DEFAULT_SIZES", "LoadMeasurement", "ScaleResult", "measure_load", "run_scale"]
 

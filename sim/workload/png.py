@@ -4,7 +4,7 @@
 build); ``_render`` draws one seeded, plot-like picture (line, scatter, histogram or error bars)
 with basic IEEE arithmetic only; ``_image`` caches the base64 PNG of each pool slot. Also holds
 the image constants and :data:`GENERATOR_VERSION` (stamped into every PNG and into the drawing
-seeds); :mod:`sim.notebook_gen` re-exports all of them.
+seeds); :mod:`sim.workload.generator` re-exports all of them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = [
     "encode_png",
 ]
 
-# Bump whenever the generated notebook bytes change (sim.notebook_gen re-exports it).
+# Bump whenever the generated notebook bytes change (sim.workload.generator re-exports it).
 GENERATOR_VERSION = "1"
 IMAGE_POOL_SIZE = 64  # distinct images per seed; notebooks with more images cycle through them
 IMAGE_WIDTH = 200

@@ -2,12 +2,12 @@
 
 The working tree (the current checkout, uncommitted changes included) is compared with a base
 git ref checked out in a temporary ``git worktree``, on the same machine in the same run. Each
-side is measured by its own long-lived subprocess (``sim/gate_measure.py`` of *this* tree, run as
+side is measured by its own long-lived subprocess (``sim/gate/worker.py`` of *this* tree, run as
 a file with ``PYTHONPATH`` set to the side's tree), fed one JSON command per line, so samples can
 be interleaved base/candidate/candidate/base/... at no interpreter-start cost. Both sides load
-the same notebook files, generated once by :mod:`sim.notebook_gen`.
+the same notebook files, generated once by :mod:`sim.workload.generator`.
 
-Judgement (see :mod:`sim.gate_stats`): paired time ratios (CI of the median ratio against a
+Judgement (see :mod:`sim.analysis.stats`): paired time ratios (CI of the median ratio against a
 threshold, never a stored baseline), deterministic counters (any increase fails) and the fitted
 time exponent over a small size sweep. Exit status: 0 pass, 1 regression, 2 error.
 """
@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sim.gate_measure import GateError, Worker, workers
-from sim.gate_stats import (
+from sim.analysis.stats import (
     Comparison,
     SelfTestResult,
     SelfTestRun,
@@ -39,7 +38,8 @@ from sim.gate_stats import (
     judge_exponent,
     judge_time,
 )
-from sim.notebook_gen import write_notebook
+from sim.gate.worker import GateError, Worker, workers
+from sim.workload.generator import write_notebook
 
 __all__ = [
     "DEFAULT_CELLS",
@@ -321,7 +321,7 @@ def run_self_test(
     the machine hits them alike.
     """
     t0 = time.perf_counter()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "core" / "daemon.py").is_file():
         raise GateError(f"self-test: no core/daemon.py next to the gate in {root}")
     slow = f"slowdown_{SELF_TEST_SLOWDOWN:g}x"

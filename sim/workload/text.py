@@ -4,7 +4,7 @@ Seeded templates on the "gelmanschools" theme (the eight schools example): markd
 import/model/helper code, stdout/stderr streams, pandas-style tables (plain and HTML), results,
 an IPython-style traceback, plotting code and a matplotlib warning. Each function draws only
 from the ``random.Random`` it is given, so the text is deterministic across machines. Used by
-:mod:`sim.notebook_gen`.
+:mod:`sim.workload.generator`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,7 @@ from core.notebook_doc import CellSnapshot, NotebookDoc
 
 if TYPE_CHECKING:
     from core.daemon import Daemon
-
-    from .peers import VirtualPeer
+    from sim.harness.peers import VirtualPeer
 
 __all__ = ["batch_rows", "peer_row", "phases", "raw_automerge_seconds"]
 

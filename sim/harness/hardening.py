@@ -1,6 +1,7 @@
 """Load figures: many peers in one room, many rooms at once, a peer stalled the whole time.
 
-``python -m sim.hardening --json`` runs the three workloads, each in its own subprocess (so each
+``python -m sim.harness.hardening --json`` runs the three workloads, each in its own subprocess (so
+each
 peak RSS is that workload's own), and prints one JSON object::
 
     {"command": "hardening", "version": str, "ok": bool,
@@ -51,13 +52,12 @@ from core.ipynb import parse_notebook
 from core.notebook_doc import NotebookDoc
 from core.protocol import OpenNotebook, encode_handshake
 from core.room import LoadPhase, NotebookRoom
-
-from .convergence import check_convergence, expected_document
-from .notebook_gen import default_notebook_path, write_notebook
-from .peers import PeerSpec
-from .runner import run_scenario
-from .scenarios import SLOW_BUFFER, Scenario
-from .streams import StreamHooks, memory_stream_pair, memory_transport_of
+from sim.harness.convergence import check_convergence, expected_document
+from sim.harness.peers import PeerSpec
+from sim.harness.runner import run_scenario
+from sim.harness.scenarios import SLOW_BUFFER, Scenario
+from sim.net.streams import StreamHooks, memory_stream_pair, memory_transport_of
+from sim.workload.generator import default_notebook_path, write_notebook
 
 __all__ = ["WORKLOADS", "main", "many_peers", "many_rooms", "peak_rss_kib", "stalled_peer"]
 
@@ -377,7 +377,7 @@ def _subprocess(name: str, args: argparse.Namespace) -> dict[str, Any]:
     argv = [
         sys.executable,
         "-m",
-        "sim.hardening",
+        "sim.harness.hardening",
         "--workload",
         name,
         "--json",
@@ -410,7 +410,7 @@ def _subprocess(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m sim.hardening", description=__doc__.split("\n")[0]
+        prog="python -m sim.harness.hardening", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--workload", choices=WORKLOADS, action="append", help="run only these")
     parser.add_argument("--peers", type=int, default=500, help="many-peers: reading peers (500)")

@@ -14,9 +14,8 @@ from typing import Any
 
 from core.blob_store import DiskBlobStore
 from core.loader import InsertPath
-
-from .runner import SimResult, run_scenario
-from .scenarios import build_scenario
+from sim.harness.runner import SimResult, run_scenario
+from sim.harness.scenarios import build_scenario
 
 __all__ = ["PHASES", "profile_notebook"]
 

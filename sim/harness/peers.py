@@ -5,7 +5,8 @@ sends its handshake and its first sync message, reads the handshake reply, and t
 again), connected to the
 daemon over one of three transports:
 
-* ``memory`` — :func:`sim.streams.memory_stream_pair` with a per-peer capacity (bounded buffers);
+* ``memory`` — :func:`sim.net.streams.memory_stream_pair` with a per-peer capacity (bounded
+  buffers);
 * ``socketpair`` — ``socket.socketpair()`` with optional small SO_SNDBUF/SO_RCVBUF;
 * ``unix`` — the real Unix-socket daemon.
 """
@@ -28,8 +29,7 @@ from core.errors import TransportClosed
 from core.framing import FrameDecoder, FrameType, encode_frame, encode_untyped
 from core.notebook_doc import NotebookDoc
 from core.protocol import OpenNotebook, encode_handshake, parse_connection_info
-
-from .streams import memory_stream_pair
+from sim.net.streams import memory_stream_pair
 
 __all__ = ["Behaviour", "PeerSpec", "Transport", "VirtualPeer", "connect_streams"]
 

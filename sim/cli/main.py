@@ -19,11 +19,15 @@ from typing import Any, TextIO
 
 from core import __version__
 from core.errors import CoreError
-
-from .gate import add_gate_arguments, run_gate_command
-from .notebook_gen import DEFAULT_CELLS, DEFAULT_SEED, default_notebook_path, write_notebook
-from .report import add_report_arguments, run_report_command
-from .scenarios import SCENARIOS
+from sim.gate.command import add_gate_arguments, run_gate_command
+from sim.harness.scenarios import SCENARIOS
+from sim.report.command import add_report_arguments, run_report_command
+from sim.workload.generator import (
+    DEFAULT_CELLS,
+    DEFAULT_SEED,
+    default_notebook_path,
+    write_notebook,
+)
 
 __all__ = ["main"]
 
@@ -94,9 +98,8 @@ def _notebook_arg(value: str | None) -> Path:
 # --------------------------------------------------------------------------- sim
 def _cmd_sim(args: argparse.Namespace) -> int:
     from core.ipynb import parse_notebook
-
-    from .runner import run_scenario
-    from .scenarios import build_scenario
+    from sim.harness.runner import run_scenario
+    from sim.harness.scenarios import build_scenario
 
     notebook = _notebook_arg(args.notebook)
     try:
@@ -203,7 +206,7 @@ def _print_sim(data: dict[str, Any], description: str) -> None:
 
 # --------------------------------------------------------------------------- scale
 def _cmd_scale(args: argparse.Namespace) -> int:
-    from .scaling import DEFAULT_SIZES, run_scale
+    from sim.harness.scale import DEFAULT_SIZES, run_scale
 
     paths: list[Any] = ["full", "naive"] if args.insert == "both" else [args.insert]
     sizes: dict[str, Sequence[int]] | None = None
@@ -304,8 +307,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- profile
 def _cmd_profile(args: argparse.Namespace) -> int:
     from core.ipynb import parse_notebook
-
-    from .profile import PHASES, profile_notebook
+    from sim.harness.profile import PHASES, profile_notebook
 
     notebook = _notebook_arg(args.notebook)
     try:
@@ -388,7 +390,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_open(args: argparse.Namespace) -> int:
-    from .open_cmd import open_notebook
+    from sim.cli.open_cmd import open_notebook
 
     return asyncio.run(open_notebook(args))
 

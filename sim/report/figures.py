@@ -3,8 +3,8 @@ state). Each ``_fig_*`` function takes the loaded inputs and returns a ``Figure`
 when its data is absent; :func:`render_figures` writes the PNGs under deterministic names.
 
 This module holds the per-run figures (latency timeline, time to first cell, load phases) and
-the driver; the scaling, asv and gate figures live in :mod:`sim.report_charts_scaling` and the
-shared palette and styling helpers in :mod:`sim.report_chart_style`."""
+the driver; the scaling, asv and gate figures live in :mod:`sim.report.charts_scaling` and the
+shared palette and styling helpers in :mod:`sim.report.style`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from sim.report_chart_style import (
+# The asv limits moved with the asv figure; re-exported so they stay importable from here.
+from sim.report.charts_scaling import MAIN_ASV_BENCHMARKS as MAIN_ASV_BENCHMARKS
+from sim.report.charts_scaling import MAX_ASV_BENCHMARKS as MAX_ASV_BENCHMARKS
+from sim.report.charts_scaling import MAX_ASV_LINES as MAX_ASV_LINES
+from sim.report.charts_scaling import MAX_XTICKS as MAX_XTICKS
+from sim.report.charts_scaling import _fig_asv, _fig_gate, _fig_scaling
+from sim.report.data import Inputs, RunResult, loader_peer
+from sim.report.style import (
     COLORS,
     DPI,
     PATH_COLORS,
@@ -29,14 +36,6 @@ from sim.report_chart_style import (
     _style,
     _t,
 )
-
-# The asv limits moved with the asv figure; re-exported so they stay importable from here.
-from sim.report_charts_scaling import MAIN_ASV_BENCHMARKS as MAIN_ASV_BENCHMARKS
-from sim.report_charts_scaling import MAX_ASV_BENCHMARKS as MAX_ASV_BENCHMARKS
-from sim.report_charts_scaling import MAX_ASV_LINES as MAX_ASV_LINES
-from sim.report_charts_scaling import MAX_XTICKS as MAX_XTICKS
-from sim.report_charts_scaling import _fig_asv, _fig_gate, _fig_scaling
-from sim.report_data import Inputs, RunResult, loader_peer
 
 __all__ = ["FIGURE_FILES", "FigureInfo", "render_figures"]
 

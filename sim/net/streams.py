@@ -60,7 +60,7 @@ in different event loops (``asyncio.run`` twice) never share state.
 
 This module holds the endpoint transport and the pair factories; the one-way pipe
 (:class:`MemoryPipe`, :class:`StreamHooks`, :class:`StreamStatistics`) lives in
-:mod:`sim.stream_pipe` and is re-exported here.
+:mod:`sim.net.pipe` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ import asyncio
 import socket
 from typing import NamedTuple, TypeAlias
 
-from sim.stream_pipe import MemoryPipe, StreamHooks, StreamStatistics, _reset_error
+from sim.net.pipe import MemoryPipe, StreamHooks, StreamStatistics, _reset_error
 
 __all__ = [
     "DEFAULT_CAPACITY",

@@ -4,7 +4,7 @@
 as segments (``_Segment``, delayed by the ``latency`` hook), pumps at most one piece per loop
 iteration into the receiving protocol, and counts what it carries (:class:`StreamStatistics`).
 :class:`StreamHooks` inject chunking, latency, stalls and drops. The endpoints and the pair
-factories that wire two pipes together live in :mod:`sim.streams`, which re-exports these names.
+factories that wire two pipes together live in :mod:`sim.net.streams`, which re-exports these names.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sim.streams import MemoryTransport
+    from sim.net.streams import MemoryTransport
 
 __all__ = ["MemoryPipe", "StreamHooks", "StreamStatistics"]
 

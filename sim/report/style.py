@@ -3,7 +3,7 @@
 The resolution (:data:`DPI`), line colours (:data:`COLORS`, :data:`PATH_COLORS`), a figure on the
 Agg canvas (``_new_figure``: no pyplot, no global state), matplotlib-safe text (``_t``,
 ``_short``), title/label/grid styling (``_style``) and log-log axes with plain-number ticks
-(``_log_axes``). Used by :mod:`sim.report_figures` and :mod:`sim.report_charts_scaling`.
+(``_log_axes``). Used by :mod:`sim.report.figures` and :mod:`sim.report.charts_scaling`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Frozen dataclasses for every result the report reads (``sim``/``profile`` runs, 
 sweeps, ``gate`` verdicts, asv history) and :class:`Inputs`, which gathers them; ``_Obj``, a
 JSON-object reader whose errors name the offending field (raising :class:`SchemaError`); and
 the ``_parse_*`` functions that validate one result file into those dataclasses. Loading files
-and the command live in :mod:`sim.report`, which re-exports every public name here.
+and the command live in :mod:`sim.report.command`, which re-exports every public name here.
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@ The report only reads and plots; it never imports ``core`` and never measures an
 Inputs are the files that ``nbstream <cmd> --json`` prints (see "Result JSON files" in the
 project's interface notes), dispatched on their ``"command"`` key: ``sim``, ``profile``,
 ``scale``, ``gate`` and ``gate-self-test``. Each file is validated into frozen dataclasses
-(:mod:`sim.report_data`); a file that is not JSON, has no known ``"command"`` or does not match its
+(:mod:`sim.report.data`); a file that is not JSON, has no known ``"command"`` or does not match its
 schema is skipped with one warning line. asv results (``<machine>/<hash>-<env>.json`` plus
 ``benchmarks.json``) are read straight from asv's JSON format (version 2), without importing asv.
 
 This module holds the loaders and the command; the data model and the schema parsers live in
-:mod:`sim.report_data` (re-exported here), figures in :mod:`sim.report_figures` and the page in
-:mod:`sim.report_html` (both imported lazily, so that building the CLI parser does not import
+:mod:`sim.report.data` (re-exported here), figures in :mod:`sim.report.figures` and the page in
+:mod:`sim.report.html` (both imported lazily, so that building the CLI parser does not import
 matplotlib).
 """
 
@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.report_data import PHASE_KEYS as PHASE_KEYS
-from sim.report_data import (
+from sim.report.data import PHASE_KEYS as PHASE_KEYS
+from sim.report.data import (
     AsvBenchmark,
     AsvHistory,
     AsvPoint,
@@ -306,8 +306,8 @@ def run_report_command(args: argparse.Namespace) -> int:
     if listed:
         print(f"nbstream report: warning: skipped {len(inputs.skipped)}: {listed}", file=sys.stderr)
 
-    from sim.report_figures import render_figures  # lazy: keeps matplotlib out of CLI start-up
-    from sim.report_html import write_index
+    from sim.report.figures import render_figures  # lazy: keeps matplotlib out of CLI start-up
+    from sim.report.html import write_index
 
     out = Path(args.out)
     try:

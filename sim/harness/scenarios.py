@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .peers import PeerSpec
+from sim.harness.peers import PeerSpec
 
 __all__ = ["SCENARIOS", "Scenario", "build_scenario"]
 

@@ -10,8 +10,8 @@ arithmetic (no libm transcendental functions); PNGs are hand-encoded with STORED
 so no zlib build can change the bytes. Bump ``GENERATOR_VERSION`` whenever the output bytes change.
 
 This module lays out the notebook and serializes it; the PNG encoder, the plot drawing and
-``GENERATOR_VERSION`` live in :mod:`sim.notebook_png`, the text templates in
-:mod:`sim.notebook_text` (the public names of the former are re-exported here).
+``GENERATOR_VERSION`` live in :mod:`sim.workload.png`, the text templates in
+:mod:`sim.workload.text` (the public names of the former are re-exported here).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from .notebook_png import GENERATOR_VERSION as GENERATOR_VERSION
-from .notebook_png import IMAGE_HEIGHT as IMAGE_HEIGHT
-from .notebook_png import IMAGE_POOL_SIZE as IMAGE_POOL_SIZE
-from .notebook_png import IMAGE_WIDTH as IMAGE_WIDTH
-from .notebook_png import PNG_SIGNATURE as PNG_SIGNATURE
-from .notebook_png import _image
-from .notebook_png import encode_png as encode_png
-from .notebook_text import (
+from sim.workload.png import GENERATOR_VERSION as GENERATOR_VERSION
+from sim.workload.png import IMAGE_HEIGHT as IMAGE_HEIGHT
+from sim.workload.png import IMAGE_POOL_SIZE as IMAGE_POOL_SIZE
+from sim.workload.png import IMAGE_WIDTH as IMAGE_WIDTH
+from sim.workload.png import PNG_SIGNATURE as PNG_SIGNATURE
+from sim.workload.png import _image
+from sim.workload.png import encode_png as encode_png
+from sim.workload.text import (
     _error_cell,
     _imports_source,
     _markdown,

@@ -26,13 +26,17 @@ from core.errors import BlobStoreError
 from core.ipynb import parse_notebook
 from core.loader import InsertPath, LoadReport
 from core.room import LoadPhase, NotebookRoom
-
-from .complexity import fit_linear_trend, is_flat
-from .convergence import ConvergenceReport, check_convergence, empty_document, expected_document
-from .metrics import batch_rows, peer_row, phases, raw_automerge_seconds
-from .notebook_gen import notebook_fingerprint
-from .peers import PeerSpec, StreamPair, Transport, VirtualPeer, connect_streams
-from .scenarios import Scenario
+from sim.analysis.complexity import fit_linear_trend, is_flat
+from sim.harness.convergence import (
+    ConvergenceReport,
+    check_convergence,
+    empty_document,
+    expected_document,
+)
+from sim.harness.metrics import batch_rows, peer_row, phases, raw_automerge_seconds
+from sim.harness.peers import PeerSpec, StreamPair, Transport, VirtualPeer, connect_streams
+from sim.harness.scenarios import Scenario
+from sim.workload.generator import notebook_fingerprint
 
 __all__ = ["Check", "SimResult", "run_scenario"]
 

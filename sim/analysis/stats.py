@@ -12,7 +12,8 @@ on synthetic samples.
   increase is a regression. A counter that is not reproducible within one side (two runs
   disagree) is compared range against range: regressed only when the candidate's smallest value
   exceeds the base's largest.
-* **Exponent** — ``time ≈ a·cells^k`` fitted per side by :func:`sim.complexity.fit_power_law`;
+* **Exponent** — ``time ≈ a·cells^k`` fitted per side by
+  :func:`sim.analysis.complexity.fit_power_law`;
   the change of ``k`` is fitted on the paired ratios. Regressed when that change's CI lies above
   0 and it exceeds a tolerance, or (CI above 0) when the candidate's verdict turns "quadratic".
 """
@@ -25,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sim.complexity import classify_exponent, fit_power_law
+from sim.analysis.complexity import classify_exponent, fit_power_law
 
 __all__ = [
     "COUNTER_NAMES",
