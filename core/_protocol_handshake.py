@@ -20,7 +20,6 @@ from core._protocol_json import (
     _ExcType,
     _fail,
     _int,
-    _json_type,
     _loads,
     _object,
     _opt_str,
@@ -28,6 +27,7 @@ from core._protocol_json import (
     _str,
 )
 from core.errors import HandshakeError, LocalProtocolError, MessageError
+from core.json_values import json_type
 
 __all__ = [
     "DAEMON_VERSION",
@@ -87,7 +87,7 @@ def parse_handshake(payload: bytes) -> OpenNotebook:
     channel = obj["channel"]
     if not isinstance(channel, str):
         raise HandshakeError(
-            f'handshake "channel" must be a string, got {_json_type(channel)} '
+            f'handshake "channel" must be a string, got {json_type(channel)} '
             f"(known channels: {_quoted(_CHANNELS)})"
         )
     if channel != "open_notebook":

@@ -3,7 +3,7 @@
 Strict UTF-8 JSON decoding (:func:`_loads`: no NaN/Infinity, precise error messages) and compact
 encoding (:func:`_dumps`), typed field accessors (``_str``, ``_opt_str``, ``_int``, ``_opt_int``,
 ``_b64``) that raise the caller's :class:`~core.errors.ProtocolError` subclass naming the field,
-and the small error-message helpers (``_json_type``, ``_quoted``, ``_fail``). Also home of
+and the small error-message helpers (``_quoted``, ``_fail``). Also home of
 :data:`MAX_JSON_INT`, re-exported by :mod:`core.protocol`. No I/O and no :mod:`asyncio` import.
 """
 
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from core.errors import LocalProtocolError, ProtocolError
+from core.json_values import json_type
 
 MAX_JSON_INT = 2**53 - 1
 """Largest integer any message field may carry (exactly representable in every JSON reader)."""
@@ -74,25 +75,9 @@ def _dumps(obj: Mapping[str, Any], what: str) -> bytes:
         return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _object(value: Any, what: str, exc: _ExcType) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise exc(f"{what} must be a JSON object, got {_json_type(value)}")
+        raise exc(f"{what} must be a JSON object, got {json_type(value)}")
     return value
 
 
@@ -105,7 +90,7 @@ def _str(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> str:
         _fail(exc, f'{what} has no "{key}"')
     value = obj[key]
     if not isinstance(value, str):
-        _fail(exc, f'{what} "{key}" must be a string, got {_json_type(value)}')
+        _fail(exc, f'{what} "{key}" must be a string, got {json_type(value)}')
     return value
 
 
@@ -114,7 +99,7 @@ def _opt_str(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> str 
     if value is None:
         return None
     if not isinstance(value, str):
-        _fail(exc, f'{what} "{key}" must be a string or absent, got {_json_type(value)}')
+        _fail(exc, f'{what} "{key}" must be a string or absent, got {json_type(value)}')
     return value
 
 
@@ -133,7 +118,7 @@ def _opt_int(obj: Mapping[str, Any], key: str, what: str, exc: _ExcType) -> int 
 
 def _check_int(value: Any, key: str, what: str, exc: _ExcType) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        _fail(exc, f'{what} "{key}" must be an integer, got {_json_type(value)}')
+        _fail(exc, f'{what} "{key}" must be an integer, got {json_type(value)}')
     if value < 0:
         _fail(exc, f'{what} "{key}" must be >= 0, got {value}')
     if value > MAX_JSON_INT:

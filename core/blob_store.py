@@ -31,19 +31,18 @@ several store objects (or processes) sharing a root consistent.
 from __future__ import annotations
 
 import builtins
-import errno
 import hashlib
 import json
 import os
 import re
 import threading
-import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
+from core.atomic import atomic_write
 from core.errors import BlobCorrupt, BlobStoreError, BlobTooLarge, InvalidBlobId
 
 __all__ = [
@@ -282,36 +281,25 @@ class DiskBlobStore:
 
     @staticmethod
     def _atomic_write(shard: str, target: str, payload: bytes, *, meta: bool = False) -> bool:
-        """Write ``payload`` to a temp file in ``shard``, close it, rename it onto ``target``.
+        """Put ``payload`` at ``target`` through a ``.tmp.*`` file in ``shard``.
 
         Returns True if our rename put the file in place, False if the rename failed but the
         target now exists (a concurrent identical write won). Never leaves the temp file behind.
         """
-        suffix = _META_SUFFIX if meta else ""
-        tmp = os.path.join(shard, f"{_TMP_PREFIX}.{uuid.uuid4().hex}{suffix}")
-        renamed = False
         try:
-            fd = os.open(tmp, _OPEN_FLAGS, _FILE_MODE)
-            try:
-                view = memoryview(payload)
-                while view:
-                    n = os.write(fd, view)
-                    if n <= 0:  # never loop forever on a device that accepts nothing
-                        raise OSError(errno.EIO, "write made no progress")
-                    view = view[n:]
-            finally:
-                os.close(fd)
-            try:
-                os.replace(tmp, target)
-                renamed = True
-            except OSError:
-                if not os.path.exists(target):
-                    raise
-            return renamed
-        finally:
-            if not renamed:
-                with suppress(OSError):
-                    os.remove(tmp)
+            atomic_write(
+                target,
+                payload,
+                durable=False,
+                mode=_FILE_MODE,
+                tmp_prefix=f"{_TMP_PREFIX}.",
+                tmp_suffix=_META_SUFFIX if meta else "",
+            )
+        except OSError:
+            if not os.path.exists(target):
+                raise
+            return False
+        return True
 
     # ---------------------------------------------------------------- read
     def get(self, blob_id: str) -> bytes | None:

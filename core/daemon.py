@@ -13,13 +13,13 @@ import itertools
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from . import protocol as p
+from .atomic import atomic_write
 from .blob_store import BlobStore, DiskBlobStore
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
 from .framing import DATA_MAX_SIZE, Frame, FrameDecoder, encode_untyped
@@ -306,7 +306,7 @@ class Daemon:
                     f"save refused: the room is empty but the file on disk has {on_disk} cells"
                 )
         data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
-        await asyncio.to_thread(_atomic_write, room.path, data)
+        await asyncio.to_thread(atomic_write, room.path, data)
         return room.path, len(data)
 
     # ------------------------------------------------------------------ waiting
@@ -368,22 +368,6 @@ def _cells_on_disk(path: Path) -> int:
         return len(parse_notebook(read_notebook_file(str(path))).cells)
     except CoreError:
         return 0
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 async def _bind_unix(

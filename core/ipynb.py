@@ -56,6 +56,8 @@ from typing import TYPE_CHECKING, Any
 import jiter
 
 from core.errors import NotebookLoadError
+from core.ipynb_v3 import upgrade_v3
+from core.json_values import check_tree, from_json_text, inf_path, json_text, json_type
 
 if TYPE_CHECKING:
     from core.blob_store import BlobStore
@@ -101,66 +103,6 @@ class ParsedNotebook:
     generated_ids: int = 0  # cells that had no (or an empty) id
     repaired_ids: int = 0  # later duplicates of an id, given a fresh one
     notes: tuple[str, ...] = ()  # non-fatal remarks (e.g. a newer minor read as 4.5)
-
-
-# --------------------------------------------------------------------------- JSON helpers
-def json_type(value: Any) -> str:
-    """The JSON type name of a parsed value, for error messages."""
-    if type(value) is dict:
-        return "object"
-    if type(value) is list:
-        return "array"
-    if type(value) is str:
-        return "string"
-    if type(value) is bool:
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
-
-
-def check_tree(root: Any, max_depth: int) -> str | None:
-    """``"depth"`` if containers nest deeper than ``max_depth``, ``"inf"`` for an infinite float.
-
-    Level by level over containers only (no recursion); ``None`` when the tree is fine.
-    """
-    level: list[Any] = []
-    kind = type(root)
-    if kind is dict or kind is list:
-        level.append(root)
-    elif kind is float and root - root != 0:
-        return "inf"
-    depth = 0
-    while level:
-        depth += 1
-        if depth > max_depth:
-            return "depth"
-        deeper: list[Any] = []
-        for container in level:
-            for value in container.values() if type(container) is dict else container:
-                kind = type(value)
-                if kind is dict or kind is list:
-                    deeper.append(value)
-                elif kind is float and value - value != 0:  # inf - inf is nan
-                    return "inf"
-        level = deeper
-    return None
-
-
-def _inf_path(root: Any) -> str:
-    """Where the first infinite float is (error path only)."""
-    stack: list[tuple[Any, str]] = [(root, "")]
-    while stack:
-        value, path = stack.pop()
-        if type(value) is dict:
-            for key in reversed(list(value)):
-                label = f".{key}" if key.isidentifier() else f"[{json.dumps(key)}]"
-                stack.append((value[key], path + label))
-        elif type(value) is list:
-            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
-        elif type(value) is float and value - value != 0:
-            return path.lstrip(".") or "the top level"
-    return "the top level"
 
 
 def _depth_exceeded_at(data: bytes, max_depth: int) -> int | None:
@@ -234,7 +176,7 @@ def _parse_json(data: bytes, max_bytes: int, max_depth: int) -> Any:
         )
     if problem == "inf":
         raise NotebookLoadError(
-            f"number out of range at {_inf_path(root)}: it overflows to infinity, "
+            f"number out of range at {inf_path(root)}: it overflows to infinity, "
             "which JSON cannot represent"
         )
     return root
@@ -270,8 +212,6 @@ def parse_notebook(
             raise NotebookLoadError(f"'cells' must be an array (got {json_type(raw_cells)})")
         labelled = [(f"cells[{i}]", cell) for i, cell in enumerate(raw_cells)]
     elif major == 3:
-        from core.ipynb_v3 import upgrade_v3  # lazy: ipynb_v3 imports this module
-
         labelled, metadata = upgrade_v3(root, max_depth=max_depth)
         notes.append(f"nbformat 3.{minor} upgraded to 4.5")
     else:
@@ -457,15 +397,9 @@ def read_notebook_file(
 
 
 # --------------------------------------------------------------------------- to the document
-def _json_text(value: Any) -> str:
-    return json.dumps(
-        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    )
-
-
 def notebook_metadata_to_doc(metadata: Mapping[str, Any]) -> dict[str, str]:
     """Notebook metadata → ``{top-level key: JSON text of its value}``."""
-    return {key: _json_text(value) for key, value in metadata.items()}
+    return {key: json_text(value) for key, value in metadata.items()}
 
 
 def record_to_cell(record: CellRecord, output_refs: Sequence[str]) -> CellSnapshot:
@@ -479,10 +413,10 @@ def record_to_cell(record: CellRecord, output_refs: Sequence[str]) -> CellSnapsh
         source=record.source,
         execution_count=record.execution_count,
         outputs=tuple(output_refs),
-        metadata={key: _json_text(value) for key, value in record.metadata.items()},
+        metadata={key: json_text(value) for key, value in record.metadata.items()},
         attachments=None
         if attachments is None
-        else {key: _json_text(value) for key, value in attachments.items()},
+        else {key: json_text(value) for key, value in attachments.items()},
     )
 
 
@@ -492,16 +426,8 @@ def split_lines(text: str) -> list[str]:
     return text.splitlines(True)
 
 
-def _from_json_text(text: str) -> Any:
-    """A JSON text from the document back to a value; text that is not JSON stays a string."""
-    try:
-        return jiter.from_json(text.encode("utf-8", "surrogatepass"), allow_inf_nan=False)
-    except ValueError:
-        return text
-
-
 def _values_from_doc(texts: Mapping[str, str]) -> dict[str, Any]:
-    return {key: _from_json_text(text) for key, text in texts.items()}
+    return {key: from_json_text(text) for key, text in texts.items()}
 
 
 def _execution_count(text: str) -> int | None:

@@ -32,7 +32,7 @@ from typing import Any
 import jiter
 
 from core.errors import NotebookLoadError
-from core.ipynb import check_tree, json_type
+from core.json_values import check_tree, json_type
 
 # nbformat.v4.convert._mime_map (same order), plus pdf.
 _MIME_MAP: tuple[tuple[str, str], ...] = (

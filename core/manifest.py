@@ -49,6 +49,7 @@ from typing import Any
 
 from core.blob_store import BlobStore, is_blob_id
 from core.errors import BlobCorrupt, InvalidBlobId, NotebookLoadError
+from core.json_values import json_text
 
 __all__ = [
     "INLINE_THRESHOLD",
@@ -168,12 +169,6 @@ def normalize_output(output: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- outputs -> refs
-def _json_text(value: Any) -> str:
-    return json.dumps(
-        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    )
-
-
 def _content_ref(
     text: str, media_type: str, store: BlobStore, threshold: int, *, is_json: bool = False
 ) -> dict[str, Any]:
@@ -211,7 +206,7 @@ def _build_manifest(norm: dict[str, Any], store: BlobStore, threshold: int) -> d
         if isinstance(value, str):
             data[mime] = _content_ref(value, mime, store, threshold)
         else:
-            data[mime] = _content_ref(_json_text(value), mime, store, threshold, is_json=True)
+            data[mime] = _content_ref(json_text(value), mime, store, threshold, is_json=True)
     manifest: dict[str, Any] = {"output_type": output_type, "data": data}
     if norm["metadata"]:
         manifest["metadata"] = norm["metadata"]

@@ -39,7 +39,6 @@ from core._protocol_json import (
     _ExcType,
     _fail,
     _int,
-    _json_type,
     _loads,
     _object,
     _opt_int,
@@ -48,6 +47,7 @@ from core._protocol_json import (
     _str,
 )
 from core.errors import LocalProtocolError, MessageError, ProtocolError
+from core.json_values import json_type
 
 __all__ = [
     "CLOSE_REASONS",
@@ -174,7 +174,7 @@ def _request(obj: Mapping[str, Any], exc: _ExcType) -> Request:
     if not isinstance(action, str):
         _fail(
             exc,
-            f'request "action" must be a string, got {_json_type(action)} '
+            f'request "action" must be a string, got {json_type(action)} '
             f"(known actions: {_quoted(_ACTIONS)})",
         )
     if action == "get_doc_bytes":
@@ -314,7 +314,7 @@ def _response(obj: Mapping[str, Any], exc: _ExcType) -> Response:
     if not isinstance(result, str):
         _fail(
             exc,
-            f'response "result" must be a string, got {_json_type(result)} '
+            f'response "result" must be a string, got {json_type(result)} '
             f"(known results: {_quoted(_RESULTS)})",
         )
     if result == "error":

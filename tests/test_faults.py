@@ -38,6 +38,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import core.atomic
 import core.blob_store
 from core.blob_store import DiskBlobStore
 from core.client import LoadFailed, NotebookClient
@@ -84,7 +85,7 @@ def fault_cells() -> list[dict[str, Any]]:
 
 # =========================================================================== a disk that fills up
 class DiskFullOs:
-    """``core.blob_store``'s view of :mod:`os`: once ``full``, the next write stores only half
+    """``core.blob_store``'s (and ``core.atomic``'s) view of :mod:`os`: once ``full``, the next write stores only half
     its bytes and every later write fails with ``ENOSPC`` (what a filling disk does)."""
 
     def __init__(self, skip_writes: int = 0) -> None:
@@ -200,6 +201,7 @@ async def run_fault(
     if disk is not None:
         rig.disk = disk
         monkeypatch.setattr(core.blob_store, "os", disk)
+        monkeypatch.setattr(core.atomic, "os", disk)  # the blob store writes through it
     before = set(asyncio.all_tasks())
 
     await rig.open("loader")

@@ -22,10 +22,10 @@ import os
 import pathlib
 import random
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from core.atomic import atomic_write
 from sim.workload.png import GENERATOR_VERSION as GENERATOR_VERSION
 from sim.workload.png import IMAGE_HEIGHT as IMAGE_HEIGHT
 from sim.workload.png import IMAGE_POOL_SIZE as IMAGE_POOL_SIZE
@@ -245,20 +245,6 @@ def notebook_fingerprint(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_notebook(
     path: str | os.PathLike[str],
     cells: int = DEFAULT_CELLS,
@@ -270,7 +256,8 @@ def write_notebook(
     n_images = _resolve_images(cells, images)
     data = generate_notebook(cells, seed, images=n_images)
     target = pathlib.Path(path)
-    _atomic_write(target, data)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, data)
     digest = notebook_fingerprint(data)
     return GeneratedInfo(target, cells, n_images, len(data), digest, GENERATOR_VERSION)
 
@@ -295,5 +282,6 @@ def default_notebook_path(cache_dir: str | os.PathLike[str] | None = None) -> pa
             f"generated default notebook hashes to {digest}, not the pinned "
             f"{DEFAULT_NOTEBOOK_SHA256}: nondeterminism, or output changed without a version bump"
         )
-    _atomic_write(path, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data)
     return path
