@@ -25,10 +25,11 @@ from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
 from .framing import DATA_MAX_SIZE, Frame, FrameDecoder, encode_untyped
 from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook, read_notebook_file
 from .loader import InsertPath, LoadOptions, LoadReport, stream_load
+from .notebook_doc import DocStatistics
 from .room import LoadPhase, NotebookRoom, RoomRegistry
 from .session import PeerSession
 
-__all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "default_socket_path"]
+__all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "RoomFigures", "default_socket_path"]
 
 log = logging.getLogger("nbstream.daemon")
 
@@ -84,6 +85,19 @@ class DaemonStatistics:
     send_s: float  # summed over finished sessions: time in write + drain
     frames_out: int
     bytes_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomFigures:
+    """What the daemon can tell about one open notebook (read by harnesses, never mutated)."""
+
+    notebook_id: str
+    phase: str  # "empty" | "streaming" | "ready" | "failed"
+    reason: str | None  # why the last load failed (phase "failed")
+    peers: int  # sessions attached to the room now
+    cells: int  # cells in the document now
+    doc: DocStatistics  # the document's deterministic counters
+    loads_started: int
 
 
 class Daemon:
@@ -321,6 +335,26 @@ class Daemon:
             await self._state_changed.wait()
 
     # ------------------------------------------------------------------ counters
+    def room_figures(self) -> dict[str, RoomFigures]:
+        """Per open notebook (keyed by notebook id): phase, peers, cells and document counters."""
+        return {
+            room.notebook_id: RoomFigures(
+                notebook_id=room.notebook_id,
+                phase=room.state.phase.value,
+                reason=room.state.reason,
+                peers=room.peer_count,
+                cells=room.doc.cell_count(),
+                doc=room.doc.statistics(),
+                loads_started=room.loads_started,
+            )
+            for room in self.rooms.rooms()
+        }
+
+    def document_bytes(self, notebook_id: str) -> bytes | None:
+        """The saved Automerge document of an open notebook (what ``get_doc_bytes`` answers)."""
+        room = self.rooms.get(notebook_id)
+        return room.doc.save() if room is not None else None
+
     def statistics(self) -> DaemonStatistics:
         live = list(self.sessions)
         return DaemonStatistics(

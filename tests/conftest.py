@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from core.blob_store import MemoryBlobStore
 from core.client import NotebookClient
 from core.daemon import Daemon, DaemonConfig
+from sim.net.connect import Transport, connect_transport
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "notebooks"
@@ -68,23 +68,16 @@ class Harness:
         self.daemon = daemon
         self.tmp = tmp
         self.clients: list[NotebookClient] = []
-        self._server_tasks: list[asyncio.Task[None]] = []
+        self._server_tasks: set[asyncio.Task[None]] = set()
 
     async def streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A raw client-side stream pair connected to the daemon."""
-        if self.transport == "unix":
-            assert self.daemon.config.socket_path is not None
-            return await asyncio.open_unix_connection(str(self.daemon.config.socket_path))
-        if self.transport == "socketpair":
-            a, b = socket.socketpair()
-            sr, sw = await asyncio.open_connection(sock=a)
-            cr, cw = await asyncio.open_connection(sock=b)
-        else:
-            from sim.net.streams import memory_stream_pair
-
-            (cr, cw), (sr, sw) = await memory_stream_pair()
-        self._server_tasks.append(asyncio.create_task(self.daemon.handle_connection(sr, sw)))
-        return cr, cw
+        return await connect_transport(
+            cast(Transport, self.transport),
+            serve=self.daemon.handle_connection,
+            socket_path=self.daemon.config.socket_path,
+            tasks=self._server_tasks,
+        )
 
     async def connect(self, notebook: Path, **kwargs: Any) -> NotebookClient:
         reader, writer = await self.streams()

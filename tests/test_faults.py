@@ -85,8 +85,9 @@ def fault_cells() -> list[dict[str, Any]]:
 
 # =========================================================================== a disk that fills up
 class DiskFullOs:
-    """``core.blob_store``'s (and ``core.atomic``'s) view of :mod:`os`: once ``full``, the next write stores only half
-    its bytes and every later write fails with ``ENOSPC`` (what a filling disk does)."""
+    """The blob store's view of :mod:`os` (``core.blob_store`` and ``core.atomic``): once
+    ``full``, the next write stores only half its bytes and every later write fails with
+    ``ENOSPC`` (what a filling disk does)."""
 
     def __init__(self, skip_writes: int = 0) -> None:
         self.full = False

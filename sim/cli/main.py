@@ -110,6 +110,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     scenario = build_scenario(
         args.scenario, seed=args.seed, batches=batches, peers=args.peers, fail_at_batch=args.fail_at
     )
+    if args.joins == "progress" and scenario.fail_at_batch is not None:
+        raise UsageError("--joins progress cannot inject a fault: use --joins hook")
     progress = Progress()
     result = asyncio.run(
         run_scenario(
@@ -121,6 +123,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             seed=args.seed,
             timeout=args.timeout,
             progress=progress,
+            joins=args.joins,
         )
     )
     progress.done()
@@ -422,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transport", choices=["memory", "socketpair", "unix"], default="memory")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--fail-at", type=int, default=None, help="failure scenario: batch to fail at")
+    p.add_argument(
+        "--joins",
+        choices=["hook", "progress"],
+        default="hook",
+        help="what times joins and leaves: the bundled daemon's in-process batch hook (exact; "
+        "needed by the failure scenario) or the load-status progress a peer receives (hook)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="safety timeout per wait (s)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     common_load(p)

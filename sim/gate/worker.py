@@ -132,21 +132,51 @@ class _Core:
         self.MemoryBlobStore: Any = blob_store.MemoryBlobStore
 
 
-async def _settle(client: Any, room: Any) -> None:
+class _ServerView:
+    """The one notebook the measured daemon serves, through its public figures.
+
+    Trees from before ``Daemon.room_figures`` (older gate bases) expose only their room
+    registry; :meth:`_legacy` reads that, and nothing else here touches daemon internals."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        self.modern = hasattr(daemon, "room_figures") and hasattr(daemon, "document_bytes")
+
+    def _legacy(self) -> Any:
+        return next(iter(self.daemon.rooms.rooms())).doc
+
+    def statistics(self) -> Any:
+        if self.modern:
+            return next(iter(self.daemon.room_figures().values())).doc
+        return self._legacy().statistics()
+
+    def cell_count(self) -> int:
+        if self.modern:
+            return int(next(iter(self.daemon.room_figures().values())).cells)
+        return int(self._legacy().cell_count())
+
+    def document_size(self) -> int:
+        if self.modern:
+            (notebook_id,) = self.daemon.room_figures()
+            return len(self.daemon.document_bytes(notebook_id))
+        return len(self._legacy().save())
+
+
+async def _settle(client: Any, server: _ServerView) -> None:
     """Wait until the exchange is quiet: same cell count, every client message applied."""
     quiet = 0
     last: tuple[int, ...] = ()
     while quiet < QUIET_TURNS:
         await asyncio.sleep(0)
         cs = client.statistics()
-        ds = room.doc.statistics()
+        ds = server.statistics()
         sig = (
             cs.frames_in,
             cs.frames_out,
             ds.sync_messages_received,
             ds.sync_messages_generated,
             client.doc.cell_count(),
-            room.doc.cell_count(),
+            server.cell_count(),
         )
         caught_up = sig[4] == sig[5] and ds.sync_messages_received == cs.frames_out - 1
         quiet = quiet + 1 if sig == last and caught_up else 0
@@ -178,10 +208,11 @@ class Measurer:
     async def _load(self, path: str, *, lockstep: bool) -> dict[str, Any]:
         api = self.api
         holder: list[Any] = []
+        views: list[_ServerView] = []
 
-        async def before_batch(room: Any, index: int) -> None:
+        async def before_batch(_room: Any, index: int) -> None:
             if holder:
-                await _settle(holder[0], room)
+                await _settle(holder[0], views[0])
 
         hook: Callable[[Any, int], Awaitable[None]] | None = before_batch if lockstep else None
         gc.collect()
@@ -192,6 +223,7 @@ class Measurer:
         else:
             config = api.DaemonConfig(insert_path=self.injection.insert_path)
         daemon = api.Daemon(config, blob_store=api.MemoryBlobStore(), before_batch=hook)
+        views.append(_ServerView(daemon))
         await daemon.start()
         server_end, client_end = socket.socketpair()
         server_task: asyncio.Task[None] | None = None
@@ -211,9 +243,8 @@ class Measurer:
             cells = int(client.doc.cell_count())
             result: dict[str, Any] = {"ok": True, "time_s": elapsed, "cpu_s": cpu, "cells": cells}
             if lockstep:
-                room = daemon.rooms.rooms()[0]
-                await _settle(client, room)
-                result["counters"] = _counters(client, room, cells)
+                await _settle(client, views[0])
+                result["counters"] = _counters(client, views[0], cells)
             return result
         finally:
             if client is not None:
@@ -237,8 +268,8 @@ def _spin(c0: float, total: float) -> None:
         pass
 
 
-def _counters(client: Any, room: Any, cells: int) -> dict[str, float]:
-    ds = room.doc.statistics()
+def _counters(client: Any, server: _ServerView, cells: int) -> dict[str, float]:
+    ds = server.statistics()
     cs = client.statistics()
     per = max(cells, 1)
     return {
@@ -248,7 +279,7 @@ def _counters(client: Any, room: Any, cells: int) -> dict[str, float]:
         "scan_steps": ds.scan_steps,
         "frames": cs.frames_in,
         "bytes_per_cell": cs.bytes_in / per,
-        "doc_bytes_per_cell": len(room.doc.save()) / per,
+        "doc_bytes_per_cell": server.document_size() / per,
     }
 
 

@@ -46,17 +46,18 @@ from automerge import core as am
 from core import __version__
 from core.blob_store import MemoryBlobStore
 from core.client import NotebookClient
-from core.daemon import Daemon, DaemonConfig
+from core.daemon import DaemonConfig
 from core.framing import FrameType, encode_frame, encode_untyped
 from core.ipynb import parse_notebook
 from core.notebook_doc import NotebookDoc
 from core.protocol import OpenNotebook, encode_handshake
-from core.room import LoadPhase, NotebookRoom
+from core.room import NotebookRoom
 from sim.harness.convergence import check_convergence, expected_document
 from sim.harness.peers import PeerSpec
 from sim.harness.runner import run_scenario
 from sim.harness.scenarios import SLOW_BUFFER, Scenario
-from sim.net.streams import StreamHooks, memory_stream_pair, memory_transport_of
+from sim.harness.target import BundledTarget
+from sim.net.streams import StreamHooks, memory_transport_of
 from sim.workload.generator import default_notebook_path, write_notebook
 
 __all__ = ["WORKLOADS", "main", "many_peers", "many_rooms", "peak_rss_kib", "stalled_peer"]
@@ -75,19 +76,14 @@ def peak_rss_kib() -> int:
 async def _teardown(
     clients: Iterable[NotebookClient],
     stalled_writer: asyncio.StreamWriter | None,
-    daemon: Daemon,
-    tasks: Iterable[asyncio.Task[None]],
+    target: BundledTarget,
 ) -> None:
-    """Close the clients and the stalled peer, stop the daemon, reap the connection tasks."""
+    """Close the clients and the stalled peer, stop the target (it reaps its connections)."""
     for client in clients:
         await client.close()
     if stalled_writer is not None:
         stalled_writer.close()
-    await daemon.stop()
-    pending = list(tasks)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await target.stop()
 
 
 async def many_peers(
@@ -136,18 +132,6 @@ async def many_peers(
 
 
 # =========================================================================== shared helpers
-async def _serve(
-    daemon: Daemon, tasks: set[asyncio.Task[None]], capacity: int, hooks: StreamHooks | None = None
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A client-side endpoint whose other end the daemon serves (in-memory, bounded)."""
-    pair = await memory_stream_pair(capacity=capacity, hooks_b_to_a=hooks)
-    (cr, cw), (sr, sw) = pair
-    task = asyncio.create_task(daemon.handle_connection(sr, sw))
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-    return cr, cw
-
-
 def _stall_writer(writer: asyncio.StreamWriter, notebook: Path) -> None:
     """Send a handshake and a first sync message; never read anything."""
     hello = NotebookDoc.empty().generate_sync_message(am.SyncState())
@@ -157,10 +141,20 @@ def _stall_writer(writer: asyncio.StreamWriter, notebook: Path) -> None:
     writer.write(data)
 
 
-async def _settled(client: NotebookClient, room: NotebookRoom, timeout: float) -> None:
+def _server_doc(target: BundledTarget, notebook: Path) -> NotebookDoc:
+    """The server's document of ``notebook``, as ``get_doc_bytes`` would answer."""
+    data = target.document_bytes(str(notebook))
+    if data is None:
+        raise LookupError(f"the daemon has no room for {notebook}")
+    return NotebookDoc.load(data)
+
+
+async def _settled(client: NotebookClient, server: NotebookDoc, timeout: float) -> None:
+    heads = server.heads()
+
     def done() -> bool:
         s = client.load_status
-        return s is not None and s.phase == "ready" and client.doc.heads() == room.doc.heads()
+        return s is not None and s.phase == "ready" and client.doc.heads() == heads
 
     await asyncio.wait_for(client.wait_for(done), timeout)
 
@@ -198,19 +192,20 @@ async def many_rooms(
                     release.set()
                 await release.wait()
 
-        daemon = Daemon(
+        target = BundledTarget(
             DaemonConfig(eviction_delay=timeout), blob_store=MemoryBlobStore(), before_batch=gate
         )
-        tasks: set[asyncio.Task[None]] = set()
         clients: list[NotebookClient] = []
         stalled_writer: asyncio.StreamWriter | None = None
         t0 = time.perf_counter()
         try:
-            await daemon.start()
-            _, stalled_writer = await _serve(daemon, tasks, SLOW_BUFFER, StreamHooks(stalled=True))
+            await target.start()
+            _, stalled_writer = await target.connect(
+                SLOW_BUFFER, hooks_to_client=StreamHooks(stalled=True)
+            )
 
             async def open_one(i: int, path: Path) -> NotebookClient:
-                reader, writer = await _serve(daemon, tasks, 64 * 1024)
+                reader, writer = await target.connect()
                 client = NotebookClient(reader, writer, name=f"loader{i}")
                 clients.append(client)
                 await client.open(path)
@@ -223,12 +218,11 @@ async def many_rooms(
             await asyncio.wait_for(asyncio.gather(*(c.wait_loaded() for c in loaders)), timeout)
             converged = 0
             for client, path in zip(loaders, paths, strict=True):
-                room = daemon.rooms.get(str(path))
-                assert room is not None
-                await _settled(client, room, timeout)
+                server = _server_doc(target, path)
+                await _settled(client, server, timeout)
                 expected = expected_document(parse_notebook(path.read_bytes()), str(path))
                 report = check_convergence(
-                    room.doc.materialize(),
+                    server.materialize(),
                     {client.name: client.doc.materialize()},
                     expected=expected,
                 )
@@ -238,16 +232,17 @@ async def many_rooms(
                         {"name": f"{path.name} converged", "ok": False, "detail": report.describe()}
                     )
             wall = time.perf_counter() - t0
-            loads_ok = sum(1 for r in daemon.load_reports if r.ok)
-            stalled_room = daemon.rooms.get(str(paths[0]))
-            stalled_held = stalled_room is not None and stalled_room.peer_count == 2
+            figures = target.figures()
+            loads_ok = sum(1 for r in figures.load_reports if r.ok)
+            stalled_room = figures.rooms.get(str(paths[0]))
+            stalled_held = stalled_room is not None and stalled_room.peers == 2
         except asyncio.TimeoutError:
             checks.append({"name": "finished", "ok": False, "detail": f"not within {timeout:g} s"})
             wall = time.perf_counter() - t0
             converged = loads_ok = 0
             stalled_held = False
         finally:
-            await _teardown(clients, stalled_writer, daemon, tasks)
+            await _teardown(clients, stalled_writer, target)
     peak = peak_rss_kib()
     ok = not checks and converged == rooms and loads_ok == rooms and concurrent[1] == rooms
     return {
@@ -282,42 +277,40 @@ async def stalled_peer(
     rng = random.Random(f"stalled:{seed}")
     join_at = sorted(rng.randint(0, batches - 1) for _ in range(others))
     baseline = peak_rss_kib()
-    daemon_box: list[Daemon] = []
-    tasks: set[asyncio.Task[None]] = set()
+    target_box: list[BundledTarget] = []
     joiners: list[NotebookClient] = []
 
     async def join(room: NotebookRoom, index: int) -> None:
         for k, at in enumerate(join_at):
             if at == index:
-                reader, writer = await _serve(daemon_box[0], tasks, 64 * 1024)
+                reader, writer = await target_box[0].connect()
                 client = NotebookClient(reader, writer, name=f"joiner{k}")
                 joiners.append(client)
                 await asyncio.wait_for(client.open(notebook), timeout)
 
-    daemon = Daemon(
+    target = BundledTarget(
         DaemonConfig(eviction_delay=timeout), blob_store=MemoryBlobStore(), before_batch=join
     )
-    daemon_box.append(daemon)
+    target_box.append(target)
     hooks = StreamHooks(stalled=True)
     checks: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     stalled_writer: asyncio.StreamWriter | None = None
     pipe_stats: Any = None
     try:
-        await daemon.start()
-        _, stalled_writer = await _serve(daemon, tasks, SLOW_BUFFER, hooks)
+        await target.start()
+        _, stalled_writer = await target.connect(SLOW_BUFFER, hooks_to_client=hooks)
         _stall_writer(stalled_writer, notebook)  # the first opener: it is the loader
-        await asyncio.wait_for(daemon.wait_for(lambda: bool(daemon.rooms.rooms())), timeout)
-        room = daemon.rooms.rooms()[0]
-        state = await asyncio.wait_for(room.wait_load_finished(), timeout)
-        if state.phase is not LoadPhase.READY:
-            checks.append({"name": "load", "ok": False, "detail": state.reason or ""})
+        phase, reason = await asyncio.wait_for(target.wait_load_finished(str(notebook)), timeout)
+        if phase != "ready":
+            checks.append({"name": "load", "ok": False, "detail": reason or ""})
         await asyncio.wait_for(asyncio.gather(*(c.wait_loaded() for c in joiners)), timeout)
         expected = expected_document(parsed, str(notebook))
+        server = _server_doc(target, notebook)
         for client in joiners:
-            await _settled(client, room, timeout)
+            await _settled(client, server, timeout)
         report = check_convergence(
-            room.doc.materialize(),
+            server.materialize(),
             {c.name: c.doc.materialize() for c in joiners},
             expected=expected,
         )
@@ -325,15 +318,17 @@ async def stalled_peer(
             checks.append({"name": "converged", "ok": False, "detail": report.describe()})
         wall = time.perf_counter() - t0
         pipe_stats = memory_transport_of(stalled_writer).incoming.statistics()
-        stalled_alive = any(s.alive for s in daemon.sessions if s.room is room) and hooks.stalled
-        full_sync = _full_sync_bytes(room.doc)
+        room = target.figures().rooms.get(str(notebook))
+        # Still attached: the stalled loader and every joiner.
+        stalled_alive = room is not None and room.peers == len(joiners) + 1 and hooks.stalled
+        full_sync = _full_sync_bytes(server)
     except asyncio.TimeoutError:
         checks.append({"name": "finished", "ok": False, "detail": f"not within {timeout:g} s"})
         wall = time.perf_counter() - t0
         stalled_alive = False
         full_sync = 0
     finally:
-        await _teardown(joiners, stalled_writer, daemon, tasks)
+        await _teardown(joiners, stalled_writer, target)
     peak = peak_rss_kib()
     delivered = pipe_stats.bytes_delivered if pipe_stats is not None else None
     queued = pipe_stats.bytes_written if pipe_stats is not None else None

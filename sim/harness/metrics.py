@@ -19,8 +19,8 @@ from core.manifest import outputs_to_refs
 from core.notebook_doc import CellSnapshot, NotebookDoc
 
 if TYPE_CHECKING:
-    from core.daemon import Daemon
     from sim.harness.peers import VirtualPeer
+    from sim.harness.target import ServerFigures
 
 __all__ = ["batch_rows", "peer_row", "phases", "raw_automerge_seconds"]
 
@@ -53,9 +53,8 @@ def batch_rows(
     return rows
 
 
-def phases(report: LoadReport, daemon: Daemon | None) -> dict[str, float]:
+def phases(report: LoadReport, stats: ServerFigures | None) -> dict[str, float]:
     """Where the load's time went, by phase (sync and network summed over every peer)."""
-    stats = daemon.statistics() if daemon is not None else None
     return {
         "read_s": report.read_s,
         "parse_s": report.parse_s,

@@ -1,21 +1,15 @@
-"""Virtual peers: how each simulated client behaves, and the transports that connect it.
+"""Virtual peers: how each simulated client behaves.
 
-A peer is a :class:`core.client.NotebookClient` (or, for ``never_reads``, a bare socket that
+A peer is a :class:`core.client.NotebookClient` (or, for ``never_reads``, a bare connection that
 sends its handshake and its first sync message, reads the handshake reply, and then never reads
-again), connected to the
-daemon over one of three transports:
-
-* ``memory`` — :func:`sim.net.streams.memory_stream_pair` with a per-peer capacity (bounded
-  buffers);
-* ``socketpair`` — ``socket.socketpair()`` with optional small SO_SNDBUF/SO_RCVBUF;
-* ``unix`` — the real Unix-socket daemon.
+again). It connects through whatever ``connect`` callable the run gives it (a target's
+:meth:`~sim.harness.target.Target.connect`; the transports are in :mod:`sim.net.connect`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +18,15 @@ from typing import Literal
 from automerge import core as am
 
 from core.client import NotebookClient, OpenRefused
-from core.daemon import Daemon
 from core.errors import TransportClosed
 from core.framing import FrameDecoder, FrameType, encode_frame, encode_untyped
 from core.notebook_doc import NotebookDoc
 from core.protocol import OpenNotebook, encode_handshake, parse_connection_info
-from sim.net.streams import memory_stream_pair
+from sim.net.connect import StreamPair
 
-__all__ = ["Behaviour", "PeerSpec", "Transport", "VirtualPeer", "connect_streams"]
+__all__ = ["Behaviour", "PeerSpec", "VirtualPeer"]
 
 Behaviour = Literal["normal", "slow", "never_reads", "never_replies", "disconnects"]
-Transport = Literal["memory", "socketpair", "unix"]
-StreamPair = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,36 +45,6 @@ class PeerSpec:
     def expects_convergence(self) -> bool:
         """Peers that stay and read must end up equal to the server."""
         return self.behaviour not in ("never_reads", "disconnects")
-
-
-async def connect_streams(
-    transport: Transport, daemon: Daemon, buffer: int | None, server_tasks: set[asyncio.Task[None]]
-) -> StreamPair:
-    """A client-side stream pair whose other end the daemon serves."""
-    if transport == "unix":
-        path = daemon.config.socket_path
-        if path is None:
-            raise ValueError("the unix transport needs a daemon with a socket_path")
-        reader, writer = await asyncio.open_unix_connection(str(path))
-        if buffer is not None:
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
-        return reader, writer
-    if transport == "socketpair":
-        a, b = socket.socketpair()
-        if buffer is not None:
-            for s in (a, b):
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
-        sr, sw = await asyncio.open_connection(sock=a, limit=max(buffer or 0, 2**16))
-        cr, cw = await asyncio.open_connection(sock=b, limit=max(buffer or 0, 2**16))
-    else:
-        (cr, cw), (sr, sw) = await memory_stream_pair(capacity=buffer or 64 * 1024)
-    task = asyncio.create_task(daemon.handle_connection(sr, sw))
-    server_tasks.add(task)
-    task.add_done_callback(server_tasks.discard)
-    return cr, cw
 
 
 class VirtualPeer:

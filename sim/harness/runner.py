@@ -1,9 +1,12 @@
-"""Run one scenario against a real daemon and measure it.
+"""Run one scenario against a target (:mod:`sim.harness.target`) and measure it.
 
-The daemon runs in this process; peers connect over the chosen transport. The load's own hook
-(``Daemon(before_batch=…)``) drives the scenario: at batch k it opens the peers that join at k,
-disconnects the ones that leave at k, and injects the scenario's fault. So "joins at batch k" is
-exact, whatever the machine's speed, and the run is reproducible from its seed.
+Peers connect through the target; everything the run checks, it learns as a peer: the load's
+outcome from the load-status frames, the server's document from ``get_doc_bytes``. Joins and
+leaves at batch k come from one of two clocks. ``joins="hook"`` (the default, bundled target
+only) uses the load's in-process batch hook: at batch k it opens the peers that join at k,
+disconnects the ones that leave at k, and injects the scenario's fault, so "joins at batch k" is
+exact whatever the machine's speed. ``joins="progress"`` watches the load-status progress the
+loader receives, which any server that speaks PROTOCOL.md sends.
 
 Every wait has a safety timeout; hitting it is a failed check ("deadlock?"), never a hang.
 """
@@ -11,21 +14,22 @@ Every wait has a safety timeout; hitting it is a failed check ("deadlock?"), nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core import __version__
-from core.blob_store import BlobStore, DiskBlobStore, MemoryBlobStore
+from core.blob_store import BlobStore
 from core.client import NotebookClient
-from core.daemon import Daemon, DaemonConfig
-from core.errors import BlobStoreError
+from core.daemon import DaemonConfig
+from core.errors import BlobStoreError, CoreError, TransportClosed
 from core.ipynb import parse_notebook
 from core.loader import InsertPath, LoadReport
-from core.room import LoadPhase, NotebookRoom
+from core.notebook_doc import NotebookDoc
+from core.room import NotebookRoom
 from sim.analysis.complexity import fit_linear_trend, is_flat
 from sim.harness.convergence import (
     ConvergenceReport,
@@ -34,8 +38,10 @@ from sim.harness.convergence import (
     expected_document,
 )
 from sim.harness.metrics import batch_rows, peer_row, phases, raw_automerge_seconds
-from sim.harness.peers import PeerSpec, StreamPair, Transport, VirtualPeer, connect_streams
+from sim.harness.peers import PeerSpec, VirtualPeer
 from sim.harness.scenarios import Scenario
+from sim.harness.target import BundledTarget, ServerFigures, Target
+from sim.net.connect import StreamPair, Transport
 from sim.workload.generator import notebook_fingerprint
 
 __all__ = ["Check", "SimResult", "run_scenario"]
@@ -136,6 +142,10 @@ class SimResult:
         return out
 
 
+FINAL_PHASES = ("ready", "failed")
+Joins = Literal["hook", "progress"]
+
+
 class _Run:
     """The mutable state of one scenario run."""
 
@@ -143,22 +153,22 @@ class _Run:
         self,
         scenario: Scenario,
         notebook: Path,
-        transport: Transport,
         timeout: float,
         progress: Progress | None,
+        batch_size: int,
     ) -> None:
         self.scenario = scenario
         self.notebook = notebook
-        self.transport = transport
+        self.notebook_id = str(notebook)
         self.timeout = timeout
         self.progress = progress
-        self.daemon: Daemon | None = None
+        self.batch_size = batch_size
+        self.target: Target | None = None
         self.peers: dict[str, VirtualPeer] = {}
         self.join_batch: dict[str, int | None] = {}
-        self.server_tasks: set[asyncio.Task[None]] = set()
         self.fault_armed = scenario.fail_at_batch is not None
         self.total_batches = 0
-        self.room: NotebookRoom | None = None
+        self.server_doc: dict[str, Any] | None = None
         # Set once every peer with ``join_at_batch=None`` has opened. The first batch waits for
         # it: those peers are specified to be in the room *before* the load, but used to be
         # opened concurrently with it, so a load that failed early (the loader leaving at
@@ -166,21 +176,34 @@ class _Run:
         # second load, or a scheduled disconnect closed a peer still in its handshake.
         # Found by tests/test_faults.py's random schedules.
         self.initial_open = asyncio.Event()
+        self.peers_changed = asyncio.Event()  # set when a peer has opened
 
     async def connect(self, buffer: int | None) -> StreamPair:
-        assert self.daemon is not None
-        return await connect_streams(self.transport, self.daemon, buffer, self.server_tasks)
+        assert self.target is not None
+        return await self.target.connect(buffer)
 
     async def open_peer(self, spec: PeerSpec, batch: int | None) -> VirtualPeer:
         peer = VirtualPeer(spec)
         self.peers[spec.name] = peer
         self.join_batch[spec.name] = batch
         await asyncio.wait_for(peer.open(self.notebook, self.connect), self.timeout)
+        self.peers_changed.set()
         return peer
 
-    async def before_batch(self, room: NotebookRoom, index: int) -> None:
+    async def before_batch(self, _room: NotebookRoom, index: int) -> None:
+        """The bundled target's in-process hook: exact joins, leaves and faults at batch k."""
         if index == 0:
             await self.initial_open.wait()
+        await self.at_batch(index)
+        if self.fault_armed and index == self.scenario.fail_at_batch:
+            self.fault_armed = False
+            raise BlobStoreError(
+                f"blob store write failed: [Errno 28] No space left on device "
+                f"(injected at batch {index})"
+            )
+
+    async def at_batch(self, index: int) -> None:
+        """Open the peers that join at batch ``index``; disconnect the ones that leave at it."""
         if self.progress is not None and self.total_batches:
             self.progress(f"batch {index + 1}/{self.total_batches}")
         for spec in self.scenario.peers:
@@ -189,27 +212,97 @@ class _Run:
             if spec.disconnect_at_batch == index and spec.name in self.peers:
                 peer = self.peers[spec.name]
                 if not peer.disconnected:
-                    await self._disconnect(room, peer)
-        if self.fault_armed and index == self.scenario.fail_at_batch:
-            self.fault_armed = False
-            raise BlobStoreError(
-                f"blob store write failed: [Errno 28] No space left on device "
-                f"(injected at batch {index})"
-            )
+                    await self._disconnect(peer)
 
-    async def _disconnect(self, room: NotebookRoom, peer: VirtualPeer) -> None:
-        daemon = self.daemon
-        assert daemon is not None
-        before = sum(1 for s in daemon.sessions if s.room is room)
+    async def follow_progress(self, loader: VirtualPeer) -> None:
+        """Without the hook: batch k begins once the loader has seen ``k * batch_size`` cells
+        announced by the server's load-status progress. Whatever is scheduled after the load
+        has ended (or after the loader left) happens then, in batch order."""
+        index = 0
+        client = loader.client
+        while index < self.total_batches:
+            if index and client is not None and not loader.disconnected:
+                wanted = index * self.batch_size
+
+                def reached(c: NotebookClient = client, n: int = wanted) -> bool:
+                    s = c.load_status
+                    return s is not None and (s.phase != "streaming" or s.cells_loaded >= n)
+
+                with contextlib.suppress(TransportClosed):
+                    await asyncio.wait_for(client.wait_for(reached), self.timeout)
+            await self.at_batch(index)
+            index += 1
+
+    async def _disconnect(self, peer: VirtualPeer) -> None:
+        target = self.target
+        before = None
+        if isinstance(target, BundledTarget):
+            room = target.figures().rooms.get(self.notebook_id)
+            before = room.peers if room is not None else None
         await peer.disconnect()
-        await asyncio.wait_for(
-            daemon.wait_for(lambda: sum(1 for s in daemon.sessions if s.room is room) < before),
-            self.timeout,
-        )
+        if isinstance(target, BundledTarget) and before is not None:
+            await asyncio.wait_for(target.wait_peers_below(self.notebook_id, before), self.timeout)
 
-    async def settle(self, room: NotebookRoom, *, loaded: bool) -> list[str]:
-        """Wait until every reading peer holds the server's heads; returns peers that timed out."""
-        target = room.doc.heads()
+    def watchers(self) -> list[VirtualPeer]:
+        """Connected peers that read: the harness's eyes on the server."""
+        return [p for p in list(self.peers.values()) if p.client is not None and not p.disconnected]
+
+    async def wait_load_finished(
+        self, watchers: Callable[[], list[VirtualPeer]]
+    ) -> tuple[str, str | None]:
+        """The load's outcome as the first watching peer hears it: (phase, reason).
+
+        ``watchers()`` is re-read whenever a peer opens, so a peer that joins mid-load can be the
+        one that hears the outcome (the loader itself may have left). When no watcher is left,
+        the bundled target is asked on its own side; any other target fails the wait."""
+        heard: dict[str, asyncio.Future[tuple[str, str | None]]] = {}
+        server: asyncio.Future[tuple[str, str | None]] | None = None
+        try:
+            while True:
+                self.peers_changed.clear()
+                for peer in watchers():
+                    if peer.name not in heard and peer.client is not None:
+                        heard[peer.name] = asyncio.ensure_future(_final_status(peer.client))
+                for outcome in (*heard.values(), server):
+                    if outcome is not None and outcome.done() and not outcome.exception():
+                        return outcome.result()
+                live: list[asyncio.Future[Any]] = [t for t in heard.values() if not t.done()]
+                if not live and server is None:
+                    if not isinstance(self.target, BundledTarget):
+                        raise TransportClosed("every peer watching the load left before it ended")
+                    server = asyncio.ensure_future(self.target.wait_load_finished(self.notebook_id))
+                joined = asyncio.ensure_future(self.peers_changed.wait())
+                waits = [*live, joined] if server is None else [*live, joined, server]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                joined.cancel()
+        finally:
+            pending = [*heard.values(), *([server] if server is not None else [])]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def read_server(self) -> NotebookDoc | None:
+        """The server's document, as a peer sees it: ``get_doc_bytes`` through a watcher (or,
+        when no peer is left to ask, from the bundled target's own side)."""
+        for peer in self.watchers():
+            assert peer.client is not None
+            with contextlib.suppress(CoreError, asyncio.TimeoutError):
+                data = await asyncio.wait_for(peer.client.get_doc_bytes(), self.timeout)
+                return NotebookDoc.load(data)
+        if isinstance(self.target, BundledTarget):
+            saved = self.target.document_bytes(self.notebook_id)
+            if saved is not None:
+                return NotebookDoc.load(saved)
+        return None
+
+    async def settle(self, *, loaded: bool) -> tuple[dict[str, Any] | None, list[str]]:
+        """Wait until every reading peer holds the server's heads.
+
+        Returns the server's document and the peers that timed out."""
+        server = await self.read_server()
+        if server is None:
+            return None, ["no connected peer could read the server's document"]
+        target = server.heads()
         phase = "ready" if loaded else "failed"
         late: list[str] = []
 
@@ -217,12 +310,12 @@ class _Run:
             s = c.load_status
             return s is not None and s.phase == phase and c.doc.heads() == target
 
-        for peer in self.peers.values():
+        for peer in list(self.peers.values()):
             try:
                 await asyncio.wait_for(peer.wait_settled(done), self.timeout)
             except (asyncio.TimeoutError, Exception) as exc:
                 late.append(f"{peer.name} ({type(exc).__name__}: {exc})")
-        return late
+        return server.materialize(), late
 
     def materialized(self) -> dict[str, dict[str, Any]]:
         return {
@@ -234,11 +327,19 @@ class _Run:
     async def close(self) -> None:
         for peer in self.peers.values():
             await peer.close()
-        if self.daemon is not None:
-            await self.daemon.stop()
-        for task in list(self.server_tasks):
-            task.cancel()
-        await asyncio.gather(*self.server_tasks, return_exceptions=True)
+        if self.target is not None:
+            await self.target.stop()
+
+
+async def _final_status(client: NotebookClient) -> tuple[str, str | None]:
+    def final() -> bool:
+        s = client.load_status
+        return s is not None and s.phase in FINAL_PHASES
+
+    await client.wait_for(final)
+    status = client.load_status
+    assert status is not None
+    return status.phase, status.reason
 
 
 async def run_scenario(
@@ -252,8 +353,18 @@ async def run_scenario(
     timeout: float = 120.0,
     progress: Progress | None = None,
     blob_store: BlobStore | None = None,
+    joins: Joins = "hook",
 ) -> SimResult:
-    """Run ``scenario`` on ``notebook``; checks (convergence, completion) are in the result."""
+    """Run ``scenario`` on ``notebook``; checks (convergence, completion) are in the result.
+
+    The target is the bundled daemon over ``transport`` with the on-disk blob store (pass
+    ``blob_store`` to change it). ``joins="hook"`` makes joins, leaves and the fault exact through
+    the bundled target's in-process batch hook; ``"progress"`` drives joins and leaves from the
+    load-status progress a peer receives, as against any server (a scenario with an injected
+    fault needs the hook).
+    """
+    if joins == "progress" and scenario.fail_at_batch is not None:
+        raise ValueError("an injected fault needs joins='hook' (it is raised inside the daemon)")
     notebook = Path(os.path.realpath(notebook))
     data = notebook.read_bytes()
     parsed = parse_notebook(data)
@@ -272,97 +383,100 @@ async def run_scenario(
             "sha256": notebook_fingerprint(data),
         },
     )
-    run = _Run(scenario, notebook, transport, timeout, progress)
+    run = _Run(scenario, notebook, timeout, progress, batch_size)
     run.total_batches = -(-len(parsed.cells) // batch_size)
-    with tempfile.TemporaryDirectory(prefix="nbsim-") as tmp:
-        if blob_store is None:
-            blob_store = (
-                DiskBlobStore(Path(tmp) / "blobs") if transport == "unix" else (MemoryBlobStore())
-            )
-        config = DaemonConfig(
-            socket_path=Path(tmp) / "d.sock" if transport == "unix" else None,
-            batch_size=batch_size,
-            insert_path=insert_path,
-            eviction_delay=timeout,
-        )
-        daemon = Daemon(config, blob_store=blob_store, before_batch=run.before_batch)
-        run.daemon = daemon
-        try:
-            await daemon.start()
-            await _drive(run, result, expected, notebook_id)
-        finally:
-            await run.close()
-    result.load_reports = list(daemon.load_reports)
-    _measure(run, result, parsed, batch_size)
+    config = DaemonConfig(batch_size=batch_size, insert_path=insert_path, eviction_delay=timeout)
+    target = BundledTarget(
+        config,
+        transport=transport,
+        blob_store=blob_store,
+        before_batch=run.before_batch if joins == "hook" else None,
+    )
+    run.target = target
+    try:
+        await target.start()
+        await _drive(run, result, expected, joins)
+    finally:
+        figures = target.figures()
+        await run.close()
+    result.load_reports = list(figures.load_reports)
+    _measure(run, result, parsed, batch_size, figures)
     return result
 
 
-async def _drive(run: _Run, result: SimResult, expected: dict[str, Any], notebook_id: str) -> None:
-    scenario, daemon = run.scenario, run.daemon
-    assert daemon is not None
+async def _drive(run: _Run, result: SimResult, expected: dict[str, Any], joins: Joins) -> None:
+    scenario = run.scenario
+    notebook_id = run.notebook_id
     initial = [s for s in scenario.peers if s.join_at_batch is None]
-    await run.open_peer(initial[0], None)
-    room = daemon.rooms.get(notebook_id)
-    run.room = room
-    if room is None:
-        result.checks.append(Check("open", False, "the daemon created no room for the loader"))
-        return
+    loader = await run.open_peer(initial[0], None)
+    follower: asyncio.Task[None] | None = None
     try:
-        await asyncio.gather(*(run.open_peer(s, None) for s in initial[1:]))
+        try:
+            await asyncio.gather(*(run.open_peer(s, None) for s in initial[1:]))
+        finally:
+            run.initial_open.set()
+        if joins == "progress":
+            follower = asyncio.ensure_future(run.follow_progress(loader))
+        try:
+            phase, reason = await asyncio.wait_for(
+                run.wait_load_finished(run.watchers), run.timeout
+            )
+        except asyncio.TimeoutError:
+            result.checks.append(Check("load finished", False, f"no result in {run.timeout:g} s"))
+            return
+        except TransportClosed as exc:
+            result.checks.append(Check("load finished", False, str(exc)))
+            return
+        if follower is not None:
+            await asyncio.wait_for(follower, run.timeout)
     finally:
-        run.initial_open.set()
-    try:
-        state = await asyncio.wait_for(room.wait_load_finished(), run.timeout)
-    except asyncio.TimeoutError:
-        result.checks.append(Check("load finished", False, f"no result in {run.timeout:g} s"))
-        return
+        if follower is not None and not follower.done():
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
     # `fail_at_batch` is a fault of the *first* load only (Scenario's contract). If that load
     # ended before reaching the batch (e.g. the loader left earlier), the still-armed fault
     # used to fire during the retry and fail it. Found by tests/test_faults.py's random schedules.
     run.fault_armed = False
-    first_ok = state.phase is LoadPhase.READY
-    if first_ok:
-        _verify(run, result, room, expected, "load", await run.settle(room, loaded=True))
+    if phase == "ready":
+        _verify(run, result, expected, "load", await run.settle(loaded=True))
         return
     # The load failed: everyone must converge to the empty notebook, then a retry loads fully.
     expect_failure = scenario.fail_at_batch is not None or any(
         s.disconnect_at_batch is not None and s is scenario.loader for s in scenario.peers
     )
-    result.checks.append(Check("failure was expected", expect_failure, state.reason or ""))
-    _verify(
-        run,
-        result,
-        room,
-        empty_document(notebook_id),
-        "rollback",
-        await run.settle(room, loaded=False),
-    )
-    await run.open_peer(PeerSpec("retry"), None)
+    result.checks.append(Check("failure was expected", expect_failure, reason or ""))
+    _verify(run, result, empty_document(notebook_id), "rollback", await run.settle(loaded=False))
+    retry = await run.open_peer(PeerSpec("retry"), None)
     try:
-        state = await asyncio.wait_for(room.wait_load_finished(), run.timeout)
+        phase, reason = await asyncio.wait_for(run.wait_load_finished(lambda: [retry]), run.timeout)
     except asyncio.TimeoutError:
         result.checks.append(Check("retry finished", False, f"no result in {run.timeout:g} s"))
         return
-    result.checks.append(Check("retry loaded", state.phase is LoadPhase.READY, state.reason or ""))
-    _verify(run, result, room, expected, "retry", await run.settle(room, loaded=True))
+    result.checks.append(Check("retry loaded", phase == "ready", reason or ""))
+    _verify(run, result, expected, "retry", await run.settle(loaded=True))
 
 
 def _verify(
     run: _Run,
     result: SimResult,
-    room: NotebookRoom,
     expected: dict[str, Any],
     stage: str,
-    late: list[str],
+    settled: tuple[dict[str, Any] | None, list[str]],
 ) -> None:
+    server, late = settled
     result.checks.append(Check(f"{stage}: every peer settled", not late, "; ".join(late)))
-    report = check_convergence(room.doc.materialize(), run.materialized(), expected=expected)
+    if server is None:
+        result.converged = False
+        return
+    report = check_convergence(server, run.materialized(), expected=expected)
     result.convergence.append(report)
     result.checks.append(Check(f"{stage}: converged", report.ok, report.describe()))
     result.converged = report.ok and not late
 
 
-def _measure(run: _Run, result: SimResult, parsed: Any, batch_size: int) -> None:
+def _measure(
+    run: _Run, result: SimResult, parsed: Any, batch_size: int, figures: ServerFigures | None
+) -> None:
     ok_reports = [r for r in result.load_reports if r.ok]
     report = (
         ok_reports[-1] if ok_reports else (result.load_reports[-1] if result.load_reports else None)
@@ -371,13 +485,14 @@ def _measure(run: _Run, result: SimResult, parsed: Any, batch_size: int) -> None
     if report is not None:
         result.cells = report.cells if report.ok else 0
         result.batches = batch_rows(report, clients, run.join_batch)
-        result.phases = phases(report, run.daemon)
+        result.phases = phases(report, figures)
     result.peers = [peer_row(p, run.join_batch.get(n), report) for n, p in run.peers.items()]
     for row in result.peers:
         conv = [c for c in result.convergence if row["name"] in c.checked]
         row["converged"] = bool(conv) and all(row["name"] not in c.diffs for c in conv)
-    if run.room is not None:
-        room_stats = run.room.doc.statistics()
+    room = figures.rooms.get(run.notebook_id) if figures is not None else None
+    if room is not None:
+        room_stats = room.doc
         result.counters = {
             "ops": room_stats.ops,
             "transactions": room_stats.transactions,

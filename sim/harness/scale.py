@@ -20,7 +20,6 @@ The naive path's sweep stops at 800 cells by default: its quadratic scan costs ~
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any
 
 from core.blob_store import MemoryBlobStore
 from core.client import NotebookClient
-from core.daemon import Daemon, DaemonConfig
+from core.daemon import DaemonConfig
 from core.ipynb import parse_notebook
 from core.loader import InsertPath
 from sim.analysis.complexity import (
@@ -41,7 +40,7 @@ from sim.analysis.complexity import (
     is_flat,
 )
 from sim.harness.metrics import raw_automerge_seconds
-from sim.net.streams import memory_stream_pair
+from sim.harness.target import BundledTarget
 from sim.workload.generator import generate_notebook
 
 __all__ = ["DEFAULT_SIZES", "LoadMeasurement", "ScaleResult", "measure_load", "run_scale"]
@@ -74,25 +73,24 @@ async def measure_load(
 ) -> LoadMeasurement:
     """One streaming load of ``notebook`` to one peer over in-memory streams."""
     # In-memory blobs: no I/O to overlap, so manifests run inline and are timed as pure work.
-    daemon = Daemon(
+    target = BundledTarget(
         DaemonConfig(batch_size=batch_size, insert_path=insert_path, offload_blobs=False),
         blob_store=MemoryBlobStore(),
     )
-    (cr, cw), (sr, sw) = await memory_stream_pair()
-    server = asyncio.create_task(daemon.handle_connection(sr, sw))
-    client = NotebookClient(cr, cw, name="measure")
+    await target.start()
+    client = NotebookClient(*await target.connect(), name="measure")
     try:
         await client.open(notebook)
         await client.wait_loaded()
-        room = daemon.rooms.rooms()[0]
-        doc_stats = room.doc.statistics()
         stats = client.statistics()
-        sync_gen_s = daemon.statistics().sync_gen_s
+        figures = target.figures()
     finally:
         await client.close()
-        await server
-        await daemon.stop()
-    report = daemon.load_reports[0]
+        await target.stop()
+    (room,) = figures.rooms.values()
+    doc_stats = room.doc
+    sync_gen_s = figures.sync_gen_s
+    report = figures.load_reports[0]
     return LoadMeasurement(
         cells=report.cells,
         total_s=report.total_s,
