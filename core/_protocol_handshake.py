@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core import __version__
 from core._protocol_json import (
     _dumps,
     _ExcType,
@@ -26,6 +25,7 @@ from core._protocol_json import (
     _quoted,
     _str,
 )
+from core._version import __version__
 from core.errors import HandshakeError, LocalProtocolError, MessageError
 from core.json_values import json_type
 

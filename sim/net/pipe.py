@@ -15,10 +15,26 @@ import errno
 import math
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from sim.net.streams import MemoryTransport
+
+class PipeEnd(Protocol):
+    """What a pipe needs of the transports at its two ends (``sim.net.streams.MemoryTransport``
+    is the one implementation; declared here so the pipe never imports the streams module)."""
+
+    _sockname: str
+    _closing: bool
+    _reading_paused: bool
+
+    def _unread_in_reader(self) -> int: ...
+    def _maybe_pause_protocol(self) -> None: ...
+    def _maybe_resume_protocol(self) -> None: ...
+    def _deliver_data(self, data: bytes) -> None: ...
+    def _deliver_eof(self) -> None: ...
+    def _reset_after_incoming_eof(self) -> None: ...
+    def _network_reset(self) -> None: ...
+    def _lose(self, exc: Exception | None) -> None: ...
+
 
 __all__ = ["MemoryPipe", "StreamHooks", "StreamStatistics"]
 
@@ -118,8 +134,8 @@ class MemoryPipe:
     Obtain it from :attr:`MemoryStreamPair.a_to_b` / ``b_to_a`` or ``transport.outgoing``.
     """
 
-    _sender: MemoryTransport
-    _receiver: MemoryTransport
+    _sender: PipeEnd
+    _receiver: PipeEnd
 
     def __init__(
         self,

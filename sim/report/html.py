@@ -12,7 +12,7 @@ import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from sim.report.command import Check, GateResult, Inputs, RunResult, ScaleResult, loader_peer
+from sim.report.data import Check, GateResult, Inputs, RunResult, ScaleResult, loader_peer
 from sim.report.figures import FigureInfo
 
 __all__ = ["render_index", "write_index"]
