@@ -24,8 +24,19 @@ from typing import TypeVar
 from automerge import core as am
 
 from . import protocol as p
-from .errors import CoreError, MessageError, ProtocolError, TransportClosed
-from .framing import FrameDecoder, FrameType, encode_frame, encode_untyped
+from .connection import (
+    ClosingEvent,
+    Connection,
+    Event,
+    Handshake,
+    Hello,
+    RequestEvent,
+    ResponseEvent,
+    Role,
+    StatusEvent,
+    SyncData,
+)
+from .errors import CoreError, ProtocolError, TransportClosed
 from .notebook_doc import NotebookDoc
 
 __all__ = ["Arrival", "ClientStatistics", "LoadFailed", "NotebookClient", "OpenRefused"]
@@ -90,7 +101,7 @@ class NotebookClient:
         self._writer = writer
         self._read_chunk = read_chunk
         self._read_delay = read_delay  # a deliberately slow consumer (simulator knob)
-        self._decoder = FrameDecoder(untyped_first=True)
+        self._conn = Connection(Role.CLIENT)
         self._sync_state = am.SyncState()
         self._outbox: deque[bytes] = deque()
         self._wake_writer = asyncio.Event()
@@ -132,9 +143,9 @@ class NotebookClient:
         """Handshake, then start the reader and writer. Raises on an ``error`` reply."""
         path = os.path.abspath(os.fspath(notebook_path))
         self._t0 = time.perf_counter()
-        hello = encode_untyped(p.encode_handshake(p.OpenNotebook(path)))
+        hello = self._conn.send(Handshake(p.OpenNotebook(path)))
         first_sync = self.doc.generate_sync_message(self._sync_state)
-        data = hello + (encode_frame(FrameType.SYNC, first_sync) if first_sync else b"")
+        data = hello + (self._conn.send(SyncData(first_sync)) if first_sync else b"")
         self._writer.write(data)
         self._frames_out += 2 if first_sync else 1
         self._bytes_out += len(data)
@@ -153,29 +164,31 @@ class NotebookClient:
         while True:
             data = await self._reader.read(self._read_chunk)
             if not data:
-                self._decoder.eof()
+                self._conn.receive_data(b"")
                 raise TransportClosed("daemon closed the connection during the handshake")
-            frames = self._decoder.feed(data)
-            if frames:
-                self._pending = frames[1:]
-                return p.parse_connection_info(frames[0].payload)
+            events = self._conn.receive_data(data)
+            if events:
+                first = events[0]
+                assert isinstance(first, Hello)  # the connection guarantees it
+                self._pending = events[1:]
+                return first.message
 
     # ------------------------------------------------------------------ reading
     async def _read_loop(self) -> None:
         try:
-            for frame in self._pending:
-                await self._dispatch(frame.type, frame.payload)
+            for event in self._pending:
+                await self._dispatch(event)
             self._pending = []
             while True:
                 if self._read_delay:
                     await asyncio.sleep(self._read_delay)
                 data = await self._reader.read(self._read_chunk)
                 if not data:
-                    self._decoder.eof()
+                    self._conn.receive_data(b"")
                     return
                 self._bytes_in += len(data)
-                for frame in self._decoder.feed(data):
-                    await self._dispatch(frame.type, frame.payload)
+                for event in self._conn.receive_data(data):
+                    await self._dispatch(event)
         except (CoreError, ConnectionError, OSError) as exc:
             self.error = exc
         finally:
@@ -186,32 +199,26 @@ class NotebookClient:
             async with self._changed:
                 self._changed.notify_all()
 
-    async def _dispatch(self, ftype: FrameType | None, payload: bytes) -> None:
+    async def _dispatch(self, event: Event) -> None:
         self._frames_in += 1
         now = time.perf_counter() - self._t0
         changed = False
-        if ftype is FrameType.SYNC:
+        if isinstance(event, SyncData):
             heads = self.doc.heads()
-            self.doc.receive_sync_message(self._sync_state, payload)
+            self.doc.receive_sync_message(self._sync_state, event.data)
             changed = self.doc.heads() != heads
             if self.auto_reply:
                 self._sync_dirty = True
                 self._wake_writer.set()
-        elif ftype is FrameType.RESPONSE:
-            response = p.parse_response(payload)
+        elif isinstance(event, ResponseEvent):
+            response = event.message
             fut = self._responses.pop(response.id, None) if response.id is not None else None
             if fut is not None and not fut.done():
                 fut.set_result(response)
-        elif ftype is FrameType.SESSION_CONTROL:
-            message = p.parse_session_control(payload)
-            if isinstance(message, p.LoadStatus):
-                self.load_status = message
-            else:
-                self.closing = message
-        elif ftype is FrameType.BROADCAST:
-            p.parse_broadcast(payload)
-        else:
-            raise MessageError(f"unexpected untyped frame after the handshake ({len(payload)} B)")
+        elif isinstance(event, StatusEvent):
+            self.load_status = event.message
+        elif isinstance(event, ClosingEvent):
+            self.closing = event.message
         count = self.doc.cell_count()
         if count and self._first_cell_at is None:
             self._first_cell_at = now
@@ -223,13 +230,7 @@ class NotebookClient:
             and count >= status.cells_loaded
         ):
             self._full_at = now
-        arrival = Arrival(
-            now,
-            ftype.name.lower() if ftype is not None else "raw",
-            len(payload) + 5,
-            count,
-            changed,
-        )
+        arrival = Arrival(now, event.kind, event.wire_size, count, changed)
         self._arrivals.append(arrival)
         if self.on_frame is not None:
             self.on_frame(arrival)
@@ -248,7 +249,7 @@ class NotebookClient:
                     self._sync_dirty = False
                     message = self.doc.generate_sync_message(self._sync_state)
                     if message is not None:
-                        await self._send(encode_frame(FrameType.SYNC, message))
+                        await self._send(self._conn.send(SyncData(message)))
         except (ConnectionError, OSError) as exc:
             self.error = exc
 
@@ -274,7 +275,7 @@ class NotebookClient:
             raise TransportClosed("connection is closed")
         fut: asyncio.Future[p.Response] = asyncio.get_running_loop().create_future()
         self._responses[request.id] = fut
-        self.send_raw(encode_frame(FrameType.REQUEST, p.encode_request(request)))
+        self.send_raw(self._conn.send(RequestEvent(request)))
         return await fut
 
     def next_id(self) -> int:

@@ -21,8 +21,9 @@ from types import TracebackType
 from . import protocol as p
 from .atomic import atomic_write
 from .blob_store import BlobStore, DiskBlobStore
+from .connection import Connection, Event, Handshake, Hello, Role
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
-from .framing import DATA_MAX_SIZE, Frame, FrameDecoder, encode_untyped
+from .framing import DATA_MAX_SIZE
 from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook, read_notebook_file
 from .loader import InsertPath, LoadOptions, LoadReport, stream_load
 from .notebook_doc import DocStatistics
@@ -206,10 +207,10 @@ class Daemon:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str
     ) -> None:
-        decoder = FrameDecoder(untyped_first=True, max_frame_size=self.config.max_frame_size)
+        conn = Connection(Role.SERVER, max_frame_size=self.config.max_frame_size)
         try:
             handshake, pipelined = await asyncio.wait_for(
-                self._read_handshake(reader, decoder), self.config.handshake_timeout
+                self._read_handshake(reader, conn), self.config.handshake_timeout
             )
             path, notebook_id = _check_notebook_path(handshake.path, self.config.max_notebook_bytes)
         except (asyncio.TimeoutError, CoreError, ConnectionError) as exc:
@@ -220,7 +221,7 @@ class Daemon:
                 msg = f"connection lost during handshake: {exc}"
             else:
                 msg = str(exc)
-            await self._reply_error(writer, msg)
+            await self._reply_error(writer, conn, msg)
             return
 
         room = self.rooms.get_or_create(notebook_id, path)
@@ -228,8 +229,18 @@ class Daemon:
         info = p.NotebookConnectionInfo(
             notebook_id=notebook_id, cell_count=0 if will_load else room.doc.cell_count()
         )
-        writer.write(encode_untyped(p.encode_connection_info(info)))
-        session = PeerSession(self, room, reader, writer, decoder, name, pipelined)
+        writer.write(conn.send(Hello(info)))
+        session = PeerSession(
+            self,
+            room,
+            reader,
+            writer,
+            conn,
+            name,
+            pipelined,
+            read_chunk=self.config.read_chunk,
+            request_queue_size=self.config.request_queue_size,
+        )
         self.sessions.add(session)
         self._changed()
         load_task: asyncio.Task[LoadReport] | None = None
@@ -256,22 +267,26 @@ class Daemon:
             await asyncio.wait({load_task})
 
     async def _read_handshake(
-        self, reader: asyncio.StreamReader, decoder: FrameDecoder
-    ) -> tuple[p.OpenNotebook, list[Frame]]:
+        self, reader: asyncio.StreamReader, conn: Connection
+    ) -> tuple[p.OpenNotebook, list[Event]]:
         while True:
             data = await reader.read(self.config.read_chunk)
             if not data:
-                decoder.eof()
+                conn.receive_data(b"")
                 raise HandshakeError("connection closed before the handshake")
-            frames = decoder.feed(data)
-            if frames:
-                # Frames pipelined after the handshake go to the session, in order.
-                return p.parse_handshake(frames[0].payload), frames[1:]
+            events = conn.receive_data(data)
+            if events:
+                first = events[0]
+                assert isinstance(first, Handshake)  # the connection guarantees it
+                # Events pipelined after the handshake go to the session, in order.
+                return first.message, events[1:]
 
-    async def _reply_error(self, writer: asyncio.StreamWriter, message: str) -> None:
+    async def _reply_error(
+        self, writer: asyncio.StreamWriter, conn: Connection, message: str
+    ) -> None:
         info = p.NotebookConnectionInfo(notebook_id="", cell_count=0, error=message)
         with contextlib.suppress(Exception):
-            writer.write(encode_untyped(p.encode_connection_info(info)))
+            writer.write(conn.send(Hello(info)))
             await asyncio.wait_for(writer.drain(), timeout=1.0)
         writer.close()
         with contextlib.suppress(Exception):

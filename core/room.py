@@ -140,8 +140,13 @@ class NotebookRoom:
         return True
 
     def report_progress(self, cells_loaded: int, total_cells: int | None) -> None:
-        if self._state.phase is LoadPhase.STREAMING:
-            self._state = LoadState(LoadPhase.STREAMING, None, cells_loaded, total_cells)
+        """The load has inserted ``cells_loaded`` cells: every peer is sent the new status."""
+        if self._state.phase is not LoadPhase.STREAMING:
+            return
+        new = LoadState(LoadPhase.STREAMING, None, cells_loaded, total_cells)
+        if new != self._state:
+            self._state = new
+            self._broadcast_status()
 
     def finish_loading(self, *, error: str | None = None) -> None:
         """Release the claim: ``ready`` on success, ``failed`` (with ``error``) otherwise."""

@@ -1,9 +1,10 @@
 """One connected peer: a reader task, a writer task and a request task over a stream pair.
 
 * The **reader** owns the socket's read side. It reads whatever bytes are available, feeds the
-  sans-IO :class:`FrameDecoder` (so no read can ever be cut mid-frame), applies sync messages at
-  once and queues requests in order (bounded: a client that floods requests is slowed down, not
-  dropped). It never writes, so it never blocks on a peer that does not read.
+  I/O-free :class:`~core.connection.Connection` (so no read can ever be cut mid-frame), applies
+  the sync messages among its events at once and queues requests in order (bounded: a client
+  that floods requests is slowed down, not dropped). It never writes, so it never blocks on a
+  peer that does not read.
 * The **writer** is the only task that writes. It sleeps on the peer's :class:`Subscription`;
   when woken it sends queued control frames (responses), then *one* sync message covering
   everything the peer has not seen yet (generated just before it is written, so a slow peer gets
@@ -21,19 +22,36 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import Literal, Protocol
 
 from automerge import core as am
 
 from . import protocol as p
+from .blob_store import BlobStore
+from .connection import (
+    ClosingEvent,
+    Connection,
+    Event,
+    RequestEvent,
+    ResponseEvent,
+    StatusEvent,
+    SyncData,
+)
 from .errors import CoreError, LocalProtocolError, ProtocolError, SaveRefused, TransportClosed
-from .framing import Frame, FrameDecoder, FrameType, encode_frame
 from .room import LoadPhase, NotebookRoom
 
-if TYPE_CHECKING:
-    from .daemon import Daemon
+__all__ = ["PeerSession", "SessionHost", "SessionStatistics"]
 
-__all__ = ["PeerSession", "SessionStatistics"]
+
+class SessionHost(Protocol):
+    """What a session needs from the server that owns it (the daemon implements it)."""
+
+    @property
+    def blob_store(self) -> BlobStore: ...
+
+    async def save_room(self, room: NotebookRoom) -> tuple[Path, int]: ...
+
 
 log = logging.getLogger("nbstream.session")
 
@@ -56,27 +74,29 @@ class PeerSession:
 
     def __init__(
         self,
-        daemon: Daemon,
+        host: SessionHost,
         room: NotebookRoom,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        decoder: FrameDecoder,
+        connection: Connection,
         name: str,
-        pipelined: Sequence[Frame] = (),
+        pipelined: Sequence[Event] = (),
+        *,
+        read_chunk: int = 64 * 1024,
+        request_queue_size: int = 64,
     ) -> None:
-        self.daemon = daemon
+        self.host = host
         self.room = room
         self.name = name
         self._reader = reader
         self._writer = writer
-        self._decoder = decoder
+        self._conn = connection
+        self._read_chunk = read_chunk
         self._pipelined = list(pipelined)
         self.sync_state = am.SyncState()
         self._sub_key, self.sub = room.subscribe(name)
         self._control: deque[bytes] = deque()
-        self._requests: asyncio.Queue[p.Request | None] = asyncio.Queue(
-            daemon.config.request_queue_size
-        )
+        self._requests: asyncio.Queue[p.Request | None] = asyncio.Queue(request_queue_size)
         self.reader_done = asyncio.Event()
         self.close_reason: str | None = None
         self._closing = False
@@ -140,19 +160,21 @@ class PeerSession:
     # ------------------------------------------------------------------ reading
     async def _read_loop(self) -> None:
         try:
-            for frame in self._pipelined:
+            for event in self._pipelined:
                 self._frames_in += 1
-                await self._dispatch(frame.type, frame.payload)
+                await self._dispatch(event)
             self._pipelined.clear()
             while True:
-                data = await self._reader.read(self.daemon.config.read_chunk)
+                data = await self._reader.read(self._read_chunk)
                 if not data:
-                    self._decoder.eof()
+                    self._conn.receive_data(b"")
                     return
                 self._bytes_in += len(data)
-                for frame in self._decoder.feed(data):
-                    self._frames_in += 1
-                    await self._dispatch(frame.type, frame.payload)
+                before = self._conn.statistics().ignored_frames
+                events = self._conn.receive_data(data)
+                self._frames_in += len(events) + self._conn.statistics().ignored_frames - before
+                for event in events:
+                    await self._dispatch(event)
         except ProtocolError as exc:
             log.info("%s: protocol error, closing: %s", self.name, exc)
             self._fail(exc)
@@ -164,30 +186,25 @@ class PeerSession:
             self.reader_done.set()
             self.sub.mark()  # wake the writer so it can finish
 
-    async def _dispatch(self, ftype: FrameType | None, payload: bytes) -> None:
-        if ftype is FrameType.SYNC:
+    async def _dispatch(self, event: Event) -> None:
+        # The connection already dropped what a client may not send (responses, broadcasts,
+        # session control); only sync messages and requests arrive here.
+        if isinstance(event, SyncData):
             self._sync_in += 1
             room = self.room
             before = room.doc.heads()
-            room.doc.receive_sync_message(self.sync_state, payload)
+            room.doc.receive_sync_message(self.sync_state, event.data)
             if room.doc.heads() != before:
                 room.notify()  # the peer edited: everyone (this peer included) syncs
             else:
                 self.sub.mark()  # maybe the peer needs data from us
-        elif ftype is FrameType.REQUEST:
-            request = p.parse_request(payload)
+        elif isinstance(event, RequestEvent):
             self._n_requests += 1
-            await self._requests.put(request)
-        else:
-            # Responses, broadcasts and session control are daemon → client only; ignore them.
-            log.debug("%s: ignoring client frame of type %s", self.name, ftype)
+            await self._requests.put(event.message)
 
     def _fail(self, exc: ProtocolError) -> None:
         self.close_reason = exc.close_reason
-        closing = p.closing_for(exc)
-        self._control.append(
-            encode_frame(FrameType.SESSION_CONTROL, p.encode_session_control(closing))
-        )
+        self._control.append(self._conn.send(ClosingEvent(p.closing_for(exc))))
 
     # ------------------------------------------------------------------ writing
     async def _send(self, data: bytes) -> None:
@@ -198,7 +215,7 @@ class PeerSession:
         self._frames_out += 1
         self._bytes_out += len(data)
 
-    def send_control(self, frame: bytes) -> None:
+    def _queue_control(self, frame: bytes) -> None:
         self._control.append(frame)
         self.sub.mark_status()
 
@@ -211,6 +228,12 @@ class PeerSession:
                     await self._send(self._control.popleft())
                 if self._closing or not self.alive:
                     return
+                # The status goes out after the sync message, and is the state as it was when
+                # that message was generated: a peer told "N cells loaded" has been sent those
+                # N cells (a batch inserted while the message was being written is announced
+                # by the next status, after the next message).
+                status = self._status_frame() if sub.status_dirty else None
+                sub.status_dirty = False
                 if sub.dirty:
                     sub.dirty = False
                     t0 = time.perf_counter()
@@ -218,10 +241,9 @@ class PeerSession:
                     self._sync_gen_s += time.perf_counter() - t0
                     if message is not None:
                         self._sync_out += 1
-                        await self._send(encode_frame(FrameType.SYNC, message))
-                if sub.status_dirty:
-                    sub.status_dirty = False
-                    await self._send(self._status_frame())
+                        await self._send(self._conn.send(SyncData(message)))
+                if status is not None:
+                    await self._send(status)
         except (ConnectionError, OSError) as exc:
             log.info("%s: write failed: %s", self.name, exc)
             self.reader_done.set()
@@ -234,7 +256,7 @@ class PeerSession:
             cells_loaded=state.cells_loaded,
             total_cells=state.total_cells,
         )
-        return encode_frame(FrameType.SESSION_CONTROL, p.encode_session_control(status))
+        return self._conn.send(StatusEvent(status))
 
     # ------------------------------------------------------------------ requests
     async def _request_loop(self) -> None:
@@ -250,11 +272,11 @@ class PeerSession:
                 log.exception("%s: request %r failed", self.name, request)
                 response = p.ErrorResponse(request.id, f"internal error: {type(exc).__name__}")
             try:
-                frame = encode_frame(FrameType.RESPONSE, p.encode_response(response))
+                frame = self._conn.send(ResponseEvent(response))
             except LocalProtocolError as exc:  # e.g. a document too large for one frame
                 error = p.ErrorResponse(request.id, f"response not sendable: {exc}")
-                frame = encode_frame(FrameType.RESPONSE, p.encode_response(error))
-            self.send_control(frame)
+                frame = self._conn.send(ResponseEvent(error))
+            self._queue_control(frame)
 
     async def _handle(self, request: p.Request) -> p.Response:
         room = self.room
@@ -268,14 +290,14 @@ class PeerSession:
                 request.id, _wire_phase(s.phase), s.reason, s.cells_loaded, s.total_cells
             )
         if isinstance(request, p.GetBlob):
-            store = self.daemon.blob_store
+            store = self.host.blob_store
             data = await asyncio.to_thread(store.get, request.hash)
             meta = await asyncio.to_thread(store.get_meta, request.hash)
             if data is None or meta is None:
                 return p.ErrorResponse(request.id, f"no blob {request.hash}")
             return p.Blob(request.id, request.hash, meta.media_type, data)
         if isinstance(request, p.Save):
-            path, written = await self.daemon.save_room(room)
+            path, written = await self.host.save_room(room)
             return p.Saved(request.id, str(path), written)
         raise SaveRefused(f"unsupported request {type(request).__name__}")  # pragma: no cover
 

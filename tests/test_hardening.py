@@ -1,8 +1,8 @@
-"""sim.harness.hardening: many peers in one room, many rooms at once, a peer stalled throughout.
+"""sim.harness.hardening: many peers in one room, many rooms at once, a stalled peer.
 
 The workloads live in :mod:`sim.harness.hardening` (``python -m sim.harness.hardening --json``
-prints the figures); these tests run them and check what they report. Every wait inside is a condition with
-a safety timeout (a timeout is a failed check, never a hang); no test sleeps.
+prints the figures); these tests run them and check what they report. Every wait inside is a
+condition with a safety timeout (a timeout is a failed check, never a hang); no test sleeps.
 
 Default run: 50 rooms loading at once, a stalled loader with 20 joiners, 100 peers in one room.
 ``-m slow``: the full 500 peers in one room, and the whole script end to end in subprocesses.

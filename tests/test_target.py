@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,36 @@ async def test_progress_joins_refuse_an_injected_fault(notebook: Path) -> None:
     scenario = build_scenario("failure", seed=0, batches=4)
     with pytest.raises(ValueError, match="needs joins='hook'"):
         await run_scenario(scenario, notebook, joins="progress")
+
+
+async def test_the_server_announces_every_batch_in_a_status(notebook: Path) -> None:
+    """Each batch's cells are announced by a load-status frame, after the cells themselves."""
+    clients: list[NotebookClient] = []
+    seen: list[tuple[int, int]] = []  # (cells announced, cells held) at each status
+
+    async def paced(_room: NotebookRoom, index: int) -> None:
+        if index:  # batch k starts only once the peer heard that batch k-1 is in
+            client = clients[0]
+
+            def announced() -> bool:
+                s = client.load_status
+                return s is not None and s.cells_loaded >= index * 3
+
+            await asyncio.wait_for(client.wait_for(announced), 60)
+
+    async with BundledTarget(DaemonConfig(batch_size=3), before_batch=paced) as target:
+
+        def on_frame(arrival: Any) -> None:
+            status = clients[0].load_status
+            if arrival.frame_type == "session_control" and status is not None:
+                seen.append((status.cells_loaded, clients[0].doc.cell_count()))
+
+        client = NotebookClient(*await target.connect(), name="p", on_frame=on_frame)
+        clients.append(client)
+        await client.open(notebook)
+        await asyncio.wait_for(client.wait_loaded(), 60)
+        await client.close()
+    announced = [n for n, _ in seen]
+    assert announced[-1] == 10
+    assert {3, 6, 9} <= set(announced)  # one status per batch, none skipped
+    assert all(held >= n for n, held in seen)  # never announced before the cells arrived

@@ -47,13 +47,11 @@ from core import __version__
 from core.blob_store import MemoryBlobStore
 from core.client import NotebookClient
 from core.daemon import DaemonConfig
-from core.framing import FrameType, encode_frame, encode_untyped
 from core.ipynb import parse_notebook
 from core.notebook_doc import NotebookDoc
-from core.protocol import OpenNotebook, encode_handshake
 from core.room import NotebookRoom
 from sim.harness.convergence import check_convergence, expected_document
-from sim.harness.peers import PeerSpec
+from sim.harness.peers import PeerSpec, open_silently
 from sim.harness.runner import run_scenario
 from sim.harness.scenarios import SLOW_BUFFER, Scenario
 from sim.harness.target import BundledTarget
@@ -132,15 +130,6 @@ async def many_peers(
 
 
 # =========================================================================== shared helpers
-def _stall_writer(writer: asyncio.StreamWriter, notebook: Path) -> None:
-    """Send a handshake and a first sync message; never read anything."""
-    hello = NotebookDoc.empty().generate_sync_message(am.SyncState())
-    data = encode_untyped(encode_handshake(OpenNotebook(str(notebook))))
-    if hello:
-        data += encode_frame(FrameType.SYNC, hello)
-    writer.write(data)
-
-
 def _server_doc(target: BundledTarget, notebook: Path) -> NotebookDoc:
     """The server's document of ``notebook``, as ``get_doc_bytes`` would answer."""
     data = target.document_bytes(str(notebook))
@@ -214,7 +203,7 @@ async def many_rooms(
             loaders = await asyncio.wait_for(
                 asyncio.gather(*(open_one(i, p) for i, p in enumerate(paths))), timeout
             )
-            _stall_writer(stalled_writer, paths[0])
+            open_silently(stalled_writer, paths[0])
             await asyncio.wait_for(asyncio.gather(*(c.wait_loaded() for c in loaders)), timeout)
             converged = 0
             for client, path in zip(loaders, paths, strict=True):
@@ -300,7 +289,7 @@ async def stalled_peer(
     try:
         await target.start()
         _, stalled_writer = await target.connect(SLOW_BUFFER, hooks_to_client=hooks)
-        _stall_writer(stalled_writer, notebook)  # the first opener: it is the loader
+        open_silently(stalled_writer, notebook)  # the first opener: it is the loader
         phase, reason = await asyncio.wait_for(target.wait_load_finished(str(notebook)), timeout)
         if phase != "ready":
             checks.append({"name": "load", "ok": False, "detail": reason or ""})

@@ -18,13 +18,13 @@ from typing import Literal
 from automerge import core as am
 
 from core.client import NotebookClient, OpenRefused
+from core.connection import Connection, Handshake, Hello, Role, SyncData
 from core.errors import TransportClosed
-from core.framing import FrameDecoder, FrameType, encode_frame, encode_untyped
 from core.notebook_doc import NotebookDoc
-from core.protocol import OpenNotebook, encode_handshake, parse_connection_info
+from core.protocol import OpenNotebook
 from sim.net.connect import StreamPair
 
-__all__ = ["Behaviour", "PeerSpec", "VirtualPeer"]
+__all__ = ["Behaviour", "PeerSpec", "VirtualPeer", "open_silently"]
 
 Behaviour = Literal["normal", "slow", "never_reads", "never_replies", "disconnects"]
 
@@ -45,6 +45,17 @@ class PeerSpec:
     def expects_convergence(self) -> bool:
         """Peers that stay and read must end up equal to the server."""
         return self.behaviour not in ("never_reads", "disconnects")
+
+
+def open_silently(writer: asyncio.StreamWriter, notebook: Path) -> Connection:
+    """Write a handshake and a first sync message, as a client that will never read does."""
+    conn = Connection(Role.CLIENT)
+    data = conn.send(Handshake(OpenNotebook(str(notebook))))
+    hello = NotebookDoc.empty().generate_sync_message(am.SyncState())
+    if hello:
+        data += conn.send(SyncData(hello))
+    writer.write(data)
+    return conn
 
 
 class VirtualPeer:
@@ -71,28 +82,23 @@ class VirtualPeer:
         if spec.behaviour == "never_reads":
             # Handshake plus a first sync message, then silence: never reads another byte
             # after the handshake reply.
-            hello = NotebookDoc.empty().generate_sync_message(am.SyncState())
-            data = encode_untyped(encode_handshake(OpenNotebook(str(notebook))))
-            if hello:
-                data += encode_frame(FrameType.SYNC, hello)
-            writer.write(data)
+            conn = open_silently(writer, notebook)
             self._raw_writer = writer
             # Wait for the reply (whole frames only): once it is here, the daemon has decided
             # whether this open joins the running load or starts one. Returning earlier let a
             # peer scheduled to "join at batch k" have its handshake processed *after* a fault
             # at batch k had rolled the load back, so it silently started a second load.
             # Found by tests/test_faults.py's random schedules.
-            decoder = FrameDecoder(untyped_first=True)
             while True:
                 chunk = await reader.read(64 * 1024)
+                events = conn.receive_data(chunk)
                 if not chunk:
-                    decoder.eof()
                     raise TransportClosed("daemon closed the connection during the handshake")
-                frames = decoder.feed(chunk)
-                if frames:
-                    info = parse_connection_info(frames[0].payload)
-                    if info.error is not None:
-                        raise OpenRefused(info.error)
+                if events:
+                    first = events[0]
+                    assert isinstance(first, Hello)
+                    if first.message.error is not None:
+                        raise OpenRefused(first.message.error)
                     return
         client = NotebookClient(
             reader,

@@ -1,0 +1,197 @@
+"""Tests for core.session.PeerSession, driven through the I/O-free core from the client's side.
+
+The session runs over an in-memory stream pair against a small host (a blob store and a save
+function, the whole :class:`~core.session.SessionHost` protocol). The test is the client: it
+speaks through a :class:`~core.connection.Connection` in the client role and reads whole events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from automerge import core as am
+
+from core import protocol as p
+from core.blob_store import BlobStore, MemoryBlobStore
+from core.connection import (
+    ClosingEvent,
+    Connection,
+    Event,
+    Handshake,
+    Hello,
+    RequestEvent,
+    ResponseEvent,
+    Role,
+    StatusEvent,
+    SyncData,
+)
+from core.framing import FrameType, encode_frame
+from core.notebook_doc import CellSnapshot, NotebookDoc
+from core.room import NotebookRoom
+from core.session import PeerSession, SessionHost
+from sim.net.streams import memory_stream_pair
+
+NB = "/abs/nb.ipynb"
+
+
+@dataclass
+class Host:
+    blob_store: BlobStore = field(default_factory=MemoryBlobStore)
+    saves: list[NotebookRoom] = field(default_factory=list)
+
+    async def save_room(self, room: NotebookRoom) -> tuple[Path, int]:
+        self.saves.append(room)
+        return room.path, 123
+
+
+@dataclass
+class Peer:
+    """The client end: a Connection plus the raw streams, and what it has received."""
+
+    conn: Connection
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    events: list[Event] = field(default_factory=list)
+
+    def send(self, event: Event) -> None:
+        self.writer.write(self.conn.send(event))
+
+    async def next(self, kind: type[Event], timeout: float = 30.0) -> Event:
+        """The next event of type ``kind`` (earlier ones are kept in ``events``)."""
+        while True:
+            for i, event in enumerate(self.events):
+                if isinstance(event, kind):
+                    return self.events.pop(i)
+            chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
+            self.events.extend(self.conn.receive_data(chunk))
+            if not chunk:
+                raise EOFError(f"no {kind.__name__} before the end of the stream")
+
+
+@dataclass
+class Rig:
+    room: NotebookRoom
+    host: Host
+    session: PeerSession
+    peer: Peer
+    task: asyncio.Task[None]
+
+
+async def _rig(room: NotebookRoom, host: Host) -> Rig:
+    (cr, cw), (sr, sw) = await memory_stream_pair()
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER)
+    (handshake,) = server.receive_data(client.send(Handshake(p.OpenNotebook(NB))))
+    assert isinstance(handshake, Handshake)
+    sw.write(server.send(Hello(p.NotebookConnectionInfo(NB, room.doc.cell_count()))))
+    host_: SessionHost = host
+    session = PeerSession(host_, room, sr, sw, server, "peer-1")
+    task = asyncio.create_task(session.run())
+    peer = Peer(client, cr, cw)
+    await peer.next(Hello)
+    return Rig(room, host, session, peer, task)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    room = NotebookRoom(NB, Path(NB))
+    room.doc.add_cells_full(0, [CellSnapshot("a", "code", "x = 1"), CellSnapshot("b", "markdown")])
+    r = await _rig(room, Host())
+    yield r
+    r.peer.writer.close()
+    await asyncio.wait_for(r.task, 30)
+
+
+async def test_a_new_peer_gets_the_document_and_the_status(rig: Rig) -> None:
+    doc, state = NotebookDoc.empty(), am.SyncState()
+    while doc.cell_count() < 2:
+        event = await rig.peer.next(SyncData)
+        assert isinstance(event, SyncData)
+        doc.receive_sync_message(state, event.data)
+        reply = doc.generate_sync_message(state)
+        if reply:
+            rig.peer.send(SyncData(reply))
+    assert [c.id for c in doc.get_cells()] == ["a", "b"]
+    status = await rig.peer.next(StatusEvent)
+    assert isinstance(status, StatusEvent) and status.message.phase == "streaming"
+    assert rig.session.statistics().sync_frames_out >= 1
+
+
+async def test_requests_are_answered_in_order(rig: Rig) -> None:
+    rig.peer.send(RequestEvent(p.Ping(1)))
+    rig.peer.send(RequestEvent(p.GetLoadStatus(2)))
+    rig.peer.send(RequestEvent(p.Save(3)))
+    rig.peer.send(RequestEvent(p.GetBlob(4, "0" * 64)))
+    got = [await rig.peer.next(ResponseEvent) for _ in range(4)]
+    messages = [e.message for e in got if isinstance(e, ResponseEvent)]
+    assert messages[0] == p.Pong(1)
+    assert isinstance(messages[1], p.LoadStatusResponse) and messages[1].id == 2
+    assert messages[2] == p.Saved(3, NB, 123)
+    assert messages[3] == p.ErrorResponse(4, f"no blob {'0' * 64}")
+    assert rig.host.saves == [rig.room]
+    assert rig.session.statistics().requests == 4
+
+
+async def test_doc_bytes_are_the_rooms_document(rig: Rig) -> None:
+    rig.peer.send(RequestEvent(p.GetDocBytes(9)))
+    event = await rig.peer.next(ResponseEvent)
+    assert isinstance(event, ResponseEvent) and isinstance(event.message, p.DocBytes)
+    assert NotebookDoc.load(event.message.data).heads() == rig.room.doc.heads()
+
+
+async def test_a_peers_edit_reaches_the_room(rig: Rig) -> None:
+    doc, state = NotebookDoc.empty(), am.SyncState()
+    while doc.cell_count() < 2:  # a full exchange: the server learns what the peer holds
+        event = await rig.peer.next(SyncData)
+        assert isinstance(event, SyncData)
+        doc.receive_sync_message(state, event.data)
+        reply = doc.generate_sync_message(state)
+        if reply:
+            rig.peer.send(SyncData(reply))
+    doc.update_source("a", "x = 2")
+    message = doc.generate_sync_message(state)
+    assert message is not None
+    rig.peer.send(SyncData(message))
+    notified = rig.room.notifications
+    for _ in range(100):
+        if rig.room.doc.get_cells()[0].source == "x = 2":
+            break
+        event = await rig.peer.next(SyncData)
+        assert isinstance(event, SyncData)
+        doc.receive_sync_message(state, event.data)
+        reply = doc.generate_sync_message(state)
+        if reply:
+            rig.peer.send(SyncData(reply))
+    assert rig.room.doc.get_cells()[0].source == "x = 2"
+    assert rig.room.notifications > notified
+
+
+async def test_a_malformed_request_closes_only_this_session_in_protocol(rig: Rig) -> None:
+    rig.peer.writer.write(encode_frame(FrameType.REQUEST, b"{not json"))
+    event = await rig.peer.next(ClosingEvent)
+    assert isinstance(event, ClosingEvent)
+    assert event.message.reason in p.CLOSE_REASONS
+    assert rig.session.close_reason == event.message.reason
+    await asyncio.wait_for(rig.task, 30)
+    assert rig.room.peer_count == 0  # unsubscribed on the way out
+
+
+async def test_frames_a_client_may_not_send_are_ignored(rig: Rig) -> None:
+    rig.peer.writer.write(encode_frame(FrameType.RESPONSE, p.encode_response(p.Pong(1))))
+    rig.peer.send(RequestEvent(p.Ping(5)))
+    event = await rig.peer.next(ResponseEvent)
+    assert isinstance(event, ResponseEvent) and event.message == p.Pong(5)
+    assert rig.session.alive
+    assert rig.session.statistics().frames_in == 2
+
+
+async def test_eof_ends_the_session_and_unsubscribes(rig: Rig) -> None:
+    assert rig.room.peer_count == 1
+    rig.peer.writer.write_eof()
+    await asyncio.wait_for(rig.task, 30)
+    assert not rig.session.alive
+    assert rig.room.peer_count == 0
