@@ -94,7 +94,7 @@ def test_time_ratio_is_paired_and_inconclusive_is_not_a_regression() -> None:
     # median above the threshold but the CI reaches below it: reported, not failed
     wobbly = judge_time([1.0] * 6, [0.9, 1.0, 1.3, 1.4, 1.5, 1.6], threshold=1.25)
     assert not wobbly.regressed and wobbly.inconclusive
-    d = wobbly.to_dict()
+    d = wobbly.to_json()
     assert d["samples"]["base"] == [1.0] * 6 and len(d["ci"]) == 2
     for bad in ([], [0.0]):
         with pytest.raises(ValueError):
@@ -125,7 +125,7 @@ def test_counters_any_increase_is_a_regression() -> None:
         plus_one = {**_COUNTERS, name: _COUNTERS[name] + 1}
         judged = judge_counters([_COUNTERS], [plus_one])
         assert [n for n, c in judged.items() if c.regressed] == [name]
-        assert judged[name].to_dict()["delta"] == pytest.approx(1)
+        assert judged[name].to_json()["delta"] == pytest.approx(1)
     fewer = {**_COUNTERS, "ops": 50000}
     assert not judge_counters([_COUNTERS], [fewer])["ops"].regressed  # an improvement
     # a relative tolerance, when configured
@@ -216,7 +216,7 @@ def test_self_test_result_rates_and_targets() -> None:
     runs += [run("quadratic", i, True) for i in range(20)]
     runs += [run("slowdown_1.5x", i, i != 3) for i in range(20)]
     result = SelfTestResult(20, {"unchanged": 30}, 200, 1.25, tuple(runs), 1.0)
-    d = result.to_dict()
+    d = result.to_json()
     assert d["command"] == "gate-self-test" and d["reruns"] == 20
     assert d["false_alarms"] == 0
     assert d["detections"] == {"quadratic": [20, 20], "slowdown_1.5x": [19, 20]}

@@ -16,6 +16,7 @@ from sim.report.command import (
     run_report_command,
 )
 from sim.report.html import render_index
+from sim.results.self_test import SelfTestResult, SelfTestRun
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVIL_PATH = "/tmp/<script>alert('x')</script>&nb.ipynb"
@@ -198,7 +199,20 @@ def gate_result(verdict: str = "pass") -> dict[str, Any]:
         "pairs": len(ratios),
         "cells": 200,
         "seed": 0,
+        "thresholds": {"time": 1.1, "exponent_tolerance": 0.1, "counter_tolerance": 0.0},
         "time": {
+            "median_ratio": 1.0,
+            "ci": [0.98, 1.02],
+            "ci_level": 0.96,
+            "threshold": 1.1,
+            "regressed": verdict != "pass",
+            "inconclusive": False,
+            "base_median_s": 0.1,
+            "candidate_median_s": 0.1,
+            "ratios": ratios,
+            "samples": {"base": [0.1] * len(ratios), "candidate": [0.1 * r for r in ratios]},
+        },
+        "cpu_time": {
             "median_ratio": 1.0,
             "ci": [0.98, 1.02],
             "ci_level": 0.96,
@@ -224,6 +238,7 @@ def gate_result(verdict: str = "pass") -> dict[str, Any]:
             "base": 1.01,
             "candidate": 1.02,
             "delta": 0.01,
+            "delta_ci": [-0.05, 0.07],
             "base_ci": [0.9, 1.1],
             "candidate_ci": [0.9, 1.1],
             "base_verdict": "linear",
@@ -406,7 +421,7 @@ def test_invalid_files_are_skipped_and_listed(
 def test_warning_line_lists_skipped_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write(tmp_path, "gate.json", gate_result("fail"))
+    write(tmp_path, "gate.json", gate_result("regression"))
     write(tmp_path, "junk.json", [1, 2, 3])
     assert (
         run(
@@ -491,15 +506,15 @@ def test_stale_figures_are_removed(tmp_path: Path) -> None:
 
 def test_gate_error_and_self_test_are_read(tmp_path: Path) -> None:
     write(tmp_path, "gate_err.json", {"command": "gate", "verdict": "error", "error": "<b>git</b>"})
-    write(
-        tmp_path,
-        "self.json",
-        {
-            "command": "gate-self-test",
-            "targets_met": False,
-            "cases": [{"name": "injected 20% slowdown caught", "ok": False, "detail": "3/5"}],
-        },
+
+    def run_(condition: str, flagged: bool) -> SelfTestRun:
+        ci = (0.95, 1.05)
+        return SelfTestRun(condition, 1, flagged, (), 1.0, ci, 1.0, ci, 0.0, (0.0, 0.0), 1.0)
+
+    missed = SelfTestResult(
+        1, {"unchanged": 5}, 200, 1.2, (run_("unchanged", False), run_("slowdown_1.5x", False)), 2.0
     )
+    write(tmp_path, "self.json", missed.to_json())
     inputs = load_inputs([tmp_path])
     assert not inputs.skipped
     by_cmd = {g.command: g for g in inputs.gates}
@@ -507,7 +522,7 @@ def test_gate_error_and_self_test_are_read(tmp_path: Path) -> None:
     assert by_cmd["gate-self-test"].verdict == "fail"
     page = render_index(inputs, [], tmp_path, generated_at="2024-01-01T00:00:00+00:00")
     assert "&lt;b&gt;git&lt;/b&gt;" in page and "<b>git" not in page
-    assert "injected 20% slowdown caught" in page and "2024-01-01T00:00:00+00:00" in page
+    assert "injected slowdown_1.5x detected" in page and "2024-01-01T00:00:00+00:00" in page
 
 
 def test_asv_only_report_and_single_file_input(tmp_path: Path) -> None:

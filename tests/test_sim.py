@@ -60,7 +60,7 @@ async def test_failure_then_retry_is_reported(notebook: Path) -> None:
         "rollback: converged",
     ]
     assert "injected at batch 5" in result.checks[0].detail
-    assert [r.ok for r in result.load_reports] == [False, True]
+    assert [r.ok for r in result.loads or ()] == [False, True]
 
 
 def test_scenarios_are_reproducible_from_the_seed() -> None:

@@ -76,7 +76,7 @@ async def test_progress_driven_joins_converge(name: str, notebook: Path) -> None
     scenario = build_scenario(name, seed=2, batches=4)
     result = await run_scenario(scenario, notebook, joins="progress", timeout=60)
     assert result.ok, [c for c in result.checks if not c.ok]
-    assert {p["name"] for p in result.peers} >= {s.name for s in scenario.peers}
+    assert {p.name for p in result.peers} >= {s.name for s in scenario.peers}
 
 
 async def test_progress_joins_refuse_an_injected_fault(notebook: Path) -> None:

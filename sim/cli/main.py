@@ -209,7 +209,7 @@ def _print_sim(data: dict[str, Any], description: str) -> None:
 
 # --------------------------------------------------------------------------- scale
 def _cmd_scale(args: argparse.Namespace) -> int:
-    from sim.harness.scale import DEFAULT_SIZES, run_scale
+    from sim.harness.scale import run_scale
 
     paths: list[Any] = ["full", "naive"] if args.insert == "both" else [args.insert]
     sizes: dict[str, Sequence[int]] | None = None
@@ -224,7 +224,6 @@ def _cmd_scale(args: argparse.Namespace) -> int:
             raise UsageError("--sizes needs at least two distinct positive sizes")
         sizes = {str(p): chosen for p in paths}
     progress = Progress(force=not args.json)
-    t0 = time.monotonic()
     result = asyncio.run(
         run_scale(
             paths,
@@ -237,34 +236,6 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     )
     progress.done()
     data = result.to_json()
-    data["elapsed_s"] = time.monotonic() - t0
-    checks = []
-    for name, pr in data["paths"].items():
-        if name == "full":
-            ok = (
-                pr["verdict"] in ("linear", "sublinear")
-                and pr["counters"]["scan_steps"]["verdict"] == "zero"
-            )
-            checks.append(
-                {
-                    "name": "full path is linear",
-                    "ok": ok,
-                    "detail": f"exponent {pr['exponent']:.2f}, verdict {pr['verdict']}",
-                }
-            )
-        else:
-            ok = pr["verdict"] == "quadratic" and pr["counters"]["scan_steps"]["verdict"] == (
-                "quadratic"
-            )
-            checks.append(
-                {
-                    "name": "naive path is flagged quadratic",
-                    "ok": ok,
-                    "detail": f"exponent {pr['exponent']:.2f}, verdict {pr['verdict']}",
-                }
-            )
-    data["checks"] = checks
-    data["default_sizes"] = {k: list(v) for k, v in DEFAULT_SIZES.items()}
     if args.json:
         _emit_json(data)
     else:
@@ -301,10 +272,10 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         raw = data["raw_automerge"]
         if "exponent" in raw:
             print(f"raw Automerge build+sync exponent: {raw['exponent']:.3f}")
-        for c in checks:
-            print(f"[{'ok  ' if c['ok'] else 'FAIL'}] {c['name']} — {c['detail']}")
-        print(f"({data['elapsed_s']:.0f} s)")
-    return 0 if all(c["ok"] for c in checks) else 1
+        for c in result.checks or ():
+            print(f"[{'ok  ' if c.ok else 'FAIL'}] {c.name} — {c.detail}")
+        print(f"({result.elapsed_s or 0.0:.0f} s)")
+    return 0 if result.ok else 1
 
 
 # --------------------------------------------------------------------------- profile
@@ -317,11 +288,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         parse_notebook(notebook.read_bytes())
     except CoreError as exc:
         raise UsageError(f"{notebook}: {exc}") from None
-    data = asyncio.run(
+    result = asyncio.run(
         profile_notebook(
             notebook, runs=args.runs, batch_size=args.batch_size, insert_path=args.insert
         )
     )
+    data = result.to_json()
     if args.json:
         _emit_json(data)
     else:
@@ -349,7 +321,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             f"{_ms(data['raw_automerge_s'])} ms"
         )
         print("note: sync generation and network overlap the load; they are not additive.")
-    return 0 if data["ok"] else 1
+    return 0 if result.ok else 1
 
 
 # --------------------------------------------------------------------------- generate

@@ -30,15 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sim.analysis.stats import (
-    Comparison,
-    SelfTestResult,
-    SelfTestRun,
-    judge_counters,
-    judge_exponent,
-    judge_time,
-)
+from sim.analysis.stats import judge_counters, judge_exponent, judge_time
 from sim.gate.worker import GateError, Worker, workers
+from sim.results.gate import Comparison, GateErrorResult, GateResult, GateThresholds
+from sim.results.self_test import SelfTestResult, SelfTestRun
 from sim.workload.generator import write_notebook
 
 __all__ = [
@@ -225,64 +220,6 @@ def compare(
 # --------------------------------------------------------------------------- the gate
 
 
-@dataclass(frozen=True, slots=True)
-class GateResult:
-    settings: GateSettings
-    base_ref: str
-    base_commit: str
-    candidate_commit: str | None
-    dirty: bool
-    comparison: Comparison
-    elapsed_s: float = 0.0
-
-    @property
-    def verdict(self) -> str:
-        return "regression" if self.comparison.regressed else "pass"
-
-    def to_dict(self) -> dict[str, Any]:
-        c = self.comparison
-        return {
-            "command": "gate",
-            "verdict": self.verdict,
-            "base": {"ref": self.base_ref, "commit": self.base_commit},
-            "candidate": {"commit": self.candidate_commit, "dirty": self.dirty},
-            "pairs": self.settings.pairs,
-            "cells": self.settings.cells,
-            "seed": self.settings.seed,
-            "thresholds": {
-                "time": self.settings.time_threshold,
-                "exponent_tolerance": self.settings.exponent_tolerance,
-                "counter_tolerance": self.settings.counter_tolerance,
-            },
-            "time": c.time.to_dict(),
-            "cpu_time": c.cpu_time.to_dict(),
-            "counters": {name: j.to_dict() for name, j in c.counters.items()},
-            "exponent": c.exponent.to_dict(),
-            "flagged_by": c.flagged_by(),
-            "elapsed_s": self.elapsed_s,
-        }
-
-    def to_markdown(self) -> str:
-        ok = self.verdict == "pass"
-        head = "✅ **nbstream perf gate: pass**" if ok else "❌ **nbstream perf gate: regression**"
-        if not ok:
-            head += " — " + ", ".join(self.comparison.flagged_by())
-        cand = (self.candidate_commit or "?")[:10] + (
-            " + uncommitted changes" if self.dirty else ""
-        )
-        lines = [
-            f"### {head}",
-            "",
-            f"Base `{self.base_ref}` ({self.base_commit[:10]}) vs candidate {cand}; "
-            f"{self.settings.cells}-cell notebook, {self.settings.pairs} interleaved pairs, "
-            f"{self.elapsed_s:.1f} s.",
-            "",
-            *self.comparison.markdown_rows(self.settings.pairs),
-            "",
-        ]
-        return "\n".join(lines)
-
-
 def run_gate(
     settings: GateSettings, base_ref: str | None = None, cwd: Path | None = None
 ) -> GateResult:
@@ -302,7 +239,18 @@ def run_gate(
         ) as (base, candidate):
             comparison = compare(base, candidate, workload, settings)
     return GateResult(
-        settings, ref, commit, head, dirty, comparison, elapsed_s=time.perf_counter() - t0
+        base_ref=ref,
+        base_commit=commit,
+        candidate_commit=head,
+        dirty=dirty,
+        pairs=settings.pairs,
+        cells=settings.cells,
+        seed=settings.seed,
+        thresholds=GateThresholds(
+            settings.time_threshold, settings.exponent_tolerance, settings.counter_tolerance
+        ),
+        comparison=comparison,
+        elapsed_s=time.perf_counter() - t0,
     )
 
 
@@ -499,18 +447,19 @@ def run_gate_command(args: argparse.Namespace) -> int:
         settings = _settings(args)
         if args.self_test:
             result = run_self_test(settings, args.reruns, progress=sys.stderr)
-            _emit(args, result.to_dict(), result.to_markdown())
+            _emit(args, result.to_json(), result.to_markdown())
             return 0 if result.targets_met else 1
         gate = run_gate(settings, args.base)
-        _emit(args, gate.to_dict(), gate.to_markdown())
-        return 0 if gate.verdict == "pass" else 1
+        _emit(args, gate.to_json(), gate.to_markdown())
+        return 1 if gate.regressed else 0
     except Exception as exc:  # every failure is exit 2 with one line, never a traceback
         message = " ".join(str(exc).split())
         if not isinstance(exc, (GateError, OSError, ValueError)):
             message = f"internal error: {type(exc).__name__}: {message}"
-        payload = {"command": command, "verdict": "error", "error": message}
+        failure = GateErrorResult(command, message)
+        payload = failure.to_json()
         with contextlib.suppress(OSError):
-            _write_outputs(args, payload, f"### ❌ **nbstream perf gate: error**\n\n{message}\n")
+            _write_outputs(args, payload, failure.to_markdown())
         if args.json:
             print(json.dumps(payload, indent=2))
         print(f"nbstream gate: error: {message}", file=sys.stderr)

@@ -106,21 +106,21 @@ async def many_peers(
     )
     wall = time.perf_counter() - t0
     peak = peak_rss_kib()
-    rows = [r for r in result.peers if r["behaviour"] != "never_reads"]
-    full = [r["time_to_full_s"] for r in rows if r["time_to_full_s"] is not None]
+    rows = [r for r in result.peers if r.behaviour != "never_reads"]
+    full = [r.time_to_full_s for r in rows if r.time_to_full_s is not None]
     return {
         "workload": "many-peers",
         "ok": result.ok and result.converged,
         "converged": result.converged,
-        "checks_failed": [c.to_dict() for c in result.checks if not c.ok],
+        "checks_failed": [c.to_json() for c in result.checks if not c.ok],
         "peers": len(rows),
         "stalled_peers": 1,
         "joined_mid_load": sum(1 for s in specs if s.join_at_batch is not None) - 1,
-        "converged_peers": sum(1 for r in rows if r["converged"]),
+        "converged_peers": sum(1 for r in rows if r.converged),
         "cells": result.cells,
-        "notebook_bytes": result.notebook["bytes"],
-        "frames_delivered": sum(r["frames_in"] for r in rows),
-        "bytes_delivered": sum(r["bytes_in"] for r in rows),
+        "notebook_bytes": result.notebook.bytes,
+        "frames_delivered": sum(r.frames_in for r in rows),
+        "bytes_delivered": sum(r.bytes_in for r in rows),
         "slowest_time_to_full_s": max(full) if full else None,
         "wall_s": wall,
         "baseline_rss_kib": baseline,

@@ -8,28 +8,63 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from automerge import core as am
 
 from core.blob_store import MemoryBlobStore
 from core.ipynb import ParsedNotebook, record_to_cell
-from core.loader import LoadReport
+from core.loader import BatchTiming, LoadReport
 from core.manifest import outputs_to_refs
 from core.notebook_doc import CellSnapshot, NotebookDoc
+from sim.results.sim import Arrival, BatchRow, LoadBatch, LoadSummary, PeerRow, Phases
 
 if TYPE_CHECKING:
     from sim.harness.peers import VirtualPeer
     from sim.harness.target import ServerFigures
 
-__all__ = ["batch_rows", "peer_row", "phases", "raw_automerge_seconds"]
+__all__ = ["batch_rows", "load_summary", "peer_row", "phases", "raw_automerge_seconds"]
+
+
+def load_batch(b: BatchTiming, origin: float) -> LoadBatch:
+    """``b`` as result data, times relative to ``origin`` (as ``BatchTiming.to_dict``)."""
+    return LoadBatch(
+        index=b.index,
+        cells=b.cells,
+        outputs=b.outputs,
+        manifest_s=b.manifest_s,
+        insert_s=b.insert_s,
+        notify_s=b.notify_s,
+        started_at=b.started_at - origin,
+        finished_at=b.finished_at - origin,
+        doc_cells_after=b.doc_cells_after,
+    )
+
+
+def load_summary(report: LoadReport) -> LoadSummary:
+    """``report`` as result data (as ``LoadReport.to_dict``)."""
+    return LoadSummary(
+        notebook_id=report.notebook_id,
+        insert_path=report.insert_path,
+        batch_size=report.batch_size,
+        ok=report.ok,
+        error=report.error,
+        cells=report.cells,
+        total_cells=report.total_cells,
+        file_bytes=report.file_bytes,
+        read_s=report.read_s,
+        parse_s=report.parse_s,
+        metadata_s=report.metadata_s,
+        total_s=report.total_s,
+        batches=tuple(load_batch(b, report.started_at) for b in report.batches),
+    )
 
 
 def batch_rows(
     report: LoadReport,
     peers: Mapping[str, VirtualPeer],
     join_batch: Mapping[str, int | None],
-) -> list[dict[str, Any]]:
+) -> list[BatchRow]:
     """One row per batch with each peer's latency: batch start → first frame holding its cells."""
     arrivals: dict[str, list[tuple[float, int]]] = {}
     for name, peer in peers.items():
@@ -38,7 +73,7 @@ def batch_rows(
             continue
         base = client.started_at
         arrivals[name] = [(base + a.t, a.cell_count) for a in client.statistics().arrivals]
-    rows: list[dict[str, Any]] = []
+    rows: list[BatchRow] = []
     t0 = report.started_at
     for b in report.batches:
         latency: dict[str, float | None] = {}
@@ -49,57 +84,61 @@ def batch_rows(
                 continue
             hit = next((t for t, n in seq if t >= b.started_at and n >= b.doc_cells_after), None)
             latency[name] = None if hit is None else hit - b.started_at
-        rows.append({**b.to_dict(t0), "latency_s": latency})
+        rows.append(BatchRow.with_latency(load_batch(b, t0), latency))
     return rows
 
 
-def phases(report: LoadReport, stats: ServerFigures | None) -> dict[str, float]:
+def phases(report: LoadReport, stats: ServerFigures | None) -> Phases:
     """Where the load's time went, by phase (sync and network summed over every peer)."""
-    return {
-        "read_s": report.read_s,
-        "parse_s": report.parse_s,
-        "manifest_s": sum(b.manifest_s for b in report.batches),
-        "insert_s": sum(b.insert_s for b in report.batches) + report.metadata_s,
-        "sync_gen_s": stats.sync_gen_s if stats else 0.0,
-        "network_s": stats.send_s if stats else 0.0,
-        "total_s": report.total_s,
-    }
+    return Phases(
+        read_s=report.read_s,
+        parse_s=report.parse_s,
+        manifest_s=sum(b.manifest_s for b in report.batches),
+        insert_s=sum(b.insert_s for b in report.batches) + report.metadata_s,
+        sync_gen_s=stats.sync_gen_s if stats else 0.0,
+        network_s=stats.send_s if stats else 0.0,
+        total_s=report.total_s,
+    )
 
 
-def peer_row(peer: VirtualPeer, joined_at: int | None, report: LoadReport | None) -> dict[str, Any]:
+def peer_row(
+    peer: VirtualPeer, joined_at: int | None, report: LoadReport | None, *, converged: bool
+) -> PeerRow:
     client = peer.client
-    row: dict[str, Any] = {
-        "name": peer.name,
-        "behaviour": peer.spec.behaviour,
-        "joined_at_batch": joined_at,
-        "time_to_first_cell_s": None,
-        "time_to_full_s": None,
-        "converged": False,
-        "frames_in": 0,
-        "bytes_in": 0,
-        "arrivals": [],
-    }
     if client is None:
-        return row
+        return PeerRow(
+            name=peer.name,
+            behaviour=peer.spec.behaviour,
+            joined_at_batch=joined_at,
+            time_to_first_cell_s=None,
+            time_to_full_s=None,
+            converged=converged,
+            frames_in=0,
+            bytes_in=0,
+            arrivals=(),
+        )
     stats = client.statistics()
     origin = report.started_at if report is not None else client.started_at
-    row.update(
+    return PeerRow(
+        name=peer.name,
+        behaviour=peer.spec.behaviour,
+        joined_at_batch=joined_at,
         time_to_first_cell_s=stats.time_to_first_cell_s,
         time_to_full_s=stats.time_to_full_s,
+        converged=converged,
         frames_in=stats.frames_in,
         bytes_in=stats.bytes_in,
-        sync_frames_with_changes=stats.sync_frames_with_changes,
-        arrivals=[
-            {
-                "t": client.started_at + a.t - origin,
-                "cells": a.cell_count,
-                "bytes": a.nbytes,
-                "changed": a.changed,
-            }
+        arrivals=tuple(
+            Arrival(
+                t=client.started_at + a.t - origin,
+                cells=a.cell_count,
+                bytes=a.nbytes,
+                changed=a.changed,
+            )
             for a in stats.arrivals
-        ],
+        ),
+        sync_frames_with_changes=stats.sync_frames_with_changes,
     )
-    return row
 
 
 def snapshots(parsed: ParsedNotebook) -> list[CellSnapshot]:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import statistics
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from core.blob_store import DiskBlobStore
 from core.loader import InsertPath
-from sim.harness.runner import SimResult, run_scenario
+from sim.harness.runner import run_scenario
 from sim.harness.scenarios import build_scenario
+from sim.results.profile import ProfileResult
+from sim.results.sim import PHASE_NAMES, Phases, SimResult
 
 __all__ = ["PHASES", "profile_notebook"]
 
-PHASES = ("read_s", "parse_s", "manifest_s", "insert_s", "sync_gen_s", "network_s", "total_s")
+PHASES = PHASE_NAMES
 
 
 async def profile_notebook(
@@ -29,7 +30,7 @@ async def profile_notebook(
     batch_size: int = 3,
     insert_path: InsertPath = "full",
     seed: int = 0,
-) -> dict[str, Any]:
+) -> ProfileResult:
     """Profile ``runs`` loads of ``notebook``; the median run's rows plus per-phase medians."""
     results: list[SimResult] = []
     for _ in range(runs):
@@ -45,22 +46,24 @@ async def profile_notebook(
                     blob_store=DiskBlobStore(Path(tmp) / "blobs"),
                 )
             )
-    medians = {k: statistics.median(r.phases.get(k, 0.0) for r in results) for k in PHASES}
-    middle = sorted(results, key=lambda r: r.phases.get("total_s", 0.0))[len(results) // 2]
-    loader = middle.peers[0] if middle.peers else {}
-    return {
-        "command": "profile",
-        "notebook": middle.notebook,
-        "runs": runs,
-        "batch_size": batch_size,
-        "insert_path": insert_path,
-        "phases": medians,
-        "phases_per_run": [r.phases for r in results],
-        "time_to_first_cell_s": loader.get("time_to_first_cell_s"),
-        "time_to_full_s": loader.get("time_to_full_s"),
-        "batches": middle.batches,
-        "counters": middle.counters,
-        "raw_automerge_s": middle.raw_automerge_s,
-        "ok": all(r.ok for r in results),
-        "checks": [c.to_dict() for r in results for c in r.checks if not c.ok],
-    }
+
+    def phase(r: SimResult, name: str) -> float:
+        return 0.0 if r.phases is None else r.phases.get(name)
+
+    medians = Phases(*(statistics.median(phase(r, k) for r in results) for k in PHASES))
+    middle = sorted(results, key=lambda r: phase(r, "total_s"))[len(results) // 2]
+    loader = middle.peers[0] if middle.peers else None
+    return ProfileResult(
+        notebook=middle.notebook,
+        runs=runs,
+        batch_size=batch_size,
+        insert_path=insert_path,
+        phases=medians,
+        phases_per_run=tuple(r.phases for r in results),
+        time_to_first_cell_s=None if loader is None else loader.time_to_first_cell_s,
+        time_to_full_s=None if loader is None else loader.time_to_full_s,
+        batches=middle.batches,
+        counters=middle.counters,
+        raw_automerge_s=middle.raw_automerge_s,
+        checks=tuple(c for r in results for c in r.checks if not c.ok),
+    )

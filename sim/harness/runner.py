@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,11 +37,28 @@ from sim.harness.convergence import (
     empty_document,
     expected_document,
 )
-from sim.harness.metrics import batch_rows, peer_row, phases, raw_automerge_seconds
+from sim.harness.metrics import (
+    batch_rows,
+    load_summary,
+    peer_row,
+    phases,
+    raw_automerge_seconds,
+)
 from sim.harness.peers import PeerSpec, VirtualPeer
 from sim.harness.scenarios import Scenario
 from sim.harness.target import BundledTarget, ServerFigures, Target
 from sim.net.connect import StreamPair, Transport
+from sim.results.base import Check
+from sim.results.sim import (
+    BatchRow,
+    LatencyTrend,
+    NotebookInfo,
+    PeerRow,
+    Phases,
+    SimResult,
+    Targets,
+    TtfcTarget,
+)
 from sim.workload.generator import notebook_fingerprint
 
 __all__ = ["Check", "SimResult", "run_scenario"]
@@ -49,97 +66,74 @@ __all__ = ["Check", "SimResult", "run_scenario"]
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
-
-
 @dataclass(slots=True)
-class SimResult:
+class _Draft:
+    """The result while the run builds it (the checks accumulate); :meth:`freeze` makes the
+    :class:`SimResult`."""
+
     scenario: Scenario
     transport: str
     insert_path: str
     batch_size: int
     seed: int
-    notebook: dict[str, Any]
+    notebook: NotebookInfo
     cells: int = 0
     converged: bool = False
     checks: list[Check] = field(default_factory=list)
-    peers: list[dict[str, Any]] = field(default_factory=list)
-    batches: list[dict[str, Any]] = field(default_factory=list)
-    phases: dict[str, float] = field(default_factory=dict)
+    peers: list[PeerRow] = field(default_factory=list)
+    batches: list[BatchRow] = field(default_factory=list)
+    phases: Phases | None = None
     counters: dict[str, int] = field(default_factory=dict)
     raw_automerge_s: float = 0.0
-    daemon_overhead_ratio: float = 0.0
     load_reports: list[LoadReport] = field(default_factory=list)
     convergence: list[ConvergenceReport] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
+    def freeze(self) -> SimResult:
+        result = SimResult(
+            version=__version__,
+            seed=self.seed,
+            scenario=self.scenario.name,
+            transport=self.transport,
+            insert_path=self.insert_path,
+            batch_size=self.batch_size,
+            notebook=self.notebook,
+            converged=self.converged,
+            cells=self.cells,
+            peers=tuple(self.peers),
+            batches=tuple(self.batches),
+            phases=self.phases,
+            counters=dict(self.counters),
+            raw_automerge_s=self.raw_automerge_s,
+            daemon_overhead_ratio=0.0,
+            checks=tuple(self.checks),
+            loads=tuple(load_summary(r) for r in self.load_reports),
+        )
+        loader = result.loading_peer()
+        ratio = 0.0
+        if loader is not None and loader.time_to_full_s and self.raw_automerge_s > 0:
+            ratio = loader.time_to_full_s / self.raw_automerge_s
+        return replace(result, daemon_overhead_ratio=ratio, targets=targets(result))
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "command": "sim",
-            "version": __version__,
-            "seed": self.seed,
-            "scenario": self.scenario.name,
-            "transport": self.transport,
-            "insert_path": self.insert_path,
-            "batch_size": self.batch_size,
-            "notebook": self.notebook,
-            "converged": self.converged,
-            "cells": self.cells,
-            "ok": self.ok,
-            "peers": self.peers,
-            "batches": self.batches,
-            "phases": self.phases,
-            "counters": self.counters,
-            "raw_automerge_s": self.raw_automerge_s,
-            "daemon_overhead_ratio": self.daemon_overhead_ratio,
-            "loads": [r.to_dict() for r in self.load_reports],
-            "targets": self.targets(),
-            "checks": [c.to_dict() for c in self.checks],
-        }
 
-    def loading_peer(self) -> dict[str, Any] | None:
-        """The row of the peer whose open triggered the successful load ("retry" after a
-        rollback), if it got the full notebook."""
-        by_name = {p["name"]: p for p in self.peers}
-        for name in ("retry", "loader"):
-            row = by_name.get(name)
-            if row is not None and row["time_to_full_s"]:
-                return row
-        return None
-
-    def targets(self) -> dict[str, Any]:
-        """Timing targets, measured in this run. Informational: timings never fail a run."""
-        out: dict[str, Any] = {}
-        loader = self.loading_peer()
-        if loader is not None and loader["time_to_first_cell_s"] is not None:
-            ratio = loader["time_to_first_cell_s"] / loader["time_to_full_s"]
-            out["ttfc_over_full"] = {
-                "peer": loader["name"],
-                "value": ratio,
-                "target": 0.25,
-                "met": ratio <= 0.25,
-            }
-            lat = [b["latency_s"].get(loader["name"]) for b in self.batches]
-            points = [(i, v) for i, v in enumerate(lat) if v is not None]
-            if len(points) >= 3 and len({i for i, _ in points}) >= 2:
-                trend = fit_linear_trend([i for i, _ in points], [v for _, v in points])
-                out["batch_latency_trend"] = {
-                    "peer": loader["name"],
-                    "robust_relative_slope": trend.robust_relative_slope,
-                    "relative_slope": trend.relative_slope,
-                    "flat": is_flat(trend),
-                }
-        return out
+def targets(result: SimResult) -> Targets:
+    """Timing targets, measured in this run. Informational: timings never fail a run."""
+    loader = result.loading_peer()
+    if loader is None or loader.time_to_first_cell_s is None or not loader.time_to_full_s:
+        return Targets()
+    ratio = loader.time_to_first_cell_s / loader.time_to_full_s
+    ttfc = TtfcTarget(peer=loader.name, value=ratio, target=0.25, met=ratio <= 0.25)
+    lat = [b.latency_s.get(loader.name) for b in result.batches]
+    points = [(i, v) for i, v in enumerate(lat) if v is not None]
+    if len(points) >= 3 and len({i for i, _ in points}) >= 2:
+        trend = fit_linear_trend([i for i, _ in points], [v for _, v in points])
+        flat = LatencyTrend(
+            peer=loader.name,
+            robust_relative_slope=trend.robust_relative_slope,
+            relative_slope=trend.relative_slope,
+            flat=is_flat(trend),
+        )
+        return Targets(ttfc, flat)
+    return Targets(ttfc)
 
 
 FINAL_PHASES = ("ready", "failed")
@@ -370,18 +364,13 @@ async def run_scenario(
     parsed = parse_notebook(data)
     notebook_id = str(notebook)
     expected = expected_document(parsed, notebook_id)
-    result = SimResult(
+    result = _Draft(
         scenario,
         transport,
         insert_path,
         batch_size,
         seed,
-        {
-            "path": notebook_id,
-            "cells": len(parsed.cells),
-            "bytes": len(data),
-            "sha256": notebook_fingerprint(data),
-        },
+        NotebookInfo(notebook_id, len(parsed.cells), len(data), notebook_fingerprint(data)),
     )
     run = _Run(scenario, notebook, timeout, progress, batch_size)
     run.total_batches = -(-len(parsed.cells) // batch_size)
@@ -401,10 +390,10 @@ async def run_scenario(
         await run.close()
     result.load_reports = list(figures.load_reports)
     _measure(run, result, parsed, batch_size, figures)
-    return result
+    return result.freeze()
 
 
-async def _drive(run: _Run, result: SimResult, expected: dict[str, Any], joins: Joins) -> None:
+async def _drive(run: _Run, result: _Draft, expected: dict[str, Any], joins: Joins) -> None:
     scenario = run.scenario
     notebook_id = run.notebook_id
     initial = [s for s in scenario.peers if s.join_at_batch is None]
@@ -458,7 +447,7 @@ async def _drive(run: _Run, result: SimResult, expected: dict[str, Any], joins: 
 
 def _verify(
     run: _Run,
-    result: SimResult,
+    result: _Draft,
     expected: dict[str, Any],
     stage: str,
     settled: tuple[dict[str, Any] | None, list[str]],
@@ -475,7 +464,7 @@ def _verify(
 
 
 def _measure(
-    run: _Run, result: SimResult, parsed: Any, batch_size: int, figures: ServerFigures | None
+    run: _Run, result: _Draft, parsed: Any, batch_size: int, figures: ServerFigures | None
 ) -> None:
     ok_reports = [r for r in result.load_reports if r.ok]
     report = (
@@ -486,10 +475,10 @@ def _measure(
         result.cells = report.cells if report.ok else 0
         result.batches = batch_rows(report, clients, run.join_batch)
         result.phases = phases(report, figures)
-    result.peers = [peer_row(p, run.join_batch.get(n), report) for n, p in run.peers.items()]
-    for row in result.peers:
-        conv = [c for c in result.convergence if row["name"] in c.checked]
-        row["converged"] = bool(conv) and all(row["name"] not in c.diffs for c in conv)
+    for n, p in run.peers.items():
+        conv = [c for c in result.convergence if n in c.checked]
+        converged = bool(conv) and all(n not in c.diffs for c in conv)
+        result.peers.append(peer_row(p, run.join_batch.get(n), report, converged=converged))
     room = figures.rooms.get(run.notebook_id) if figures is not None else None
     if room is not None:
         room_stats = room.doc
@@ -501,6 +490,3 @@ def _measure(
             "sync_bytes": room_stats.sync_bytes_generated,
         }
     result.raw_automerge_s = raw_automerge_seconds(parsed, batch_size)
-    loader = result.loading_peer()
-    if loader is not None and result.raw_automerge_s > 0:
-        result.daemon_overhead_ratio = loader["time_to_full_s"] / result.raw_automerge_s

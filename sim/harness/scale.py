@@ -21,10 +21,10 @@ The naive path's sweep stops at 800 cells by default: its quadratic scan costs ~
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from core.blob_store import MemoryBlobStore
 from core.client import NotebookClient
@@ -41,9 +41,27 @@ from sim.analysis.complexity import (
 )
 from sim.harness.metrics import raw_automerge_seconds
 from sim.harness.target import BundledTarget
+from sim.results.base import Check
+from sim.results.scale import (
+    BatchTrend,
+    CounterFit,
+    RawAutomerge,
+    RawPoint,
+    ScalePath,
+    ScalePoint,
+    ScaleResult,
+)
 from sim.workload.generator import generate_notebook
 
-__all__ = ["DEFAULT_SIZES", "LoadMeasurement", "ScaleResult", "measure_load", "run_scale"]
+__all__ = [
+    "DEFAULT_SIZES",
+    "LoadMeasurement",
+    "ScaleResult",
+    "measure_load",
+    "run_scale",
+    "scale_checks",
+    "summarize_path",
+]
 
 DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
     "full": (50, 100, 200, 400, 800, 1600, 3200),
@@ -110,83 +128,73 @@ async def measure_load(
     )
 
 
-@dataclass(slots=True)
-class PathResult:
-    path: str
-    points: list[LoadMeasurement] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        ns = [p.cells for p in self.points]
-        fit = fit_power_law(ns, [p.server_s for p in self.points])
-        wall = fit_power_law(ns, [p.total_s for p in self.points])
-        largest = max(self.points, key=lambda p: (p.cells, -p.total_s))
-        trend = fit_linear_trend(range(len(largest.batch_s)), largest.batch_s)
-        counters: dict[str, Any] = {}
-        for name in ("scan_steps", "ops"):
-            values = [getattr(p, name) for p in self.points]
-            cfit = fit_counter(ns, values)
-            counters[name] = {
-                "verdict": classify_counter(ns, values),
-                "exponent": None if cfit is None else cfit.exponent,
-            }
-        return {
-            "exponent": fit.exponent,
-            "ci": [fit.ci[0], fit.ci[1]],
-            "verdict": classify_exponent(fit),
-            "r_squared": fit.r_squared,
-            "wall_exponent": wall.exponent,
-            "wall_ci": [wall.ci[0], wall.ci[1]],
-            "points": [
-                {
-                    "cells": p.cells,
-                    "total_s": p.total_s,
-                    "server_s": p.server_s,
-                    "time_to_first_cell_s": p.time_to_first_cell_s,
-                    "time_to_full_s": p.time_to_full_s,
-                    "ops": p.ops,
-                    "scan_steps": p.scan_steps,
-                    "transactions": p.transactions,
-                    "frames": p.frames,
-                    "bytes_in": p.bytes_in,
-                }
-                for p in self.points
-            ],
-            "counters": counters,
-            "batch_trend": {
-                "cells": largest.cells,
-                "relative_slope": trend.relative_slope,
-                "robust_relative_slope": trend.robust_relative_slope,
-                "flat": is_flat(trend),
-                "latencies_s": list(largest.batch_s),
-            },
-        }
+def summarize_path(points: Sequence[LoadMeasurement]) -> ScalePath:
+    """One insert path's measurements, fitted: exponent, verdicts, counters, per-batch trend."""
+    ns = [p.cells for p in points]
+    fit = fit_power_law(ns, [p.server_s for p in points])
+    wall = fit_power_law(ns, [p.total_s for p in points])
+    largest = max(points, key=lambda p: (p.cells, -p.total_s))
+    trend = fit_linear_trend(range(len(largest.batch_s)), largest.batch_s)
+    counters: dict[str, CounterFit] = {}
+    for name in ("scan_steps", "ops"):
+        values = [getattr(p, name) for p in points]
+        cfit = fit_counter(ns, values)
+        counters[name] = CounterFit(
+            classify_counter(ns, values), None if cfit is None else cfit.exponent
+        )
+    return ScalePath(
+        exponent=fit.exponent,
+        ci=(fit.ci[0], fit.ci[1]),
+        verdict=classify_exponent(fit),
+        r_squared=fit.r_squared,
+        wall_exponent=wall.exponent,
+        wall_ci=(wall.ci[0], wall.ci[1]),
+        points=tuple(
+            ScalePoint(
+                cells=p.cells,
+                total_s=p.total_s,
+                server_s=p.server_s,
+                time_to_first_cell_s=p.time_to_first_cell_s,
+                time_to_full_s=p.time_to_full_s,
+                ops=p.ops,
+                scan_steps=p.scan_steps,
+                transactions=p.transactions,
+                frames=p.frames,
+                bytes_in=p.bytes_in,
+            )
+            for p in points
+        ),
+        counters=counters,
+        batch_trend=BatchTrend(
+            cells=largest.cells,
+            relative_slope=trend.relative_slope,
+            robust_relative_slope=trend.robust_relative_slope,
+            flat=is_flat(trend),
+            latencies_s=tuple(largest.batch_s),
+        ),
+    )
 
 
-@dataclass(slots=True)
-class ScaleResult:
-    sizes: dict[str, list[int]]
-    repeats: int
-    seed: int
-    batch_size: int
-    paths: dict[str, PathResult] = field(default_factory=dict)
-    raw_points: list[tuple[int, float]] = field(default_factory=list)
+def raw_automerge(points: Sequence[tuple[int, float]]) -> RawAutomerge:
+    exponent = None
+    if len({n for n, _ in points}) >= 2 and len(points) >= 3:
+        exponent = fit_power_law([n for n, _ in points], [t for _, t in points]).exponent
+    return RawAutomerge(tuple(RawPoint(n, t) for n, t in points), exponent)
 
-    def to_json(self) -> dict[str, Any]:
-        raw: dict[str, Any] = {"points": [{"cells": n, "total_s": t} for n, t in self.raw_points]}
-        if len({n for n, _ in self.raw_points}) >= 2 and len(self.raw_points) >= 3:
-            raw["exponent"] = fit_power_law(
-                [n for n, _ in self.raw_points], [t for _, t in self.raw_points]
-            ).exponent
-        return {
-            "command": "scale",
-            "sizes": sorted({n for s in self.sizes.values() for n in s}),
-            "sizes_by_path": self.sizes,
-            "repeats": self.repeats,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-            "paths": {name: pr.to_json() for name, pr in self.paths.items()},
-            "raw_automerge": raw,
-        }
+
+def scale_checks(paths: Mapping[str, ScalePath]) -> tuple[Check, ...]:
+    """The detectors' verdicts: the full path is linear, the naive path is flagged quadratic."""
+    checks = []
+    for name, pr in paths.items():
+        detail = f"exponent {pr.exponent:.2f}, verdict {pr.verdict}"
+        scans = pr.counter_verdict("scan_steps")
+        if name == "full":
+            ok = pr.verdict in ("linear", "sublinear") and scans == "zero"
+            checks.append(Check("full path is linear", ok, detail))
+        else:
+            ok = pr.verdict == "quadratic" and scans == "quadratic"
+            checks.append(Check("naive path is flagged quadratic", ok, detail))
+    return tuple(checks)
 
 
 async def run_scale(
@@ -202,9 +210,9 @@ async def run_scale(
     chosen: dict[str, list[int]] = {
         str(p): list((sizes or {}).get(p) or DEFAULT_SIZES[p]) for p in paths
     }
-    result = ScaleResult(chosen, repeats, seed, batch_size)
-    for p in paths:
-        result.paths[p] = PathResult(p)
+    t0 = time.monotonic()
+    measured: dict[str, list[LoadMeasurement]] = {str(p): [] for p in paths}
+    raw_points: list[tuple[int, float]] = []
     all_sizes = sorted({n for s in chosen.values() for n in s})
     with tempfile.TemporaryDirectory(prefix="nbscale-") as tmp:
         # Warm-up (discarded): the first load of a process pays for imports and thread start-up.
@@ -223,8 +231,20 @@ async def run_scale(
                     if progress is not None:
                         progress(f"{p} path: {n} cells, run {r + 1}/{repeats}")
                     m = await measure_load(nb, insert_path=p, batch_size=batch_size)
-                    result.paths[p].points.append(m)
+                    measured[p].append(m)
             if "full" in chosen and n in chosen["full"]:
                 parsed = parse_notebook(data)
-                result.raw_points.append((n, raw_automerge_seconds(parsed, batch_size)))
-    return result
+                raw_points.append((n, raw_automerge_seconds(parsed, batch_size)))
+    summaries = {name: summarize_path(points) for name, points in measured.items()}
+    return ScaleResult(
+        sizes=tuple(all_sizes),
+        sizes_by_path={name: tuple(s) for name, s in chosen.items()},
+        repeats=repeats,
+        seed=seed,
+        batch_size=batch_size,
+        paths=summaries,
+        raw_automerge=raw_automerge(raw_points),
+        elapsed_s=time.monotonic() - t0,
+        checks=scale_checks(summaries),
+        default_sizes={k: tuple(v) for k, v in DEFAULT_SIZES.items()},
+    )

@@ -2,14 +2,14 @@
 
 The report only reads and plots; it never imports ``core`` and never measures anything.
 
-Inputs are the files that ``nbstream <cmd> --json`` prints (see "Result JSON files" in the
-project's interface notes), dispatched on their ``"command"`` key: ``sim``, ``profile``,
-``scale``, ``gate`` and ``gate-self-test``. Each file is validated into frozen dataclasses
-(:mod:`sim.report.data`); a file that is not JSON, has no known ``"command"`` or does not match its
+Inputs are the files that ``nbstream <cmd> --json`` prints, dispatched on their ``"command"``
+key: ``sim``, ``profile``, ``scale``, ``gate`` and ``gate-self-test``. Each file is validated by
+its result kind's ``from_json`` (:mod:`sim.results`) and shown through the views of
+:mod:`sim.report.data`; a file that is not JSON, has no known ``"command"`` or does not match its
 schema is skipped with one warning line. asv results (``<machine>/<hash>-<env>.json`` plus
 ``benchmarks.json``) are read straight from asv's JSON format (version 2), without importing asv.
 
-This module holds the loaders and the command; the data model and the schema parsers live in
+This module holds the loaders and the command; the report's views live in
 :mod:`sim.report.data` (re-exported here), figures in :mod:`sim.report.figures` and the page in
 :mod:`sim.report.html` (both imported lazily, so that building the CLI parser does not import
 matplotlib).
@@ -46,12 +46,11 @@ from sim.report.data import (
     ScalePoint,
     ScaleResult,
     SchemaError,
-    _Obj,
-    _parse_gate,
-    _parse_run,
-    _parse_scale,
     loader_peer,
+    view_of,
 )
+from sim.results import COMMANDS, read_result
+from sim.results.base import Reader
 
 __all__ = [
     "AsvBenchmark",
@@ -119,17 +118,20 @@ def load_inputs(paths: Sequence[Path]) -> Inputs:
             inputs.skipped.append((path, f"unreadable: {type(exc).__name__}"))
             continue
         command = data.get("command") if isinstance(data, dict) else None
+        if command not in COMMANDS:
+            inputs.skipped.append((path, f"unknown command {command!r}"))
+            continue
         try:
-            if command in ("sim", "profile"):
-                inputs.runs.append(_parse_run(_Obj(data, ""), path, labels[path]))
-            elif command == "scale":
-                inputs.scales.append(_parse_scale(_Obj(data, ""), path, labels[path]))
-            elif command in ("gate", "gate-self-test"):
-                inputs.gates.append(_parse_gate(_Obj(data, ""), path, labels[path]))
-            else:
-                inputs.skipped.append((path, f"unknown command {command!r}"))
+            view = view_of(read_result(data), path, labels[path])
         except SchemaError as exc:
             inputs.skipped.append((path, f"{command}: {exc}"))
+            continue
+        if isinstance(view, RunResult):
+            inputs.runs.append(view)
+        elif isinstance(view, ScaleResult):
+            inputs.scales.append(view)
+        else:
+            inputs.gates.append(view)
     return inputs
 
 
@@ -202,7 +204,7 @@ def load_asv_history(root: Path) -> tuple[AsvHistory | None, list[tuple[Path, st
         if path.name == "machine.json":
             continue
         try:
-            d = _Obj(json.loads(path.read_text(encoding="utf-8")), "")
+            d = Reader(json.loads(path.read_text(encoding="utf-8")))
             commit = d.text("commit_hash")
             date = d.opt_number("date") or 0.0
             columns = d.items("result_columns") if "result_columns" in d.d else ASV_COLUMNS

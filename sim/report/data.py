@@ -1,20 +1,32 @@
-"""The report's input data model and the schema parsers that build it from result JSON.
+"""The report's input data model, built from the result model (:mod:`sim.results`).
 
-Frozen dataclasses for every result the report reads (``sim``/``profile`` runs, ``scale``
-sweeps, ``gate`` verdicts, asv history) and :class:`Inputs`, which gathers them; ``_Obj``, a
-JSON-object reader whose errors name the offending field (raising :class:`SchemaError`); and
-the ``_parse_*`` functions that validate one result file into those dataclasses. Loading files
-and the command live in :mod:`sim.report.command`, which re-exports every public name here.
+Result files are validated by the result kinds' own ``from_json`` (:func:`sim.results.read_result`);
+this module turns each result into what the report shows: :class:`RunResult` (``sim`` and
+``profile``), :class:`ScaleResult`, :class:`GateResult` (``gate``, ``gate-self-test`` and their
+error payload), each with the file it came from and its label, and the checks as :class:`Check`
+rows. Nested shapes (notebook, phases, peers, batches, scale points, batch trends) *are* the
+result model's classes. asv history has no result kind of its own and is declared here.
+:class:`Inputs` gathers everything. Loading files and the command live in
+:mod:`sim.report.command`, which re-exports every public name here.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from sim.results import AnyResult
+from sim.results import base as _base
+from sim.results import gate as _gate
+from sim.results import profile as _profile
+from sim.results import scale as _scale
+from sim.results import self_test as _self_test
+from sim.results import sim as _sim
+from sim.results.base import Reader, SchemaError
+from sim.results.scale import BatchTrend, RawPoint, ScalePoint
+from sim.results.sim import BatchRow, NotebookInfo, PeerRow, Phases
 
 __all__ = [
     "AsvBenchmark",
@@ -28,6 +40,7 @@ __all__ = [
     "NotebookInfo",
     "Peer",
     "Phases",
+    "Reader",
     "RunBatch",
     "RunResult",
     "ScalePath",
@@ -35,61 +48,26 @@ __all__ = [
     "ScaleResult",
     "SchemaError",
     "loader_peer",
+    "view_of",
 ]
 
 PHASE_KEYS = ("read_s", "parse_s", "manifest_s", "insert_s", "sync_gen_s", "network_s")
 
+Peer = PeerRow  # a sim run's peer row (name, behaviour, times to first cell and full, ...)
+RunBatch = BatchRow  # a batch with each peer's latency (None: not delivered / not joined)
 
-class SchemaError(ValueError):
-    """A result file does not match its schema (the message names the offending field)."""
 
-
-# --------------------------------------------------------------------------- data model
+# --------------------------------------------------------------------------- the report's views
 
 
 @dataclass(frozen=True, slots=True)
 class Check:
+    """A check of some result file, as the report lists it."""
+
     source: Path
     name: str
     ok: bool
     detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class NotebookInfo:
-    path: str
-    cells: int
-    bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class Phases:
-    read_s: float
-    parse_s: float
-    manifest_s: float
-    insert_s: float
-    sync_gen_s: float
-    network_s: float
-    total_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    name: str
-    behaviour: str
-    joined_at_batch: int | None
-    time_to_first_cell_s: float | None
-    time_to_full_s: float | None
-    converged: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RunBatch:
-    index: int
-    cells: int
-    started_at: float
-    finished_at: float
-    latency_s: Mapping[str, float | None]  # peer name -> seconds (None: not delivered / not joined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,33 +79,14 @@ class RunResult:
     command: str
     notebook: NotebookInfo
     phases: Phases
-    batches: tuple[RunBatch, ...]
-    peers: tuple[Peer, ...] = ()
+    batches: tuple[BatchRow, ...]
+    peers: tuple[PeerRow, ...] = ()
     converged: bool | None = None
     cells: int | None = None
     scenario: str | None = None
     insert_path: str | None = None
     daemon_overhead_ratio: float | None = None
     checks: tuple[Check, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ScalePoint:
-    cells: int
-    total_s: float
-    ops: int | None = None
-    scan_steps: int | None = None
-    time_to_first_cell_s: float | None = None
-    time_to_full_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchTrend:
-    relative_slope: float
-    robust_relative_slope: float
-    flat: bool
-    cells: int
-    latencies_s: tuple[float, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,19 +106,19 @@ class ScaleResult:
     source: Path
     label: str
     paths: Mapping[str, ScalePath]
-    raw_points: tuple[ScalePoint, ...] = ()
+    raw_points: tuple[RawPoint, ...] = ()
     raw_exponent: float | None = None
     checks: tuple[Check, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class GateResult:
-    """A ``gate`` or ``gate-self-test`` result (see :func:`_parse_gate`)."""
+    """A ``gate`` or ``gate-self-test`` result, or the error payload of either."""
 
     source: Path
     label: str
     command: str
-    verdict: str  # "pass", "regression", "error", ...
+    verdict: str  # "pass", "regression", "fail" (self-test targets missed), "error"
     threshold: float | None = None  # on the paired time ratio (candidate / base)
     ratios: tuple[float, ...] = ()
     median_ratio: float | None = None
@@ -236,250 +195,107 @@ def loader_peer(run: RunResult) -> Peer | None:
     return run.peers[0] if run.peers else None
 
 
-# --------------------------------------------------------------------------- schema reader
+# --------------------------------------------------------------------------- views of results
 
 
-class _Obj:
-    """A JSON object with typed accessors whose errors name the offending field."""
-
-    __slots__ = ("d", "where")
-
-    def __init__(self, value: Any, where: str) -> None:
-        if not isinstance(value, dict):
-            raise SchemaError(f"{where}: expected an object")
-        self.d: dict[str, Any] = value
-        self.where = where
-
-    def _at(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def raw(self, key: str) -> Any:
-        if key not in self.d:
-            raise SchemaError(f"{self.where or '$'}: missing {key!r}")
-        return self.d[key]
-
-    def number(self, key: str) -> float:
-        return _number(self.raw(key), self._at(key))
-
-    def opt_number(self, key: str, *, required: bool = False) -> float | None:
-        """The number at *key*, or None when it is null (or absent, unless *required*)."""
-        value = self.raw(key) if required else self.d.get(key)
-        return None if value is None else _number(value, self._at(key))
-
-    def integer(self, key: str) -> int:
-        value = self.raw(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SchemaError(f"{self._at(key)}: expected an integer")
-        return value
-
-    def opt_integer(self, key: str) -> int | None:
-        return None if self.d.get(key) is None else self.integer(key)
-
-    def text(self, key: str) -> str:
-        value = self.raw(key)
-        if not isinstance(value, str):
-            raise SchemaError(f"{self._at(key)}: expected a string")
-        return value
-
-    def opt_text(self, key: str) -> str | None:
-        return None if self.d.get(key) is None else self.text(key)
-
-    def flag(self, key: str) -> bool:
-        value = self.raw(key)
-        if not isinstance(value, bool):
-            raise SchemaError(f"{self._at(key)}: expected true/false")
-        return value
-
-    def child(self, key: str) -> _Obj:
-        return _Obj(self.raw(key), self._at(key))
-
-    def items(self, key: str) -> list[Any]:
-        value = self.raw(key)
-        if not isinstance(value, list):
-            raise SchemaError(f"{self._at(key)}: expected a list")
-        return value
-
-    def children(self, key: str) -> list[_Obj]:
-        return [_Obj(v, f"{self._at(key)}[{i}]") for i, v in enumerate(self.items(key))]
-
-    def numbers(self, key: str) -> tuple[float, ...]:
-        return tuple(_number(v, f"{self._at(key)}[{i}]") for i, v in enumerate(self.items(key)))
+def _checks(checks: tuple[_base.Check, ...] | None, source: Path) -> tuple[Check, ...]:
+    return tuple(Check(source, c.name, c.ok, c.detail) for c in checks or ())
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SchemaError(f"{where}: expected a number")
-    return float(value)
-
-
-def _checks(objs: list[_Obj], source: Path) -> tuple[Check, ...]:
-    out = []
-    for c in objs:
-        detail = c.d.get("detail", c.d.get("reason", ""))
-        detail = detail if isinstance(detail, str) else json.dumps(detail)
-        out.append(Check(source, c.text("name"), c.flag("ok"), detail))
-    return tuple(out)
-
-
-# --------------------------------------------------------------------------- result parsers
-
-
-def _parse_batch(b: _Obj) -> RunBatch:
-    lat = b.child("latency_s") if "latency_s" in b.d else _Obj({}, "")
-    return RunBatch(
-        index=b.integer("index"),
-        cells=b.integer("cells"),
-        started_at=b.number("started_at"),
-        finished_at=b.number("finished_at"),
-        latency_s={name: lat.opt_number(name) for name in lat.d},
-    )
-
-
-def _parse_peer(p: _Obj) -> Peer:
-    return Peer(
-        name=p.text("name"),
-        behaviour=p.opt_text("behaviour") or "",
-        joined_at_batch=p.opt_integer("joined_at_batch"),
-        time_to_first_cell_s=p.opt_number("time_to_first_cell_s", required=True),
-        time_to_full_s=p.opt_number("time_to_full_s", required=True),
-        converged=p.flag("converged"),
-    )
-
-
-def _parse_run(d: _Obj, source: Path, label: str) -> RunResult:
-    nb, ph = d.child("notebook"), d.child("phases")
-    notebook = NotebookInfo(nb.text("path"), nb.integer("cells"), nb.integer("bytes"))
-    phases = Phases(*(ph.number(k) for k in (*PHASE_KEYS, "total_s")))
-    batches = tuple(_parse_batch(b) for b in d.children("batches"))
-    command = d.text("command")
-    if command == "profile":
-        return RunResult(source, label, command, notebook, phases, batches)
+def _run_view(r: _sim.SimResult | _profile.ProfileResult, source: Path, label: str) -> RunResult:
+    if r.phases is None:
+        raise SchemaError("phases: empty (the load never started)")
+    if isinstance(r, _profile.ProfileResult):
+        return RunResult(source, label, r.command, r.notebook, r.phases, r.batches)
     return RunResult(
         source,
         label,
-        command,
-        notebook,
-        phases,
-        batches,
-        peers=tuple(_parse_peer(p) for p in d.children("peers")),
-        converged=d.flag("converged"),
-        cells=d.integer("cells"),
-        scenario=d.opt_text("scenario"),
-        insert_path=d.opt_text("insert_path"),
-        daemon_overhead_ratio=d.opt_number("daemon_overhead_ratio"),
-        checks=_checks(d.children("checks"), source) if "checks" in d.d else (),
+        r.command,
+        r.notebook,
+        r.phases,
+        r.batches,
+        peers=r.peers,
+        converged=r.converged,
+        cells=r.cells,
+        scenario=r.scenario,
+        insert_path=r.insert_path,
+        daemon_overhead_ratio=r.daemon_overhead_ratio,
+        checks=_checks(r.checks, source),
     )
 
 
-def _parse_point(p: _Obj) -> ScalePoint:
-    return ScalePoint(
-        cells=p.integer("cells"),
-        total_s=p.number("total_s"),
-        ops=p.opt_integer("ops"),
-        scan_steps=p.opt_integer("scan_steps"),
-        time_to_first_cell_s=p.opt_number("time_to_first_cell_s"),
-        time_to_full_s=p.opt_number("time_to_full_s"),
-    )
-
-
-def _parse_scale_path(name: str, d: _Obj) -> ScalePath:
-    ci = d.numbers("ci")
-    if len(ci) != 2:
-        raise SchemaError(f"{d.where}.ci: expected [lo, hi]")
-    counters: dict[str, tuple[str, float | None]] = {}
-    if "counters" in d.d:
-        cs = d.child("counters")
-        for cname in cs.d:
-            c = cs.child(cname)
-            counters[cname] = (c.text("verdict"), c.opt_number("exponent"))
-    trend: BatchTrend | None = None
-    if d.d.get("batch_trend") is not None:
-        t = d.child("batch_trend")
-        trend = BatchTrend(
-            relative_slope=t.number("relative_slope"),
-            robust_relative_slope=t.number("robust_relative_slope"),
-            flat=t.flag("flat"),
-            cells=t.integer("cells"),
-            latencies_s=t.numbers("latencies_s") if "latencies_s" in t.d else (),
+def _scale_view(r: _scale.ScaleResult, source: Path, label: str) -> ScaleResult:
+    paths = {
+        name: ScalePath(
+            name=name,
+            exponent=p.exponent,
+            ci=p.ci,
+            verdict=p.verdict,
+            r_squared=math.nan if p.r_squared is None else p.r_squared,
+            points=p.points,
+            counters={n: (c.verdict, c.exponent) for n, c in (p.counters or {}).items()},
+            batch_trend=p.batch_trend,
         )
-    return ScalePath(
-        name=name,
-        exponent=d.number("exponent"),
-        ci=(ci[0], ci[1]),
-        verdict=d.text("verdict"),
-        r_squared=d.opt_number("r_squared") or math.nan,
-        points=tuple(_parse_point(p) for p in d.children("points")),
-        counters=counters,
-        batch_trend=trend,
-    )
-
-
-def _parse_scale(d: _Obj, source: Path, label: str) -> ScaleResult:
-    paths_obj = d.child("paths")
-    if not paths_obj.d:
-        raise SchemaError("paths: empty")
-    paths = {name: _parse_scale_path(name, paths_obj.child(name)) for name in paths_obj.d}
-    checks = _checks(d.children("checks"), source) if "checks" in d.d else ()
-    if d.d.get("raw_automerge") is None:
+        for name, p in r.paths.items()
+    }
+    checks = _checks(r.checks, source)
+    raw = r.raw_automerge
+    if raw is None:
         return ScaleResult(source, label, paths, checks=checks)
-    raw = d.child("raw_automerge")
-    points = tuple(_parse_point(p) for p in raw.children("points"))
-    return ScaleResult(source, label, paths, points, raw.opt_number("exponent"), checks)
+    return ScaleResult(source, label, paths, raw.points, raw.exponent, checks)
 
 
-def _gate_checks(d: _Obj, source: Path) -> list[Check]:
+def _gate_checks(c: _gate.Comparison, source: Path) -> list[Check]:
     """The gate's judgements as checks: time, each counter, the exponent (``regressed`` = fail)."""
-    checks = []
-    if isinstance(d.d.get("time"), dict):
-        t = d.child("time")
-        detail = f"median ratio {t.number('median_ratio'):.3f}, CI {list(t.numbers('ci'))}"
-        detail += f", threshold {t.number('threshold'):g}"
-        if t.d.get("inconclusive"):
-            detail += " (inconclusive: median above the threshold, CI is not)"
-        checks.append(Check(source, "time (paired ratio)", not t.flag("regressed"), detail))
-    if isinstance(d.d.get("counters"), dict):
-        cs = d.child("counters")
-        for name in cs.d:
-            c = cs.child(name)
-            detail = f"base {c.d.get('base')} -> candidate {c.d.get('candidate')}"
-            checks.append(Check(source, f"counter {name}", not c.flag("regressed"), detail))
-    if isinstance(d.d.get("exponent"), dict):
-        e = d.child("exponent")
-        detail = f"k base {e.opt_number('base')} -> candidate {e.opt_number('candidate')}"
-        checks.append(Check(source, "scaling exponent", not e.flag("regressed"), detail))
-    if d.d.get("error") is not None:
-        checks.append(Check(source, "gate ran", False, str(d.d["error"])))
-    for key in ("checks", "cases"):  # gate-self-test (and any other list of checks)
-        if key in d.d:
-            checks += _checks(d.children(key), source)
+    t = c.time
+    detail = f"median ratio {t.median_ratio:.3f}, CI {list(t.ci)}, threshold {t.threshold:g}"
+    if t.inconclusive:
+        detail += " (inconclusive: median above the threshold, CI is not)"
+    checks = [Check(source, "time (paired ratio)", not t.regressed, detail)]
+    for name, j in c.counters.items():
+        detail = f"base {j.base} -> candidate {j.candidate}"
+        checks.append(Check(source, f"counter {name}", not j.regressed, detail))
+    e = c.exponent
+    detail = f"k base {e.base} -> candidate {e.candidate}"
+    checks.append(Check(source, "scaling exponent", not e.regressed, detail))
     return checks
 
 
-def _parse_gate(d: _Obj, source: Path, label: str) -> GateResult:
-    """``{"command": "gate", "verdict", "time": {"median_ratio", "ci", "threshold", "ratios",
-    "regressed", ...}, "counters": {name: {..., "regressed"}}, "exponent": {..., "regressed"},
-    "flagged_by", "error"?}``; a self-test may give ``ok``/``targets_met`` instead of a verdict
-    and ``checks``/``cases`` (``{"name", "ok", "detail"}``)."""
-    checks = tuple(_gate_checks(d, source))
-    verdict = d.opt_text("verdict")
-    flag = next((k for k in ("ok", "passed", "targets_met") if k in d.d), None)
-    if verdict is None and flag is not None:
-        verdict = "pass" if d.flag(flag) else "fail"
-    if verdict is None and not checks:
-        raise SchemaError("no verdict and nothing judged")
-    result = GateResult(source, label, d.text("command"), verdict or "unknown", checks=checks)
-    if not isinstance(d.d.get("time"), dict):
-        return result
-    t = d.child("time")
-    ci = t.numbers("ci")
+def _gate_view(
+    r: _gate.GateResult | _gate.GateErrorResult | _self_test.SelfTestResult,
+    source: Path,
+    label: str,
+) -> GateResult:
+    if isinstance(r, _gate.GateErrorResult):
+        return GateResult(
+            source, label, r.command, r.verdict, checks=(Check(source, "gate ran", False, r.error),)
+        )
+    if isinstance(r, _self_test.SelfTestResult):
+        verdict = "pass" if r.targets_met else "fail"
+        return GateResult(source, label, r.command, verdict, checks=_checks(r.checks(), source))
+    t = r.comparison.time
     return GateResult(
         source,
         label,
-        result.command,
-        result.verdict,
-        threshold=t.number("threshold"),
-        ratios=t.numbers("ratios") if "ratios" in t.d else (),
-        median_ratio=t.number("median_ratio"),
-        ci=(ci[0], ci[1]) if len(ci) == 2 else None,
-        checks=checks,
+        r.command,
+        r.verdict,
+        threshold=t.threshold,
+        ratios=t.ratios,
+        median_ratio=t.median_ratio,
+        ci=t.ci,
+        checks=tuple(_gate_checks(r.comparison, source)),
     )
+
+
+View = RunResult | ScaleResult | GateResult
+
+
+def view_of(result: AnyResult, source: Path, label: str) -> View:
+    """The report's view of one result read by :func:`sim.results.read_result`."""
+    if isinstance(result, (_sim.SimResult, _profile.ProfileResult)):
+        return _run_view(result, source, label)
+    if isinstance(result, _scale.ScaleResult):
+        return _scale_view(result, source, label)
+    if isinstance(result, (_gate.GateResult, _gate.GateErrorResult, _self_test.SelfTestResult)):
+        return _gate_view(result, source, label)
+    raise TypeError(f"not a result: {type(result).__name__}")  # pragma: no cover

@@ -1,0 +1,384 @@
+"""The result of ``nbstream gate``: the judgements of one base/candidate comparison.
+
+:class:`TimeJudgement`, :class:`CounterJudgement`, :class:`ExponentJudgement` (made by the
+``judge_*`` functions of :mod:`sim.analysis.stats`), the :class:`Comparison` holding them, and
+:class:`GateResult` (built by :func:`sim.gate.command.run_gate`); :class:`GateErrorResult` is the
+JSON of a gate (or self-test) that could not run. ``regressed`` decides the exit status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sim.results.base import JsonDict, Reader, SchemaError, schema_id
+
+__all__ = [
+    "COUNTER_LABELS",
+    "GATE_SCHEMA",
+    "Comparison",
+    "CounterJudgement",
+    "ExponentJudgement",
+    "GateErrorResult",
+    "GateResult",
+    "GateThresholds",
+    "TimeJudgement",
+]
+
+GATE_SCHEMA = schema_id("gate")
+
+COUNTER_LABELS = {
+    "ops": "Automerge ops",
+    "transactions": "transactions",
+    "scan_steps": "scan steps",
+    "frames": "frames to the peer",
+    "bytes_per_cell": "wire bytes per cell",
+    "doc_bytes_per_cell": "saved doc bytes per cell",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TimeJudgement:
+    median_ratio: float
+    ci: tuple[float, float]
+    ci_level: float
+    threshold: float
+    regressed: bool
+    inconclusive: bool  # the median exceeds the threshold but the CI does not
+    base_median_s: float
+    candidate_median_s: float
+    ratios: tuple[float, ...]
+    base: tuple[float, ...]
+    candidate: tuple[float, ...]
+
+    def to_json(self) -> JsonDict:
+        return {
+            "median_ratio": self.median_ratio,
+            "ci": list(self.ci),
+            "ci_level": self.ci_level,
+            "threshold": self.threshold,
+            "regressed": self.regressed,
+            "inconclusive": self.inconclusive,
+            "base_median_s": self.base_median_s,
+            "candidate_median_s": self.candidate_median_s,
+            "ratios": list(self.ratios),
+            "samples": {"base": list(self.base), "candidate": list(self.candidate)},
+        }
+
+    @classmethod
+    def read(cls, r: Reader) -> TimeJudgement:
+        samples = r.child("samples")
+        return cls(
+            median_ratio=r.number("median_ratio"),
+            ci=r.pair("ci"),
+            ci_level=r.number("ci_level"),
+            threshold=r.number("threshold"),
+            regressed=r.flag("regressed"),
+            inconclusive=r.flag("inconclusive"),
+            base_median_s=r.number("base_median_s"),
+            candidate_median_s=r.number("candidate_median_s"),
+            ratios=r.numbers("ratios"),
+            base=samples.numbers("base"),
+            candidate=samples.numbers("candidate"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CounterJudgement:
+    name: str
+    base: float
+    candidate: float
+    deterministic: bool  # every run within each side gave the same value
+    tolerance: float  # relative increase allowed (0 = none)
+    regressed: bool
+
+    def to_json(self) -> JsonDict:
+        return {
+            "base": self.base,
+            "candidate": self.candidate,
+            "delta": self.candidate - self.base,
+            "deterministic": self.deterministic,
+            "tolerance": self.tolerance,
+            "regressed": self.regressed,
+        }
+
+    @classmethod
+    def read(cls, name: str, r: Reader) -> CounterJudgement:
+        return cls(
+            name,
+            r.number("base"),
+            r.number("candidate"),
+            r.flag("deterministic"),
+            r.number("tolerance"),
+            r.flag("regressed"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExponentJudgement:
+    sizes: tuple[int, ...]
+    base: float
+    candidate: float
+    base_ci: tuple[float, float]
+    candidate_ci: tuple[float, float]
+    base_verdict: str
+    candidate_verdict: str
+    delta: float  # paired estimate of candidate k - base k
+    delta_ci: tuple[float, float]
+    tolerance: float
+    regressed: bool
+
+    def to_json(self) -> JsonDict:
+        return {
+            "base": self.base,
+            "candidate": self.candidate,
+            "delta": self.delta,
+            "delta_ci": list(self.delta_ci),
+            "base_ci": list(self.base_ci),
+            "candidate_ci": list(self.candidate_ci),
+            "base_verdict": self.base_verdict,
+            "candidate_verdict": self.candidate_verdict,
+            "tolerance": self.tolerance,
+            "sizes": list(self.sizes),
+            "regressed": self.regressed,
+        }
+
+    @classmethod
+    def read(cls, r: Reader) -> ExponentJudgement:
+        return cls(
+            sizes=r.integers("sizes"),
+            base=r.number("base"),
+            candidate=r.number("candidate"),
+            base_ci=r.pair("base_ci"),
+            candidate_ci=r.pair("candidate_ci"),
+            base_verdict=r.text("base_verdict"),
+            candidate_verdict=r.text("candidate_verdict"),
+            delta=r.number("delta"),
+            delta_ci=r.pair("delta_ci"),
+            tolerance=r.number("tolerance"),
+            regressed=r.flag("regressed"),
+        )
+
+
+def _mark(regressed: bool, warn: bool = False) -> str:
+    if regressed:
+        return "❌ regression"
+    return "⚠️ inconclusive" if warn else "✅"
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _delta(base: float, candidate: float) -> str:
+    d = candidate - base
+    text = f"{d:+,.0f}" if float(d).is_integer() else f"{d:+,.2f}"
+    if base:
+        text += f" ({d / base:+.1%})"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Every judgement of one base/candidate comparison."""
+
+    time: TimeJudgement  # wall clock of the load
+    cpu_time: TimeJudgement  # CPU time of the measuring process during the load
+    counters: Mapping[str, CounterJudgement]
+    exponent: ExponentJudgement
+
+    @property
+    def counter_regressions(self) -> list[str]:
+        return [name for name, c in self.counters.items() if c.regressed]
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.flagged_by())
+
+    def flagged_by(self) -> list[str]:
+        reasons = [n for n, t in (("time", self.time), ("cpu_time", self.cpu_time)) if t.regressed]
+        reasons += [f"counter:{name}" for name in self.counter_regressions]
+        return reasons + (["exponent"] if self.exponent.regressed else [])
+
+    def markdown_rows(self, pairs: int) -> list[str]:
+        """The summary table: metric | base | candidate | ratio / Δ | threshold | verdict."""
+        rows = [
+            "| metric | base | candidate | ratio / Δ | threshold | verdict |",
+            "|---|---:|---:|---:|---|---|",
+        ]
+        for label, t in (("load time", self.time), ("load CPU time", self.cpu_time)):
+            rows.append(
+                f"| {label} (median of {pairs} interleaved pairs) | {t.base_median_s * 1e3:.1f} ms"
+                f" | {t.candidate_median_s * 1e3:.1f} ms | x{t.median_ratio:.3f} "
+                f"({t.ci_level:.0%} CI x{t.ci[0]:.3f} to x{t.ci[1]:.3f}) "
+                f"| CI low ≤ x{t.threshold:g} | {_mark(t.regressed, t.inconclusive)} |"
+            )
+        for name, c in self.counters.items():
+            limit = "any increase" if c.tolerance == 0 else f"> +{c.tolerance:.1%}"
+            if not c.deterministic:
+                limit += " (range vs range: not reproducible)"
+            label = COUNTER_LABELS.get(name, name)
+            rows.append(
+                f"| {label} | {_num(c.base)} | {_num(c.candidate)} "
+                f"| {_delta(c.base, c.candidate)} | {limit} | {_mark(c.regressed)} |"
+            )
+        e = self.exponent
+        span = f"{e.sizes[0]} to {e.sizes[-1]} cells" if e.sizes else "sweep"
+        rows.append(
+            f"| CPU time exponent k ({span}) | {e.base:.3f} ({e.base_verdict}) "
+            f"| {e.candidate:.3f} ({e.candidate_verdict}) "
+            f"| Δk {e.delta:+.3f} (CI {e.delta_ci[0]:+.3f} to {e.delta_ci[1]:+.3f}) "
+            f"| Δk ≤ {e.tolerance:g} or CI ∋ 0; not turning quadratic | {_mark(e.regressed)} |"
+        )
+        return rows
+
+
+@dataclass(frozen=True, slots=True)
+class GateThresholds:
+    time: float
+    exponent_tolerance: float
+    counter_tolerance: float
+
+    def to_json(self) -> JsonDict:
+        return {
+            "time": self.time,
+            "exponent_tolerance": self.exponent_tolerance,
+            "counter_tolerance": self.counter_tolerance,
+        }
+
+    @classmethod
+    def read(cls, r: Reader) -> GateThresholds:
+        return cls(r.number("time"), r.number("exponent_tolerance"), r.number("counter_tolerance"))
+
+
+VERDICTS = ("pass", "regression")
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """The working tree against a base ref: ``verdict`` "pass" or "regression" (``regressed``)."""
+
+    base_ref: str
+    base_commit: str
+    candidate_commit: str | None
+    dirty: bool
+    pairs: int
+    cells: int
+    seed: int
+    thresholds: GateThresholds
+    comparison: Comparison
+    elapsed_s: float = 0.0
+    command: ClassVar[str] = "gate"
+
+    @property
+    def regressed(self) -> bool:
+        return self.comparison.regressed
+
+    @property
+    def verdict(self) -> str:
+        return "regression" if self.regressed else "pass"
+
+    def to_json(self) -> JsonDict:
+        c = self.comparison
+        return {
+            "command": self.command,
+            "schema": GATE_SCHEMA,
+            "verdict": self.verdict,
+            "base": {"ref": self.base_ref, "commit": self.base_commit},
+            "candidate": {"commit": self.candidate_commit, "dirty": self.dirty},
+            "pairs": self.pairs,
+            "cells": self.cells,
+            "seed": self.seed,
+            "thresholds": self.thresholds.to_json(),
+            "time": c.time.to_json(),
+            "cpu_time": c.cpu_time.to_json(),
+            "counters": {name: j.to_json() for name, j in c.counters.items()},
+            "exponent": c.exponent.to_json(),
+            "flagged_by": c.flagged_by(),
+            "elapsed_s": self.elapsed_s,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GateResult:
+        """Validate ``nbstream gate --json`` output (an error payload is a
+        :class:`GateErrorResult`); :class:`SchemaError` names the bad key."""
+        r = Reader(data)
+        r.envelope(("gate",), GATE_SCHEMA)
+        base, candidate = r.child("base"), r.child("candidate")
+        comparison = Comparison(
+            time=TimeJudgement.read(r.child("time")),
+            cpu_time=TimeJudgement.read(r.child("cpu_time")),
+            counters={n: CounterJudgement.read(n, c) for n, c in r.entries("counters")},
+            exponent=ExponentJudgement.read(r.child("exponent")),
+        )
+        result = cls(
+            base_ref=base.text("ref"),
+            base_commit=base.text("commit"),
+            candidate_commit=candidate.opt_text("commit", required=True),
+            dirty=candidate.flag("dirty"),
+            pairs=r.integer("pairs"),
+            cells=r.integer("cells"),
+            seed=r.integer("seed"),
+            thresholds=GateThresholds.read(r.child("thresholds")),
+            comparison=comparison,
+            elapsed_s=r.number("elapsed_s"),
+        )
+        verdict = r.text("verdict")
+        if verdict != result.verdict:
+            raise SchemaError(f"verdict: {verdict!r} contradicts the judgements")
+        return result
+
+    def to_markdown(self) -> str:
+        ok = not self.regressed
+        head = "✅ **nbstream perf gate: pass**" if ok else "❌ **nbstream perf gate: regression**"
+        if not ok:
+            head += " — " + ", ".join(self.comparison.flagged_by())
+        cand = (self.candidate_commit or "?")[:10] + (
+            " + uncommitted changes" if self.dirty else ""
+        )
+        lines = [
+            f"### {head}",
+            "",
+            f"Base `{self.base_ref}` ({self.base_commit[:10]}) vs candidate {cand}; "
+            f"{self.cells}-cell notebook, {self.pairs} interleaved pairs, "
+            f"{self.elapsed_s:.1f} s.",
+            "",
+            *self.comparison.markdown_rows(self.pairs),
+            "",
+        ]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class GateErrorResult:
+    """A gate or self-test that could not run (exit status 2): ``verdict`` "error"."""
+
+    command: str  # "gate" or "gate-self-test"
+    error: str
+    verdict: ClassVar[str] = "error"
+
+    def to_json(self) -> JsonDict:
+        return {
+            "command": self.command,
+            "schema": schema_id(self.command),
+            "verdict": self.verdict,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GateErrorResult:
+        r = Reader(data)
+        command = r.text("command")
+        r.envelope(("gate", "gate-self-test"), schema_id(command))
+        if r.text("verdict") != "error":
+            raise SchemaError(f"verdict: expected 'error', got {r.text('verdict')!r}")
+        return cls(command, r.text("error"))
+
+    def to_markdown(self) -> str:
+        return f"### ❌ **nbstream perf gate: error**\n\n{self.error}\n"
+
+
+def is_error(data: Mapping[str, Any]) -> bool:
+    """The JSON is a :class:`GateErrorResult` (``"verdict": "error"``)."""
+    return data.get("verdict") == "error"
