@@ -27,7 +27,7 @@ from .framing import DATA_MAX_SIZE
 from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook, read_notebook_file
 from .loader import InsertPath, LoadOptions, LoadReport, stream_load
 from .notebook_doc import DocStatistics
-from .room import LoadPhase, NotebookRoom, RoomRegistry
+from .room import NotebookRoom, RoomPhase, RoomRegistry
 from .session import PeerSession
 
 __all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "RoomFigures", "default_socket_path"]
@@ -320,11 +320,11 @@ class Daemon:
     async def save_room(self, room: NotebookRoom) -> tuple[Path, int]:
         """Write the room back to its .ipynb atomically. Refused unless the room is loaded."""
         state = room.state
-        if state.phase is LoadPhase.STREAMING:
+        if state.phase is RoomPhase.STREAMING:
             raise SaveRefused("save refused: the notebook is still loading")
-        if state.phase is LoadPhase.FAILED:
+        if state.phase is RoomPhase.FAILED:
             raise SaveRefused(f"save refused: the load failed ({state.reason})")
-        if state.phase is not LoadPhase.READY:
+        if state.phase is not RoomPhase.READY:
             raise SaveRefused("save refused: the notebook was never loaded")
         snapshot = room.doc.fork()
         if snapshot.cell_count() == 0:

@@ -27,10 +27,13 @@ from pathlib import Path
 
 from .notebook_doc import NotebookDoc
 
-__all__ = ["LoadPhase", "LoadState", "NotebookRoom", "RoomRegistry", "Subscription"]
+__all__ = ["LoadState", "NotebookRoom", "RoomPhase", "RoomRegistry", "Subscription"]
 
 
-class LoadPhase(str, enum.Enum):
+class RoomPhase(str, enum.Enum):
+    """The room's own load state. The wire's ``core.protocol.LoadPhase`` has no ``empty``: a room
+    is empty only until its first opener claims the load (the session maps one to the other)."""
+
     EMPTY = "empty"
     STREAMING = "streaming"
     READY = "ready"
@@ -39,7 +42,7 @@ class LoadPhase(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class LoadState:
-    phase: LoadPhase
+    phase: RoomPhase
     reason: str | None = None
     cells_loaded: int = 0
     total_cells: int | None = None
@@ -80,7 +83,7 @@ class NotebookRoom:
         self.lock = asyncio.Lock()
         self._subscribers: dict[int, Subscription] = {}
         self._next_id = 0
-        self._state = LoadState(LoadPhase.EMPTY)
+        self._state = LoadState(RoomPhase.EMPTY)
         self._loaded_event = asyncio.Event()
         self.notifications = 0
         self.loads_started = 0
@@ -117,11 +120,11 @@ class NotebookRoom:
 
     @property
     def is_loading(self) -> bool:
-        return self._state.phase is LoadPhase.STREAMING
+        return self._state.phase is RoomPhase.STREAMING
 
     def needs_load(self) -> bool:
         """True when an opener should try to load (never loaded, or the last load failed)."""
-        return self._state.phase in (LoadPhase.EMPTY, LoadPhase.FAILED)
+        return self._state.phase in (RoomPhase.EMPTY, RoomPhase.FAILED)
 
     def try_start_loading(self) -> bool:
         """Atomically claim the load. False if another loader holds it or the room is loaded.
@@ -135,28 +138,28 @@ class NotebookRoom:
             return False
         self.loads_started += 1
         self._loaded_event.clear()
-        self._state = LoadState(LoadPhase.STREAMING)
+        self._state = LoadState(RoomPhase.STREAMING)
         self._broadcast_status()
         return True
 
     def report_progress(self, cells_loaded: int, total_cells: int | None) -> None:
         """The load has inserted ``cells_loaded`` cells: every peer is sent the new status."""
-        if self._state.phase is not LoadPhase.STREAMING:
+        if self._state.phase is not RoomPhase.STREAMING:
             return
-        new = LoadState(LoadPhase.STREAMING, None, cells_loaded, total_cells)
+        new = LoadState(RoomPhase.STREAMING, None, cells_loaded, total_cells)
         if new != self._state:
             self._state = new
             self._broadcast_status()
 
     def finish_loading(self, *, error: str | None = None) -> None:
         """Release the claim: ``ready`` on success, ``failed`` (with ``error``) otherwise."""
-        if self._state.phase is not LoadPhase.STREAMING:
+        if self._state.phase is not RoomPhase.STREAMING:
             return
         if error is None:
             count = self.doc.cell_count()
-            self._state = LoadState(LoadPhase.READY, None, count, count)
+            self._state = LoadState(RoomPhase.READY, None, count, count)
         else:
-            self._state = LoadState(LoadPhase.FAILED, error, 0, self._state.total_cells)
+            self._state = LoadState(RoomPhase.FAILED, error, 0, self._state.total_cells)
         self._loaded_event.set()
         self._broadcast_status()
 

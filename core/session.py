@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from automerge import core as am
 
@@ -39,7 +39,7 @@ from .connection import (
     SyncData,
 )
 from .errors import CoreError, LocalProtocolError, ProtocolError, SaveRefused, TransportClosed
-from .room import LoadPhase, NotebookRoom
+from .room import NotebookRoom, RoomPhase
 
 __all__ = ["PeerSession", "SessionHost", "SessionStatistics"]
 
@@ -316,10 +316,10 @@ class PeerSession:
         )
 
 
-def _wire_phase(phase: LoadPhase) -> Literal["streaming", "ready", "failed"]:
+def _wire_phase(phase: RoomPhase) -> p.LoadPhase:
     """The wire has no ``empty``: a room is empty only until its opener claims the load."""
-    if phase is LoadPhase.READY:
+    if phase is RoomPhase.READY:
         return "ready"
-    if phase is LoadPhase.FAILED:
+    if phase is RoomPhase.FAILED:
         return "failed"
     return "streaming"

@@ -44,7 +44,7 @@ from core.blob_store import DiskBlobStore
 from core.client import LoadFailed, NotebookClient
 from core.errors import BlobStoreError, TransportClosed
 from core.ipynb import parse_notebook
-from core.room import LoadPhase, NotebookRoom
+from core.room import NotebookRoom, RoomPhase
 from sim.harness.convergence import check_convergence, empty_document, expected_document
 from sim.harness.peers import PeerSpec
 from sim.harness.runner import run_scenario
@@ -212,7 +212,7 @@ async def run_fault(
     state = await asyncio.wait_for(room.wait_load_finished(), WAIT)
 
     # ---- the failure: rolled back, released, everyone left converges on the empty notebook
-    assert state.phase is LoadPhase.FAILED
+    assert state.phase is RoomPhase.FAILED
     assert state.reason is not None and re.fullmatch(reason, state.reason), state.reason
     assert not room.is_loading and room.doc.cell_count() == 0
     assert room.doc.get_notebook_metadata() == {}
@@ -240,7 +240,7 @@ async def run_fault(
     retry = await rig.open("retry")
     assert retry.info is not None and retry.info.cell_count == 0  # it triggers a fresh load
     state = await asyncio.wait_for(room.wait_load_finished(), WAIT)
-    assert state.phase is LoadPhase.READY and room.doc.cell_count() == CELLS
+    assert state.phase is RoomPhase.READY and room.doc.cell_count() == CELLS
     everyone = [*survivors, "retry"]
     await settle(rig, room, everyone, "ready")
     docs = {n: rig.peers[n].doc.materialize() for n in everyone}
@@ -406,7 +406,7 @@ async def test_joiner_task_cancelled_load_carries_on(
     rig.watcher_in.set()
     room = h.daemon.rooms.rooms()[0]
     state = await asyncio.wait_for(room.wait_load_finished(), WAIT)
-    assert state.phase is LoadPhase.READY
+    assert state.phase is RoomPhase.READY
     with pytest.raises(TransportClosed):  # the dropped peer sees its connection end
         await asyncio.wait_for(rig.peers["watcher"].wait_loaded(), WAIT)
     late = await rig.open("late")

@@ -46,7 +46,7 @@ from core.client import LoadFailed, NotebookClient, OpenRefused
 from core.framing import FrameDecoder, FrameType, encode_frame
 from core.manifest import resolve_ref
 from core.notebook_doc import CellSnapshot, NotebookDoc
-from core.room import LoadPhase
+from core.room import RoomPhase
 
 from .conftest import REPO, Harness, HarnessFactory, simple_cells, write_notebook
 
@@ -999,11 +999,11 @@ async def test_hostile_notebook(
         assert not room.is_loading  # the claim is released
         report = h.daemon.load_reports[-1]
         if outcome == "failed":
-            assert room.state.phase is LoadPhase.FAILED and room.state.reason == message
+            assert room.state.phase is RoomPhase.FAILED and room.state.reason == message
             assert room.doc.cell_count() == 0 and room.doc.get_notebook_metadata() == {}
             assert not report.ok and report.error == message
         else:
-            assert room.state.phase is LoadPhase.READY and report.ok
+            assert room.state.phase is RoomPhase.READY and report.ok
             assert room.doc.cell_count() == case.cells
         await settled_with_room(client, h)  # the peer converged on the room (empty on failure)
         if case.check is not None:
