@@ -28,7 +28,7 @@ from core.errors import BlobStoreError, NotebookLoadError
 from core.ipynb import parse_notebook
 from core.loader import LoadAborted, LoadOptions, LoadReport, stream_load
 from core.manifest import normalize_output, resolve_refs
-from core.room import LoadPhase, LoadState, NotebookRoom
+from core.room import LoadState, NotebookRoom, RoomPhase
 from sim.harness.convergence import expected_document
 from sim.workload.generator import write_notebook as generate_notebook
 
@@ -78,7 +78,7 @@ def assert_rolled_back(
 ) -> None:
     """Empty document, claim released as failed with ``reason``, the report agreeing."""
     state = room.state
-    assert state.phase is LoadPhase.FAILED and not room.is_loading and room.needs_load()
+    assert state.phase is RoomPhase.FAILED and not room.is_loading and room.needs_load()
     if isinstance(reason, str):
         assert state.reason == reason
     else:
@@ -135,7 +135,7 @@ async def test_batches_of_exactly_batch_size(
     assert [b.doc_cells_after for b in report.batches] == [
         min(s + batch_size, cells) for s in starts
     ]
-    assert room.state == LoadState(LoadPhase.READY, None, cells, cells)
+    assert room.state == LoadState(RoomPhase.READY, None, cells, cells)
     assert not room.is_loading and not room.needs_load()
     assert_doc_is(room, path, store)
     # one notification per batch, then one for the notebook metadata
@@ -158,9 +158,9 @@ async def test_progress_and_notifications_batch_by_batch(tmp_path: Path, store: 
     report = await stream_load(room, store, LoadOptions(batch_size=4), before_batch=hook)
     assert report.ok
     assert recorder.seen == [
-        (0, LoadState(LoadPhase.STREAMING, None, 0, 11), 0, 0),
-        (1, LoadState(LoadPhase.STREAMING, None, 4, 11), 4, 1),
-        (2, LoadState(LoadPhase.STREAMING, None, 8, 11), 8, 2),
+        (0, LoadState(RoomPhase.STREAMING, None, 0, 11), 0, 0),
+        (1, LoadState(RoomPhase.STREAMING, None, 4, 11), 4, 1),
+        (2, LoadState(RoomPhase.STREAMING, None, 8, 11), 8, 2),
     ]
     assert marks == [False, True, True]
     assert sub.dirty and sub.status_dirty  # the last batch, the metadata, and READY
@@ -196,7 +196,7 @@ async def test_an_empty_notebook_loads_as_ready_with_no_batch(
     room = claimed(path)
     report = await stream_load(room, store, LoadOptions(batch_size=3))
     assert report.ok and report.cells == report.total_cells == 0 and report.batches == []
-    assert room.state == LoadState(LoadPhase.READY, None, 0, 0)
+    assert room.state == LoadState(RoomPhase.READY, None, 0, 0)
     assert room.notifications == 1  # the metadata only
     assert_doc_is(room, path, store)
 
@@ -264,7 +264,7 @@ async def retry_loads_everything(room: NotebookRoom, store: BlobStore) -> None:
     assert room.try_start_loading(), "a failed room must be claimable again"
     report = await stream_load(room, store, LoadOptions(batch_size=B))
     assert report.ok and report.cells == N
-    assert room.state == LoadState(LoadPhase.READY, None, N, N)
+    assert room.state == LoadState(RoomPhase.READY, None, N, N)
     assert_doc_is(room, room.path, store)
 
 
@@ -528,12 +528,12 @@ async def test_cancelling_the_load_mid_way_rolls_back_and_releases_the_claim(
     with pytest.raises(asyncio.CancelledError):
         await task
     state = room.state
-    assert state == LoadState(LoadPhase.FAILED, "load cancelled", 0, N)
+    assert state == LoadState(RoomPhase.FAILED, "load cancelled", 0, N)
     assert not room.is_loading and room.doc.cell_count() == 0
     assert room.doc.get_notebook_metadata() == {}
     assert room.notifications == at + 1
     finished = await asyncio.wait_for(room.wait_load_finished(), WAIT)
-    assert finished.phase is LoadPhase.FAILED
+    assert finished.phase is RoomPhase.FAILED
     await retry_loads_everything(room, store)
 
 
@@ -572,7 +572,7 @@ async def test_cancelling_a_batch_waiting_for_the_doc_lock_rolls_back(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert room.state == LoadState(LoadPhase.FAILED, "load cancelled", 0, N)
+        assert room.state == LoadState(RoomPhase.FAILED, "load cancelled", 0, N)
         assert room.doc.cell_count() == 0 and not room.is_loading
     finally:
         room.lock.release()
@@ -589,7 +589,7 @@ async def test_cancelling_while_the_file_is_read_releases_the_claim(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert room.state == LoadState(LoadPhase.FAILED, "load cancelled", 0, None)
+    assert room.state == LoadState(RoomPhase.FAILED, "load cancelled", 0, None)
     assert room.doc.cell_count() == 0 and room.notifications == 1
     await retry_loads_everything(room, store)
 
@@ -611,7 +611,7 @@ async def test_cancelling_the_load_task_before_it_ran_releases_the_claim(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not room.is_loading
-    assert room.state.phase is LoadPhase.FAILED
+    assert room.state.phase is RoomPhase.FAILED
 
 
 # =========================================================================== the claim, always
@@ -648,6 +648,6 @@ async def test_the_claim_is_released_in_every_outcome(
     assert task.cancelled() == (outcome == "cancelled")
     assert not room.is_loading
     state = await asyncio.wait_for(waiter, WAIT)
-    assert state.phase is (LoadPhase.READY if outcome == "ok" else LoadPhase.FAILED)
+    assert state.phase is (RoomPhase.READY if outcome == "ok" else RoomPhase.FAILED)
     assert room.doc.cell_count() == (N if outcome == "ok" else 0)
     assert room.try_start_loading() == (outcome != "ok")

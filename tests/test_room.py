@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.notebook_doc import CellSnapshot
-from core.room import LoadPhase, LoadState, NotebookRoom, RoomRegistry, Subscription
+from core.room import LoadState, NotebookRoom, RoomPhase, RoomRegistry, Subscription
 
 WAIT = 30.0  # safety timeout for every condition wait (never a sleep)
 PATH = Path("/nonexistent/nb.ipynb")
@@ -53,7 +53,7 @@ async def consumed(sub: Subscription) -> None:
 # =========================================================================== the load phase
 def test_a_new_room_is_empty_and_needs_a_load() -> None:
     room = make_room()
-    assert room.state == LoadState(LoadPhase.EMPTY, None, 0, None)
+    assert room.state == LoadState(RoomPhase.EMPTY, None, 0, None)
     assert room.needs_load() and not room.is_loading
     assert room.loads_started == 0 and room.notifications == 0 and room.peer_count == 0
     assert room.doc.cell_count() == 0 and room.notebook_id == "nb" and room.path == PATH
@@ -62,7 +62,7 @@ def test_a_new_room_is_empty_and_needs_a_load() -> None:
 def test_the_first_claim_wins_and_starts_streaming() -> None:
     room = make_room()
     assert room.try_start_loading() is True
-    assert room.state == LoadState(LoadPhase.STREAMING, None, 0, None)
+    assert room.state == LoadState(RoomPhase.STREAMING, None, 0, None)
     assert room.is_loading and not room.needs_load()
     assert room.loads_started == 1
 
@@ -82,11 +82,11 @@ def test_report_progress_is_stored_while_streaming() -> None:
     room = make_room()
     assert room.try_start_loading()
     room.report_progress(0, 10)
-    assert room.state == LoadState(LoadPhase.STREAMING, None, 0, 10)
+    assert room.state == LoadState(RoomPhase.STREAMING, None, 0, 10)
     room.report_progress(3, 10)
-    assert room.state == LoadState(LoadPhase.STREAMING, None, 3, 10)
+    assert room.state == LoadState(RoomPhase.STREAMING, None, 3, 10)
     room.report_progress(6, None)  # total unknown is allowed
-    assert room.state == LoadState(LoadPhase.STREAMING, None, 6, None)
+    assert room.state == LoadState(RoomPhase.STREAMING, None, 6, None)
     assert room.is_loading
 
 
@@ -109,7 +109,7 @@ def test_finish_ok_makes_the_room_ready_with_the_doc_cell_count() -> None:
     add_cells(room, 4)
     room.finish_loading()
     # READY counts what the document holds, not what was last reported.
-    assert room.state == LoadState(LoadPhase.READY, None, 4, 4)
+    assert room.state == LoadState(RoomPhase.READY, None, 4, 4)
     assert not room.is_loading and not room.needs_load()
 
 
@@ -118,16 +118,16 @@ def test_finish_with_an_error_fails_keeping_the_total_and_the_reason() -> None:
     assert room.try_start_loading()
     room.report_progress(6, 12)
     room.finish_loading(error="blob store write failed")
-    assert room.state == LoadState(LoadPhase.FAILED, "blob store write failed", 0, 12)
+    assert room.state == LoadState(RoomPhase.FAILED, "blob store write failed", 0, 12)
     assert not room.is_loading and room.needs_load()
 
 
 def test_finish_loading_when_empty_is_a_no_op() -> None:
     room = make_room()
     room.finish_loading()
-    assert room.state == LoadState(LoadPhase.EMPTY)
+    assert room.state == LoadState(RoomPhase.EMPTY)
     room.finish_loading(error="boom")
-    assert room.state == LoadState(LoadPhase.EMPTY)
+    assert room.state == LoadState(RoomPhase.EMPTY)
     assert room.needs_load() and room.try_start_loading()
 
 
@@ -140,7 +140,7 @@ def test_finish_loading_when_ready_is_a_no_op() -> None:
     room.finish_loading(error="late failure")
     add_cells(room, 1)
     room.finish_loading()
-    assert room.state == ready == LoadState(LoadPhase.READY, None, 2, 2)
+    assert room.state == ready == LoadState(RoomPhase.READY, None, 2, 2)
 
 
 def test_finish_loading_when_failed_is_a_no_op() -> None:
@@ -149,7 +149,7 @@ def test_finish_loading_when_failed_is_a_no_op() -> None:
     room.finish_loading(error="first")
     room.finish_loading(error="second")
     room.finish_loading()
-    assert room.state == LoadState(LoadPhase.FAILED, "first", 0, None)
+    assert room.state == LoadState(RoomPhase.FAILED, "first", 0, None)
 
 
 def test_ready_refuses_a_new_claim() -> None:
@@ -157,7 +157,7 @@ def test_ready_refuses_a_new_claim() -> None:
     assert room.try_start_loading()
     room.finish_loading()
     assert room.try_start_loading() is False
-    assert room.state.phase is LoadPhase.READY and room.loads_started == 1
+    assert room.state.phase is RoomPhase.READY and room.loads_started == 1
 
 
 def test_failed_allows_a_new_claim_that_starts_afresh() -> None:
@@ -167,12 +167,12 @@ def test_failed_allows_a_new_claim_that_starts_afresh() -> None:
     room.finish_loading(error="boom")
     assert room.try_start_loading() is True
     # The new load starts from scratch: no reason, no progress, no total.
-    assert room.state == LoadState(LoadPhase.STREAMING, None, 0, None)
+    assert room.state == LoadState(RoomPhase.STREAMING, None, 0, None)
     assert room.loads_started == 2
     assert room.try_start_loading() is False
     add_cells(room, 3)
     room.finish_loading()
-    assert room.state == LoadState(LoadPhase.READY, None, 3, 3)
+    assert room.state == LoadState(RoomPhase.READY, None, 3, 3)
 
 
 @pytest.mark.parametrize("phase", ["empty", "failed"])
@@ -199,7 +199,7 @@ async def test_wait_load_finished_wakes_every_waiter_on_ready() -> None:
     add_cells(room, 2)
     room.finish_loading()
     states = await asyncio.wait_for(asyncio.gather(*waiters), WAIT)
-    assert states == [LoadState(LoadPhase.READY, None, 2, 2)] * 3
+    assert states == [LoadState(RoomPhase.READY, None, 2, 2)] * 3
 
 
 async def test_wait_load_finished_wakes_waiters_on_failure() -> None:
@@ -211,7 +211,7 @@ async def test_wait_load_finished_wakes_waiters_on_failure() -> None:
     assert not waiter.done()
     room.finish_loading(error="bad json")
     state = await asyncio.wait_for(waiter, WAIT)
-    assert state == LoadState(LoadPhase.FAILED, "bad json", 0, 5)
+    assert state == LoadState(RoomPhase.FAILED, "bad json", 0, 5)
 
 
 async def test_wait_load_finished_returns_at_once_when_finished() -> None:
@@ -219,7 +219,7 @@ async def test_wait_load_finished_returns_at_once_when_finished() -> None:
     assert room.try_start_loading()
     room.finish_loading()
     state = await asyncio.wait_for(room.wait_load_finished(), WAIT)
-    assert state.phase is LoadPhase.READY
+    assert state.phase is RoomPhase.READY
 
 
 async def test_a_no_op_finish_does_not_wake_waiters() -> None:
@@ -236,14 +236,14 @@ async def test_a_new_claim_after_failure_re_arms_the_wait() -> None:
     room = make_room()
     assert room.try_start_loading()
     room.finish_loading(error="first")
-    assert (await asyncio.wait_for(room.wait_load_finished(), WAIT)).phase is LoadPhase.FAILED
+    assert (await asyncio.wait_for(room.wait_load_finished(), WAIT)).phase is RoomPhase.FAILED
     assert room.try_start_loading()
     waiter = asyncio.create_task(room.wait_load_finished())
     await yield_loop()
     assert not waiter.done()  # the retry has not finished yet
     room.finish_loading()
     state = await asyncio.wait_for(waiter, WAIT)
-    assert state == LoadState(LoadPhase.READY, None, 0, 0)
+    assert state == LoadState(RoomPhase.READY, None, 0, 0)
 
 
 @pytest.mark.xfail(
@@ -262,7 +262,7 @@ async def test_wait_load_finished_returns_the_outcome_that_woke_it() -> None:
     room.finish_loading(error="boom")
     assert room.try_start_loading()  # a retrying opener claims before the waiter runs
     state = await asyncio.wait_for(waiter, WAIT)
-    assert state.phase in (LoadPhase.READY, LoadPhase.FAILED), state
+    assert state.phase in (RoomPhase.READY, RoomPhase.FAILED), state
 
 
 # =========================================================================== subscriptions
@@ -447,7 +447,7 @@ async def test_eviction_after_the_last_release(registry: RoomRegistry) -> None:
     assert registry.get("nb") is None and len(registry) == 0
     assert registry.evicted == 2  # the barrier and the room
     fresh = registry.get_or_create("nb", PATH)
-    assert fresh is not room and fresh.state.phase is LoadPhase.EMPTY
+    assert fresh is not room and fresh.state.phase is RoomPhase.EMPTY
 
 
 async def test_eviction_waits_for_its_delay() -> None:
