@@ -207,12 +207,14 @@ class PeerSession:
         self._control.append(self._conn.send(ClosingEvent(p.closing_for(exc))))
 
     # ------------------------------------------------------------------ writing
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, *frames: bytes) -> None:
+        """Write ``frames`` in one write and wait for the peer to drain them."""
+        data = b"".join(frames)
         t0 = time.perf_counter()
         self._writer.write(data)
         await self._writer.drain()
         self._send_s += time.perf_counter() - t0
-        self._frames_out += 1
+        self._frames_out += len(frames)
         self._bytes_out += len(data)
 
     def _queue_control(self, frame: bytes) -> None:
@@ -232,8 +234,10 @@ class PeerSession:
                 # that message was generated: a peer told "N cells loaded" has been sent those
                 # N cells (a batch inserted while the message was being written is announced
                 # by the next status, after the next message).
+                # Both go out in one write.
                 status = self._status_frame() if sub.status_dirty else None
                 sub.status_dirty = False
+                frames: list[bytes] = []
                 if sub.dirty:
                     sub.dirty = False
                     t0 = time.perf_counter()
@@ -241,9 +245,11 @@ class PeerSession:
                     self._sync_gen_s += time.perf_counter() - t0
                     if message is not None:
                         self._sync_out += 1
-                        await self._send(self._conn.send(SyncData(message)))
+                        frames.append(self._conn.send(SyncData(message)))
                 if status is not None:
-                    await self._send(status)
+                    frames.append(status)
+                if frames:
+                    await self._send(*frames)
         except (ConnectionError, OSError) as exc:
             log.info("%s: write failed: %s", self.name, exc)
             self.reader_done.set()
