@@ -85,6 +85,7 @@ class NotebookRoom:
         self._next_id = 0
         self._state = LoadState(RoomPhase.EMPTY)
         self._loaded_event = asyncio.Event()
+        self._waiters: list[asyncio.Future[LoadState]] = []  # for the end of this load
         self.notifications = 0
         self.loads_started = 0
 
@@ -161,11 +162,23 @@ class NotebookRoom:
         else:
             self._state = LoadState(RoomPhase.FAILED, error, 0, self._state.total_cells)
         self._loaded_event.set()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(self._state)
         self._broadcast_status()
 
     async def wait_load_finished(self) -> LoadState:
-        await self._loaded_event.wait()
-        return self._state
+        """The outcome (ready or failed) of the load running now, or of the next one if none is
+        running and none has finished yet; the outcome of the last load if one has finished.
+
+        The state returned is the one the load finished with, even if a new load has been
+        claimed by the time the waiter runs."""
+        if self._loaded_event.is_set():
+            return self._state
+        waiter: asyncio.Future[LoadState] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return await waiter
 
 
 class RoomRegistry:

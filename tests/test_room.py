@@ -246,14 +246,6 @@ async def test_a_new_claim_after_failure_re_arms_the_wait() -> None:
     assert state == LoadState(RoomPhase.READY, None, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "wait_load_finished() returns room.state as it is when the waiter *resumes*, not the "
-        "outcome that woke it: a new claim taken between finish_loading(error) and the waiter "
-        "running makes it return a STREAMING state"
-    ),
-)
 async def test_wait_load_finished_returns_the_outcome_that_woke_it() -> None:
     room = make_room()
     assert room.try_start_loading()
