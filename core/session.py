@@ -100,7 +100,6 @@ class PeerSession:
         self.reader_done = asyncio.Event()
         self.close_reason: str | None = None
         self._closing = False
-        self._frames_in = 0
         self._bytes_in = 0
         self._frames_out = 0
         self._bytes_out = 0
@@ -161,7 +160,6 @@ class PeerSession:
     async def _read_loop(self) -> None:
         try:
             for event in self._pipelined:
-                self._frames_in += 1
                 await self._dispatch(event)
             self._pipelined.clear()
             while True:
@@ -170,10 +168,7 @@ class PeerSession:
                     self._conn.receive_data(b"")
                     return
                 self._bytes_in += len(data)
-                before = self._conn.statistics().ignored_frames
-                events = self._conn.receive_data(data)
-                self._frames_in += len(events) + self._conn.statistics().ignored_frames - before
-                for event in events:
+                for event in self._conn.receive_data(data):
                     await self._dispatch(event)
         except ProtocolError as exc:
             log.info("%s: protocol error, closing: %s", self.name, exc)
@@ -310,7 +305,8 @@ class PeerSession:
     # ------------------------------------------------------------------ counters
     def statistics(self) -> SessionStatistics:
         return SessionStatistics(
-            frames_in=self._frames_in,
+            # every frame the connection decoded, ignored ones included, but the handshake
+            frames_in=max(0, self._conn.statistics().frames_in - 1),
             bytes_in=self._bytes_in,
             frames_out=self._frames_out,
             bytes_out=self._bytes_out,
