@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from automerge import core as am
@@ -17,7 +16,6 @@ from core import protocol as p
 from core.client import LoadFailed, NotebookClient, OpenRefused
 from core.connection import (
     Connection,
-    Event,
     Handshake,
     Hello,
     RequestEvent,
@@ -30,42 +28,22 @@ from core.errors import MessageError
 from core.framing import FrameType, encode_frame
 from core.notebook_doc import CellSnapshot, NotebookDoc
 from sim.net.streams import memory_stream_pair
+from tests.endpoint import Endpoint
 
 NB = "/abs/nb.ipynb"
 
 
-@dataclass
-class Server:
-    conn: Connection
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    pending: list[Event]
-
-    def send(self, event: Event) -> None:
-        self.writer.write(self.conn.send(event))
-
-    async def next(self, kind: type[Event]) -> Event:
-        while True:
-            for i, event in enumerate(self.pending):
-                if isinstance(event, kind):
-                    return self.pending.pop(i)
-            chunk = await asyncio.wait_for(self.reader.read(65536), 30)
-            self.pending.extend(self.conn.receive_data(chunk))
-            if not chunk:
-                raise EOFError(kind.__name__)
-
-
 @pytest.fixture
-async def wired() -> AsyncIterator[tuple[NotebookClient, Server]]:
+async def wired() -> AsyncIterator[tuple[NotebookClient, Endpoint]]:
     (cr, cw), (sr, sw) = await memory_stream_pair()
     client = NotebookClient(cr, cw, name="c")
-    server = Server(Connection(Role.SERVER), sr, sw, [])
+    server = Endpoint(Connection(Role.SERVER), sr, sw)
     yield client, server
     await client.close()
     sw.close()
 
 
-async def _open(client: NotebookClient, server: Server, info: p.NotebookConnectionInfo) -> None:
+async def _open(client: NotebookClient, server: Endpoint, info: p.NotebookConnectionInfo) -> None:
     opening = asyncio.create_task(client.open(NB))
     handshake = await server.next(Handshake)
     assert isinstance(handshake, Handshake) and handshake.message == p.OpenNotebook(NB)
@@ -74,7 +52,7 @@ async def _open(client: NotebookClient, server: Server, info: p.NotebookConnecti
 
 
 async def test_open_pipelines_its_first_sync_and_reads_the_reply(
-    wired: tuple[NotebookClient, Server],
+    wired: tuple[NotebookClient, Endpoint],
 ) -> None:
     client, server = wired
     await _open(client, server, p.NotebookConnectionInfo(NB, 0))
@@ -84,13 +62,13 @@ async def test_open_pipelines_its_first_sync_and_reads_the_reply(
     assert server.conn.statistics().events_in == {"Handshake": 1, "SyncData": 1}
 
 
-async def test_a_refusal_raises_open_refused(wired: tuple[NotebookClient, Server]) -> None:
+async def test_a_refusal_raises_open_refused(wired: tuple[NotebookClient, Endpoint]) -> None:
     client, server = wired
     with pytest.raises(OpenRefused, match="no such notebook"):
         await _open(client, server, p.NotebookConnectionInfo("", 0, "no such notebook"))
 
 
-async def test_cells_statuses_and_readiness(wired: tuple[NotebookClient, Server]) -> None:
+async def test_cells_statuses_and_readiness(wired: tuple[NotebookClient, Endpoint]) -> None:
     client, server = wired
     await _open(client, server, p.NotebookConnectionInfo(NB, 0))
     doc, state = NotebookDoc(NB), am.SyncState()
@@ -115,7 +93,7 @@ async def test_cells_statuses_and_readiness(wired: tuple[NotebookClient, Server]
     assert stats.arrivals[1].nbytes == len(message) + 5
 
 
-async def test_a_failed_status_fails_wait_loaded(wired: tuple[NotebookClient, Server]) -> None:
+async def test_a_failed_status_fails_wait_loaded(wired: tuple[NotebookClient, Endpoint]) -> None:
     client, server = wired
     await _open(client, server, p.NotebookConnectionInfo(NB, 0))
     server.send(StatusEvent(p.LoadStatus("failed", reason="disk full")))
@@ -123,7 +101,7 @@ async def test_a_failed_status_fails_wait_loaded(wired: tuple[NotebookClient, Se
         await asyncio.wait_for(client.wait_loaded(), 30)
 
 
-async def test_requests_match_responses_by_id(wired: tuple[NotebookClient, Server]) -> None:
+async def test_requests_match_responses_by_id(wired: tuple[NotebookClient, Endpoint]) -> None:
     client, server = wired
     await _open(client, server, p.NotebookConnectionInfo(NB, 0))
     pinging = asyncio.create_task(client.ping())
@@ -138,7 +116,7 @@ async def test_requests_match_responses_by_id(wired: tuple[NotebookClient, Serve
 
 
 async def test_a_request_from_the_server_is_a_protocol_error(
-    wired: tuple[NotebookClient, Server],
+    wired: tuple[NotebookClient, Endpoint],
 ) -> None:
     client, server = wired
     await _open(client, server, p.NotebookConnectionInfo(NB, 0))

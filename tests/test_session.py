@@ -20,7 +20,6 @@ from core.blob_store import BlobStore, MemoryBlobStore
 from core.connection import (
     ClosingEvent,
     Connection,
-    Event,
     Handshake,
     Hello,
     RequestEvent,
@@ -34,6 +33,7 @@ from core.notebook_doc import CellSnapshot, NotebookDoc
 from core.room import NotebookRoom
 from core.session import PeerSession, SessionHost
 from sim.net.streams import memory_stream_pair
+from tests.endpoint import Endpoint
 
 NB = "/abs/nb.ipynb"
 
@@ -49,35 +49,11 @@ class Host:
 
 
 @dataclass
-class Peer:
-    """The client end: a Connection plus the raw streams, and what it has received."""
-
-    conn: Connection
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    events: list[Event] = field(default_factory=list)
-
-    def send(self, event: Event) -> None:
-        self.writer.write(self.conn.send(event))
-
-    async def next(self, kind: type[Event], timeout: float = 30.0) -> Event:
-        """The next event of type ``kind`` (earlier ones are kept in ``events``)."""
-        while True:
-            for i, event in enumerate(self.events):
-                if isinstance(event, kind):
-                    return self.events.pop(i)
-            chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
-            self.events.extend(self.conn.receive_data(chunk))
-            if not chunk:
-                raise EOFError(f"no {kind.__name__} before the end of the stream")
-
-
-@dataclass
 class Rig:
     room: NotebookRoom
     host: Host
     session: PeerSession
-    peer: Peer
+    peer: Endpoint
     task: asyncio.Task[None]
 
 
@@ -91,7 +67,7 @@ async def _rig(room: NotebookRoom, host: Host) -> Rig:
     host_: SessionHost = host
     session = PeerSession(host_, room, sr, sw, server, "peer-1")
     task = asyncio.create_task(session.run())
-    peer = Peer(client, cr, cw)
+    peer = Endpoint(client, cr, cw)
     await peer.next(Hello)
     return Rig(room, host, session, peer, task)
 
