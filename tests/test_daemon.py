@@ -474,3 +474,26 @@ async def test_unix_socket_permissions(transport: str, make_harness: HarnessFact
     assert path is not None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_a_burst_of_simultaneous_connects_is_not_reset(
+    transport: str, make_harness: HarnessFactory, tmp_path: Path
+) -> None:
+    """asyncio's default listen backlog (100) reset the 101st of a burst; the daemon asks more."""
+    if transport != "unix":
+        pytest.skip("the listen backlog only exists for the unix transport")
+    h = await make_harness(transport)
+    nb = write_notebook(tmp_path / "burst.ipynb", simple_cells(3))
+    path = h.daemon.config.socket_path
+    assert path is not None
+    clients = await asyncio.gather(
+        *(NotebookClient.connect(path, nb, name=f"p{i}") for i in range(250)),
+        return_exceptions=True,
+    )
+    failed = [c for c in clients if not isinstance(c, NotebookClient)]
+    ok = [c for c in clients if isinstance(c, NotebookClient)]
+    try:
+        assert failed == []
+        await asyncio.wait_for(asyncio.gather(*(c.wait_loaded() for c in ok)), 60)
+    finally:
+        await asyncio.gather(*(c.close() for c in ok))
