@@ -1,0 +1,445 @@
+"""Figures measured from outside: a real ``nbstream serve``, clients over its socket, one run.
+
+``python -m sim.harness.outside --json`` starts a fresh ``nbstream serve`` process (its on-disk blob
+store in a temp directory, a real Unix socket) for every measurement, drives it only through the
+socket, and compares it with bare Automerge doing the same work in the same run. Nothing runs
+in-process with the daemon, so what it reports is what a user of ``serve`` + ``open`` sees.
+
+Figures (each a median over ``--repeats``, sizes interleaved so drift hits every size alike):
+
+* ``load`` — for each of ``--sizes`` cells: ``nbstream open --json`` in its own process, its time to
+  first cell and to full; the server's peak RSS (``VmHWM``) minus its idle RSS, over the file size;
+  and time to full over :func:`~sim.harness.metrics.raw_automerge_seconds` of the same cells (the
+  anchor: build the cells 3 per transaction and sync them to a second doc, no daemon, no blobs).
+  Ratios: first cell at the largest size over the smallest, and the load-time exponent (the
+  least-squares slope of log time to full over log cells).
+* ``stall`` — another room's time to first cell (a 6-cell notebook) while a notebook whose first
+  cell has a ``--stall-mib`` MiB source loads, over the same notebook's first cell with the server
+  otherwise idle.
+* ``fanout`` — the loader's time to full on an 800-cell notebook while ``--peers`` peers (another
+  process) join it, over the same with ``--few-peers`` peers.
+
+Every figure records the load average before and after. Exit status 0 unless a server failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.client import NotebookClient
+from core.ipynb import parse_notebook
+from sim.harness.metrics import raw_automerge_seconds
+from sim.workload.generator import write_notebook
+
+__all__ = ["ServerProcess", "main", "serve"]
+
+NBSTREAM = (sys.executable, "-m", "sim.cli.main")
+START_TIMEOUT_S = 30.0
+LOAD_TIMEOUT_S = 600.0
+
+
+def _proc_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+@dataclass(slots=True)
+class ServerProcess:
+    """A running ``nbstream serve``: its process, socket and memory readings."""
+
+    process: asyncio.subprocess.Process
+    socket: Path
+
+    def rss_kib(self) -> int:
+        return _proc_kib(self.process.pid, "VmRSS")
+
+    def peak_rss_kib(self) -> int:
+        return _proc_kib(self.process.pid, "VmHWM")
+
+
+async def _wait_for_socket(server: ServerProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if server.process.returncode is not None:
+            log = (server.socket.parent / "serve.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"nbstream serve exited with {server.process.returncode}: {log}")
+        try:
+            _, writer = await asyncio.open_unix_connection(str(server.socket))
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"nbstream serve not listening after {START_TIMEOUT_S} s"
+                ) from exc
+            await asyncio.sleep(0.02)  # polling a condition: the socket accepting
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
+@contextlib.asynccontextmanager
+async def serve(workdir: Path) -> AsyncIterator[ServerProcess]:
+    """A fresh ``nbstream serve`` with its socket and disk blob store under ``workdir``."""
+    root = Path(tempfile.mkdtemp(prefix="serve-", dir=workdir))
+    socket = root / "daemon.sock"
+    with (root / "serve.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *NBSTREAM,
+            "serve",
+            "--socket",
+            str(socket),
+            "--blob-root",
+            str(root / "blobs"),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+        )
+    server = ServerProcess(process, socket)
+    try:
+        await _wait_for_socket(server)
+        yield server
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _open_cli(server: ServerProcess, notebook: Path) -> dict[str, Any]:
+    """``nbstream open --json`` in its own process; adds ``wall_s``, spawn to exit."""
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *NBSTREAM,
+        "open",
+        "--json",
+        "--timeout",
+        str(LOAD_TIMEOUT_S),
+        "--socket",
+        str(server.socket),
+        str(notebook),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    summary: dict[str, Any] = json.loads(out)
+    summary["wall_s"] = time.perf_counter() - t0
+    if summary.get("status") != "ready":
+        raise RuntimeError(f"nbstream open {notebook.name}: {summary.get('reason')}")
+    return summary
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def _exponent(points: Sequence[tuple[int, float]]) -> float | None:
+    if len(points) < 2:
+        return None
+    xs = [math.log(n) for n, _ in points]
+    ys = [math.log(t) for _, t in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+# --------------------------------------------------------------------------- load
+async def figure_load(workdir: Path, sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+    notebooks = {n: write_notebook(workdir / f"nb{n}.ipynb", cells=n).path for n in sizes}
+    raw: dict[int, list[float]] = {n: [] for n in sizes}
+    rows: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
+    parsed = {n: parse_notebook(notebooks[n].read_bytes()) for n in sizes}
+    raw_automerge_seconds(parsed[min(sizes)], 3)  # warm-up: the first run in a process is slower
+    for _ in range(repeats):
+        for n in sizes:
+            raw[n].append(raw_automerge_seconds(parsed[n], 3))
+            async with serve(workdir) as server:
+                idle = server.rss_kib()
+                summary = await _open_cli(server, notebooks[n])
+                peak = server.peak_rss_kib()
+            rows[n].append(
+                {
+                    "first_cell_s": summary["time_to_first_cell_s"],
+                    "full_s": summary["time_to_full_s"],
+                    "wall_s": summary["wall_s"],
+                    "rss_over_file": (peak - idle) * 1024 / notebooks[n].stat().st_size,
+                }
+            )
+    per_size: dict[str, Any] = {}
+    for n in sizes:
+        full = _median([r["full_s"] for r in rows[n]])
+        per_size[str(n)] = {
+            "file_bytes": notebooks[n].stat().st_size,
+            "first_cell_s": _median([r["first_cell_s"] for r in rows[n]]),
+            "full_s": full,
+            "raw_automerge_s": _median(raw[n]),
+            "full_over_raw": _median(
+                [r["full_s"] / a for r, a in zip(rows[n], raw[n], strict=True)]
+            ),
+            "open_wall_s": _median([r["wall_s"] for r in rows[n]]),
+            "open_wall_over_raw": _median(
+                [r["wall_s"] / a for r, a in zip(rows[n], raw[n], strict=True)]
+            ),
+            "peak_rss_minus_idle_over_file": _median([r["rss_over_file"] for r in rows[n]]),
+        }
+    small, large = str(min(sizes)), str(max(sizes))
+    return {
+        "sizes": per_size,
+        "first_cell_ratio": per_size[large]["first_cell_s"] / per_size[small]["first_cell_s"],
+        "load_exponent": _exponent([(n, per_size[str(n)]["full_s"]) for n in sizes]),
+    }
+
+
+# --------------------------------------------------------------------------- stall
+def _big_cell_notebook(path: Path, mib: float) -> Path:
+    line = "x = 1  # a long source line, repeated to make one very large cell\n"
+    source = line * max(1, int(mib * (1 << 20)) // len(line))
+    cells: list[dict[str, Any]] = [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "big",
+            "metadata": {},
+            "outputs": [],
+            "source": source,
+        },
+    ]
+    cells += [
+        {"cell_type": "markdown", "id": f"m{i}", "metadata": {}, "source": f"# cell {i}\n"}
+        for i in range(5)
+    ]
+    path.write_text(
+        json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
+    return path
+
+
+def _small_notebook(path: Path, cells: int = 6) -> Path:
+    body = [
+        {"cell_type": "markdown", "id": f"s{i}", "metadata": {}, "source": f"small {i}\n"}
+        for i in range(cells)
+    ]
+    path.write_text(json.dumps({"cells": body, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+async def _first_cell(server: ServerProcess, notebook: Path) -> float:
+    client = await NotebookClient.connect(server.socket, notebook, name="other")
+    try:
+        await asyncio.wait_for(client.wait_for_cells(1), LOAD_TIMEOUT_S)
+        return time.perf_counter() - client.started_at
+    finally:
+        await client.close()
+
+
+async def figure_stall(workdir: Path, mib: float, repeats: int) -> dict[str, Any]:
+    big = _big_cell_notebook(workdir / "big-cell.ipynb", mib)
+    alone: list[float] = []
+    during: list[float] = []
+    for i in range(repeats):
+        small = _small_notebook(workdir / f"small-{i}.ipynb")
+        async with serve(workdir) as server:
+            alone.append(await _first_cell(server, small))
+        small = _small_notebook(workdir / f"small-during-{i}.ipynb")
+        async with serve(workdir) as server:
+            loader = await NotebookClient.connect(server.socket, big, name="loader")
+            try:
+                during.append(await _first_cell(server, small))
+                await asyncio.wait_for(loader.wait_loaded(), LOAD_TIMEOUT_S)
+            finally:
+                await loader.close()
+    return {
+        "big_cell_bytes": big.stat().st_size,
+        "alone_first_cell_s": _median(alone),
+        "during_first_cell_s": _median(during),
+        "ratio": _median([d / a for d, a in zip(during, alone, strict=True)]),
+    }
+
+
+# --------------------------------------------------------------------------- fan-out
+async def _peers_main(socket: str, notebook: str, count: int) -> None:
+    """The peers' side of ``fanout`` (a separate process): on "go", join and wait for full.
+
+    Prints one JSON line: ``{"joined": n, "loaded": n, "errors": [first few messages]}``.
+    """
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    joined = await asyncio.gather(
+        *(NotebookClient.connect(socket, notebook, name=f"peer{i}") for i in range(count)),
+        return_exceptions=True,
+    )
+    clients = [c for c in joined if isinstance(c, NotebookClient)]
+    errors = [f"{type(e).__name__}: {e}" for e in joined if isinstance(e, BaseException)]
+    loaded = await asyncio.gather(
+        *(asyncio.wait_for(c.wait_loaded(), LOAD_TIMEOUT_S) for c in clients),
+        return_exceptions=True,
+    )
+    errors += [f"{type(e).__name__}: {e}" for e in loaded if isinstance(e, BaseException)]
+    await asyncio.gather(*(c.close() for c in clients))
+    ok = sum(1 for x in loaded if not isinstance(x, BaseException))
+    print(json.dumps({"joined": len(clients), "loaded": ok, "errors": errors[:5]}))
+
+
+async def _fanout_once(workdir: Path, notebook: Path, peers: int) -> float:
+    async with serve(workdir) as server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sim.harness.outside",
+            "_peers",
+            str(server.socket),
+            str(notebook),
+            str(peers),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        await proc.stdout.readline()
+        loader = await NotebookClient.connect(server.socket, notebook, name="loader")
+        try:
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            await asyncio.wait_for(loader.wait_loaded(), LOAD_TIMEOUT_S)
+            full = loader.statistics().time_to_full_s
+        finally:
+            await loader.close()
+        out, _ = await proc.communicate()
+        peers_report = json.loads(out.decode().splitlines()[-1])
+        if full is None:
+            raise RuntimeError("the loader never saw the full notebook")
+        if peers_report["loaded"] != peers:
+            raise RuntimeError(f"fanout: of {peers} peers, {peers_report}")
+        return full
+
+
+async def figure_fanout(workdir: Path, few: int, many: int, repeats: int) -> dict[str, Any]:
+    notebook = write_notebook(workdir / "fanout.ipynb", cells=800).path
+    low: list[float] = []
+    high: list[float] = []
+    for _ in range(repeats):
+        low.append(await _fanout_once(workdir, notebook, few))
+        high.append(await _fanout_once(workdir, notebook, many))
+    return {
+        "cells": 800,
+        "few_peers": few,
+        "many_peers": many,
+        "few_full_s": _median(low),
+        "many_full_s": _median(high),
+        "ratio": _median([h / lo for h, lo in zip(high, low, strict=True)]),
+    }
+
+
+# --------------------------------------------------------------------------- command
+FIGURES = ("load", "stall", "fanout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sim.harness.outside", description=__doc__)
+    parser.add_argument(
+        "--figures",
+        default="load,stall,fanout",
+        help="comma-separated subset of: " + ", ".join(FIGURES),
+    )
+    parser.add_argument("--sizes", default="50,800,3200", help="cells for the load figure")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per point (median)")
+    parser.add_argument("--stall-mib", type=float, default=4.0, help="the big cell's source")
+    parser.add_argument("--peers", type=int, default=200, help="peers joining (fanout)")
+    parser.add_argument("--few-peers", type=int, default=10, help="the anchor's peers (fanout)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    figures = [f.strip() for f in args.figures.split(",") if f.strip()]
+    unknown = sorted(set(figures) - set(FIGURES))
+    if unknown:
+        raise SystemExit(f"unknown figure(s): {', '.join(unknown)}; see --help")
+    result: dict[str, Any] = {"command": "outside", "figures": {}}
+    with tempfile.TemporaryDirectory(prefix="nbstream-outside-") as tmp:
+        workdir = Path(tmp)
+        for name in figures:
+            before = _load_average()
+            if name == "load":
+                sizes = sorted(int(s) for s in args.sizes.split(","))
+                data = await figure_load(workdir, sizes, args.repeats)
+            elif name == "stall":
+                data = await figure_stall(workdir, args.stall_mib, args.repeats)
+            else:
+                data = await figure_fanout(workdir, args.few_peers, args.peers, args.repeats)
+            data["load_average"] = {"before": before, "after": _load_average()}
+            result["figures"][name] = data
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_peers"]:
+        asyncio.run(_peers_main(argv[1], argv[2], int(argv[3])))
+        return 0
+    args = build_parser().parse_args(argv)
+    result = asyncio.run(run(args))
+    if args.json:
+        json.dump(result, sys.stdout, indent=1, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        _print_summary(result["figures"])
+    return 0
+
+
+def _print_summary(figures: dict[str, Any]) -> None:
+    load = figures.get("load")
+    if load is not None:
+        for n, row in load["sizes"].items():
+            print(
+                f"load {n:>6} cells: first cell {row['first_cell_s'] * 1e3:8.1f} ms, full "
+                f"{row['full_s']:7.3f} s = {row['full_over_raw']:.2f}x raw Automerge "
+                f"(open's wall {row['open_wall_over_raw']:.2f}x), peak RSS - idle = "
+                f"{row['peak_rss_minus_idle_over_file']:.2f}x the file"
+            )
+        exponent = load["load_exponent"]
+        print(
+            f"first cell, largest / smallest: {load['first_cell_ratio']:.1f}x; load-time "
+            f"exponent {'n/a' if exponent is None else f'{exponent:.3f}'}"
+        )
+    stall = figures.get("stall")
+    if stall is not None:
+        print(
+            f"another room's first cell while a {stall['big_cell_bytes'] / 2**20:.1f} MiB cell "
+            f"loads: {stall['during_first_cell_s'] * 1e3:.1f} ms = {stall['ratio']:.1f}x alone"
+        )
+    fanout = figures.get("fanout")
+    if fanout is not None:
+        print(
+            f"loader's time to full with {fanout['many_peers']} peers joining / with "
+            f"{fanout['few_peers']}: {fanout['ratio']:.2f}x"
+        )
+    for name, data in figures.items():
+        print(
+            f"{name}: load average {data['load_average']['before']} -> "
+            f"{data['load_average']['after']}"
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
