@@ -22,6 +22,23 @@ Two insert paths exist on purpose:
 
 Automerge-py rule: always ``with doc.transaction() as tx`` (a dropped transaction crashes the
 interpreter); inside a transaction read through ``tx``.
+
+Op counting: ``statistics().ops`` is exactly ``max_op - start_op + 1`` summed over this doc's
+local changes, and ``transactions`` counts the transactions that produced a change. Reading the
+change back (``get_last_local_change``) re-encodes it and cost +24-28 % on every insert
+transaction, so the writes count their ops as they make them (:meth:`NotebookDoc._counted`), by
+these rules of automerge 0.2.0.dev4 (checked by ``tests/test_notebook_doc.py``, which replays a
+seeded random sequence of every write against ``get_last_local_change``):
+
+* ``put``/``put_object``/``insert``/``insert_object``/``delete`` of an existing key or element:
+  1 op each; ``delete`` of a missing map key: 0 ops;
+* ``put`` of the scalar a key already holds: 0 ops when the key has one value, 1 when it has
+  conflicting values (which the API cannot see), so the writes never make such a put;
+* ``splice_text`` deleting d and inserting k Unicode code points (Python ``len``): d + k ops;
+* a transaction with 0 ops produces no change; one that raises is rolled back.
+
+A write whose count cannot be predicted uses :meth:`NotebookDoc._transaction`, which reads the
+change back as before.
 """
 
 from __future__ import annotations
@@ -94,6 +111,13 @@ class _Counters:
     sync_bytes_received: int = 0
 
 
+@dataclass(slots=True)
+class _OpCount:
+    """The ops a :meth:`NotebookDoc._counted` transaction made so far."""
+
+    ops: int = 0
+
+
 def _str_value(value: Any) -> str | None:
     """The Python str of an Automerge ``(ScalarType.Str, value)`` pair, else None."""
     if isinstance(value, tuple) and value[0] == _STR and isinstance(value[1], str):
@@ -104,16 +128,17 @@ def _str_value(value: Any) -> str | None:
 class NotebookDoc:
     """A notebook held in an Automerge document, with counters for every write."""
 
-    __slots__ = ("_counters", "_doc", "_last_change_hash")
+    __slots__ = ("_counters", "_doc", "_last_seq")
 
     def __init__(self, notebook_id: str, *, actor_id: bytes | None = None) -> None:
         self._doc = am.Document(actor_id) if actor_id is not None else am.Document()
         self._counters = _Counters()
-        self._last_change_hash: bytes | None = None
-        with self._transaction() as tx:
+        self._last_seq = 0
+        with self._counted() as (tx, count):
             tx.put(am.ROOT, "notebook_id", _STR, notebook_id)
             tx.put_object(am.ROOT, "cells", am.ObjType.List)
             tx.put_object(am.ROOT, "metadata", am.ObjType.Map)
+            count.ops += 3
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -122,7 +147,7 @@ class NotebookDoc:
         self = cls.__new__(cls)
         self._doc = am.Document(actor_id) if actor_id is not None else am.Document()
         self._counters = _Counters()
-        self._last_change_hash = None
+        self._last_seq = 0
         return self
 
     @classmethod
@@ -134,7 +159,7 @@ class NotebookDoc:
         except Exception as exc:  # automerge raises a bare Exception
             raise DocError(f"cannot load Automerge document: {exc}") from exc
         self._counters = _Counters()
-        self._last_change_hash = None
+        self._last_seq = 0
         return self
 
     def save(self) -> bytes:
@@ -150,13 +175,29 @@ class NotebookDoc:
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
+        """A transaction whose ops are counted by reading its change back (slow: re-encodes it).
+
+        For writes whose op count cannot be predicted; the others use :meth:`_counted`."""
         with self._doc.transaction() as tx:
             yield tx
         change = self._doc.get_last_local_change()
-        if change is not None and change.hash != self._last_change_hash:
-            self._last_change_hash = change.hash
+        if change is not None and change.seq != self._last_seq:
+            self._last_seq = change.seq
             self._counters.transactions += 1
             self._counters.ops += change.max_op - change.start_op + 1
+
+    @contextmanager
+    def _counted(self) -> Iterator[tuple[Any, _OpCount]]:
+        """A transaction whose writer adds the ops it makes to ``count.ops`` (module docstring).
+
+        Nothing is counted when the body raises: automerge-py rolls the transaction back."""
+        count = _OpCount()
+        with self._doc.transaction() as tx:
+            yield tx, count
+        if count.ops > 0:  # a transaction with ops always commits one change
+            self._last_seq += 1
+            self._counters.transactions += 1
+            self._counters.ops += count.ops
 
     def _cells_obj(self, reader: Any = None) -> bytes | None:
         got = (reader or self._doc).get(am.ROOT, "cells")
@@ -271,7 +312,8 @@ class NotebookDoc:
 
     # ------------------------------------------------------------------ whole-cell writes
     @staticmethod
-    def _write_cell(tx: Any, cells: bytes, index: int, cell: CellSnapshot) -> None:
+    def _write_cell(tx: Any, cells: bytes, index: int, cell: CellSnapshot) -> int:
+        """Write ``cell`` as a new map at ``index``; returns the ops made (all keys are new)."""
         obj = tx.insert_object(cells, index, am.ObjType.Map)
         tx.put(obj, "id", _STR, cell.id)
         tx.put(obj, "cell_type", _STR, cell.cell_type)
@@ -289,6 +331,10 @@ class NotebookDoc:
             att = tx.put_object(obj, "attachments", am.ObjType.Map)
             for key, value in cell.attachments.items():
                 tx.put(att, key, _STR, value)
+        ops = 7 + len(cell.source) + len(cell.outputs) + len(cell.metadata)
+        if cell.attachments is not None:
+            ops += 1 + len(cell.attachments)
+        return ops
 
     def add_cell_full(self, index: int, cell: CellSnapshot) -> None:
         """Insert a whole cell at ``index`` (clamped) in one transaction, without any scan."""
@@ -299,11 +345,11 @@ class NotebookDoc:
         if not cells:
             return
         try:
-            with self._transaction() as tx:
+            with self._counted() as (tx, count):
                 cells_obj = self._require_cells(tx)
                 at = max(0, min(index, tx.length(cells_obj)))
                 for offset, cell in enumerate(cells):
-                    self._write_cell(tx, cells_obj, at + offset, cell)
+                    count.ops += self._write_cell(tx, cells_obj, at + offset, cell)
         except DocError:
             raise
         except Exception as exc:
@@ -319,25 +365,40 @@ class NotebookDoc:
         if count == 0:
             return 0
         try:
-            with self._transaction() as tx:
+            with self._counted() as (tx, ops):
                 for index in range(count - 1, -1, -1):
                     tx.delete(cells, index)
+                ops.ops += count
         except Exception as exc:
             raise DocError(f"failed to clear cells: {exc}") from exc
         return count
 
     def set_notebook_metadata(self, metadata: Mapping[str, str]) -> None:
-        """Replace notebook metadata (key -> JSON text). Keys not in ``metadata`` are removed."""
+        """Replace notebook metadata (key -> JSON text). Keys not in ``metadata`` are removed.
+
+        A key that already holds its new value is left alone (the same put would make 0 ops, or
+        1 if the key had conflicting values: an op count the API cannot predict)."""
         try:
-            with self._transaction() as tx:
+            with self._counted() as (tx, count):
                 meta = self._metadata_obj(tx)
+                old: list[str] = []
                 if meta is None:
                     meta = tx.put_object(am.ROOT, "metadata", am.ObjType.Map)
-                for key in tx.keys(meta):
+                    count.ops += 1
+                else:
+                    old = tx.keys(meta)
+                for key in old:
                     if key not in metadata:
                         tx.delete(meta, key)
+                        count.ops += 1
+                present = set(old)
                 for key, value in metadata.items():
+                    if key in present:
+                        got = tx.get(meta, key)
+                        if got is not None and _str_value(got[0]) == value:
+                            continue
                     tx.put(meta, key, _STR, value)
+                    count.ops += 1
         except Exception as exc:
             raise DocError(f"failed to set notebook metadata: {exc}") from exc
 
@@ -368,10 +429,11 @@ class NotebookDoc:
             and old[len(old) - 1 - suffix] == source[len(source) - 1 - suffix]
         ):
             suffix += 1
-        with self._transaction() as tx:
-            tx.splice_text(
-                text_obj, prefix, len(old) - prefix - suffix, source[prefix : len(source) - suffix]
-            )
+        deleted = len(old) - prefix - suffix
+        inserted = source[prefix : len(source) - suffix]
+        with self._counted() as (tx, count):
+            tx.splice_text(text_obj, prefix, deleted, inserted)
+            count.ops += deleted + len(inserted)
         return True
 
     def set_outputs(self, cell_id: str, outputs: Sequence[str]) -> bool:
@@ -379,10 +441,11 @@ class NotebookDoc:
         obj = self._cell_obj(cell_id)
         if obj is None:
             return False
-        with self._transaction() as tx:
+        with self._counted() as (tx, count):
             lst = tx.put_object(obj, "outputs", am.ObjType.List)
             for i, ref in enumerate(outputs):
                 tx.insert(lst, i, _STR, ref)
+            count.ops += 1 + len(outputs)
         return True
 
     def set_execution_count(self, cell_id: str, execution_count: str) -> bool:
@@ -390,8 +453,12 @@ class NotebookDoc:
         obj = self._cell_obj(cell_id)
         if obj is None:
             return False
-        with self._transaction() as tx:
+        got = self._doc.get(obj, "execution_count")
+        if got is not None and _str_value(got[0]) == execution_count:
+            return True  # already set: the put would make 0 ops (or 1 on a conflict)
+        with self._counted() as (tx, count):
             tx.put(obj, "execution_count", _STR, execution_count)
+            count.ops += 1
         return True
 
     def set_cell_metadata(
@@ -404,14 +471,16 @@ class NotebookDoc:
         obj = self._cell_obj(cell_id)
         if obj is None:
             return False
-        with self._transaction() as tx:
+        with self._counted() as (tx, count):
             meta = tx.put_object(obj, "metadata", am.ObjType.Map)
             for key, value in metadata.items():
                 tx.put(meta, key, _STR, value)
+            count.ops += 1 + len(metadata)
             if attachments is not None:
                 att = tx.put_object(obj, "attachments", am.ObjType.Map)
                 for key, value in attachments.items():
                     tx.put(att, key, _STR, value)
+                count.ops += 1 + len(attachments)
         return True
 
     def add_cell_naive(self, index: int, cell: CellSnapshot) -> None:
@@ -430,8 +499,9 @@ class NotebookDoc:
         if index is None:
             return False
         cells = self._require_cells()
-        with self._transaction() as tx:
+        with self._counted() as (tx, count):
             tx.delete(cells, index)
+            count.ops += 1
         return True
 
     # ------------------------------------------------------------------ sync

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 from automerge import core as am
 
@@ -211,3 +213,94 @@ def test_missing_cells_list_is_reported() -> None:
     assert doc.cell_count() == 0 and doc.get_cells() == [] and doc.clear_all_cells() == 0
     with pytest.raises(DocError, match="no 'cells' list"):
         doc.add_cell_full(0, CellSnapshot(id="a", cell_type="code"))
+
+
+# ---------------------------------------------------------------- analytic op counters
+_ALPHABET = "ab \n\té😀\U0001d54f\u0301中"  # BMP, astral (two UTF-16 units) and combining chars
+
+
+def _text(rng: random.Random, most: int = 12) -> str:
+    return "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, most)))
+
+
+def _random_cell(rng: random.Random, n: int) -> CellSnapshot:
+    return CellSnapshot(
+        id=f"r{n}",
+        cell_type=rng.choice(["code", "markdown", "raw"]),
+        source=_text(rng),
+        execution_count=rng.choice(["null", "1", "22"]),
+        outputs=tuple(_text(rng, 3) for _ in range(rng.randint(0, 3))),
+        metadata={_text(rng, 3): _text(rng, 4) for _ in range(rng.randint(0, 3))},
+        attachments=(
+            None if rng.random() < 0.5 else {_text(rng, 2): "{}" for _ in range(rng.randint(0, 2))}
+        ),
+    )
+
+
+class _Reference:
+    """ops / transactions the slow way: every change of the doc's own actor, read back."""
+
+    def __init__(self) -> None:
+        self.ops = 0
+        self.transactions = 0
+
+    def update(self, doc: NotebookDoc) -> None:
+        actor = doc._doc.get_actor()
+        mine = [c for c in doc._doc.get_changes([]) if c.actor_id == actor]
+        self.transactions = len(mine)
+        self.ops = sum(c.max_op - c.start_op + 1 for c in mine)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_analytic_op_counters_equal_the_changes_read_back(seed: int) -> None:
+    rng = random.Random(seed)
+    doc = NotebookDoc("nb")
+    other = doc.fork()  # a concurrent editor: merged in, it makes conflicting values
+    ref = _Reference()
+    ref.update(doc)
+    made = 0
+    for step in range(250):
+        ids = [c.id for c in doc.get_cells()]
+        action = rng.randrange(12)
+        if action == 0 or not ids:
+            batch = [_random_cell(rng, made + i) for i in range(rng.randint(1, 4))]
+            made += len(batch)
+            doc.add_cells_full(rng.randint(0, len(ids) + 2), batch)
+        elif action == 1:
+            made += 1
+            doc.add_cell_naive(rng.randint(0, len(ids)), _random_cell(rng, made))
+        elif action == 2:
+            cell = rng.choice(ids)
+            old = next(c.source for c in doc.get_cells() if c.id == cell)
+            cut = rng.randint(0, len(old))
+            new = rng.choice([old[:cut] + _text(rng) + old[cut + 1 :], "", old, _text(rng, 40)])
+            doc.update_source(cell, new)
+        elif action == 3:
+            doc.set_outputs(rng.choice(ids), [_text(rng, 2) for _ in range(rng.randint(0, 3))])
+        elif action == 4:
+            doc.set_execution_count(rng.choice(ids), rng.choice(["null", "1", "22"]))
+        elif action == 5:
+            meta = {_text(rng, 2): _text(rng, 2) for _ in range(rng.randint(0, 2))}
+            att = None if rng.random() < 0.5 else {"a.png": _text(rng, 2)}
+            doc.set_cell_metadata(rng.choice(ids), meta, att)
+        elif action == 6:
+            doc.delete_cell(rng.choice(ids))
+        elif action == 7:
+            current = doc.get_notebook_metadata()
+            keep = {k: v for k, v in current.items() if rng.random() < 0.6}
+            keep.update({rng.choice("kxyz"): rng.choice(["1", "2", _text(rng, 3)])})
+            doc.set_notebook_metadata(keep if rng.random() < 0.9 else {})
+        elif action == 8:
+            doc.set_notebook_metadata(doc.get_notebook_metadata())  # the same: no change
+        elif action == 9 and rng.random() < 0.2:
+            doc.clear_all_cells()
+        elif action == 10:  # concurrent edits of the same keys, merged: conflicts
+            other.set_notebook_metadata({rng.choice("kxyz"): rng.choice(["1", "2"])})
+            sync_pair(doc, other)
+        elif action == 11:  # the measured fallback, interleaved with the counted writes
+            with doc._transaction() as tx:
+                tx.put(am.ROOT, "scratch", am.ScalarType.Str, _text(rng, 3))
+        ref.update(doc)
+        stats = doc.statistics()
+        assert (stats.ops, stats.transactions) == (ref.ops, ref.transactions), (step, action)
+    assert ref.transactions > 100
