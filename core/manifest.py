@@ -8,7 +8,20 @@ their own blobs, referenced from the manifest by a *ContentRef*::
     {"blob": "<64 hex>", "size": N}      otherwise; the blob is stored with the MIME type as its
                                          media type ("text/plain" for stream text,
                                          "application/json" for a traceback)
+    {"blob": "<64 hex>", "size": N,      a binary MIME value (see below) that is canonical
+     "encoding": "base64"}               base64: the blob holds the *decoded* bytes (N of them)
+                                         and the text is their standard base64, re-encoded
     ... + "json": true                   the text is the JSON of a structured value
+
+Binary values (:func:`is_binary_mime`): nbformat stores every MIME value that is neither text nor
+JSON as a base64 string, so a value under ``image/*`` (except ``image/svg+xml`` and other
+``+xml``), ``audio/*``, ``video/*``, ``font/*``, ``application/pdf`` or
+``application/octet-stream`` that would become a blob is stored decoded, *if* re-encoding the
+decoded bytes gives back the identical text (standard alphabet, ``=`` padding, no line breaks or
+whitespace, zero trailing bits). Any other value - base64 with a trailing newline, wrapped lines,
+missing padding - stays text, so export is byte-exact either way. Manifests written before the
+``encoding`` key existed have none and read as text, as they always did; an unknown
+``encoding`` makes the manifest unresolvable (a placeholder), never silently wrong text.
 
 What each output type carries (:data:`OUTPUT_KEYS`; any other key means the raw-JSON fallback):
 
@@ -42,6 +55,8 @@ must fail then, not write placeholders over real outputs.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Sequence
@@ -57,6 +72,7 @@ __all__ = [
     "MANIFEST_MEDIA_TYPE",
     "OUTPUT_KEYS",
     "UNRESOLVED_OUTPUT_TEXT",
+    "is_binary_mime",
     "normalize_output",
     "output_to_ref",
     "outputs_to_refs",
@@ -85,6 +101,28 @@ _REQUIRED_KEYS: dict[str, frozenset[str]] = {
     "error": frozenset({"ename", "evalue", "traceback"}),
 }
 _JSON_MIME_RE = re.compile(r"application/(.*\+)?json")  # nbformat's JSON mimebundle pattern
+_BINARY_TOP_TYPES = ("image/", "audio/", "video/", "font/")
+_BINARY_MIMES = frozenset({"application/pdf", "application/octet-stream"})
+_BASE64 = "base64"
+
+
+def is_binary_mime(mime: str) -> bool:
+    """True for the MIME types whose nbformat value is base64 text of binary data."""
+    if mime in _BINARY_MIMES:
+        return True
+    return mime.startswith(_BINARY_TOP_TYPES) and not mime.endswith("+xml")
+
+
+def _canonical_base64(text: str) -> bytes | None:
+    """The decoded bytes if ``text`` is exactly the standard base64 of them, else None."""
+    if not text.isascii():
+        return None
+    raw = text.encode("ascii")
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if base64.b64encode(decoded) == raw else None
 
 
 class _Unresolvable(Exception):
@@ -204,7 +242,16 @@ def _build_manifest(norm: dict[str, Any], store: BlobStore, threshold: int) -> d
     data: dict[str, Any] = {}
     for mime, value in norm["data"].items():
         if isinstance(value, str):
-            data[mime] = _content_ref(value, mime, store, threshold)
+            decoded = (
+                _canonical_base64(value)
+                if len(value) >= threshold and is_binary_mime(mime)
+                else None
+            )
+            if decoded is not None:
+                blob_id = store.put(decoded, mime)
+                data[mime] = {"blob": blob_id, "size": len(decoded), "encoding": _BASE64}
+            else:
+                data[mime] = _content_ref(value, mime, store, threshold)
         else:
             data[mime] = _content_ref(json_text(value), mime, store, threshold, is_json=True)
     manifest: dict[str, Any] = {"output_type": output_type, "data": data}
@@ -281,7 +328,13 @@ def _resolve_content(ref: Any, store: BlobStore) -> Any:
         data = store.get(blob_id)
         if data is None or len(data) != size:
             raise _Unresolvable
-        text = data.decode("utf-8")
+        encoding = ref.get("encoding")
+        if encoding is None:
+            text = data.decode("utf-8")
+        elif encoding == _BASE64 and not is_json:
+            text = base64.b64encode(data).decode("ascii")
+        else:
+            raise _Unresolvable
     return json.loads(text) if is_json else text
 
 
