@@ -72,6 +72,7 @@ __all__ = [
     "MANIFEST_MEDIA_TYPE",
     "OUTPUT_KEYS",
     "UNRESOLVED_OUTPUT_TEXT",
+    "has_large_value",
     "is_binary_mime",
     "normalize_output",
     "output_to_ref",
@@ -297,6 +298,30 @@ def output_to_ref(
             return _raw_json(norm)
         return store.put(payload, MANIFEST_MEDIA_TYPE)
     return _raw_json(output)
+
+
+def _large(value: Any, threshold: int) -> bool:
+    if isinstance(value, str):  # n chars are n UTF-8 bytes if ASCII, at most 4n otherwise
+        return len(value) >= threshold if value.isascii() else 4 * len(value) >= threshold
+    if type(value) is list:
+        return 4 * sum(len(v) if isinstance(v, str) else threshold for v in value) >= threshold
+    return value is not None and not isinstance(value, (bool, int, float))
+
+
+def has_large_value(outputs: Sequence[Any], threshold: int = INLINE_THRESHOLD) -> bool:
+    """True if some output may hold a value of ``threshold`` or more UTF-8 bytes (a content
+    blob, i.e. real I/O to hash and write). Conservative: may say True for a small value, never
+    False for a large one. Cheap: no encoding, no JSON; structured values count as large."""
+    for output in outputs:
+        if not isinstance(output, dict):
+            continue
+        for key in ("text", "traceback"):
+            if key in output and _large(output[key], threshold):
+                return True
+        data = output.get("data")
+        if isinstance(data, dict) and any(_large(v, threshold) for v in data.values()):
+            return True
+    return False
 
 
 def outputs_to_refs(

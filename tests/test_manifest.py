@@ -670,3 +670,21 @@ def _fail_reads_under(root: Path) -> Any:
         return real(file, mode, *args, **kwargs)
 
     return fake_open
+
+
+def test_has_large_value_is_conservative() -> None:
+    """The loader hops to a thread only when this says True: it must never miss a blob."""
+    from core.manifest import has_large_value
+
+    small = {"output_type": "stream", "name": "stdout", "text": "x" * 100}
+    assert not has_large_value([small, {"output_type": "display_data", "data": {"a": "b"}}])
+    for output in [
+        {"output_type": "stream", "name": "stdout", "text": "x" * 8192},
+        {"output_type": "stream", "name": "stdout", "text": ["é" * 2048]},
+        {"output_type": "display_data", "data": {"image/png": PNG}, "metadata": {}},
+        {"output_type": "error", "ename": "E", "evalue": "", "traceback": ["y" * 9000]},
+        {"output_type": "display_data", "data": {"application/json": {"k": 1}}},
+    ]:
+        assert has_large_value([output])
+        store = MemoryBlobStore()
+        output_to_ref(output, store)
