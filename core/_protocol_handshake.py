@@ -44,8 +44,9 @@ __all__ = [
 PROTOCOL = "v2"
 """Wire framing family (compatible with the reference's v2 framing)."""
 
-PROTOCOL_VERSION = 3
-"""Message-set version; 3 = typed frames incl. session control (0x07)."""
+PROTOCOL_VERSION = 4
+"""Message-set version; 3 = typed frames incl. session control (0x07); 4 = blobs as raw bytes
+in BLOB (0x08) frames, and the handshake carries the client's ``protocol_version``."""
 
 DAEMON_VERSION = __version__
 
@@ -57,9 +58,15 @@ class OpenNotebook:
 
     path: str
     """Absolute path of the ``.ipynb`` file on the daemon's machine."""
+    protocol_version: int = PROTOCOL_VERSION
+    """The message-set version the client speaks; the daemon refuses any other."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"channel": "open_notebook", "path": self.path}
+        return {
+            "channel": "open_notebook",
+            "path": self.path,
+            "protocol_version": self.protocol_version,
+        }
 
 
 _CHANNELS: tuple[str, ...] = ("open_notebook",)
@@ -97,7 +104,24 @@ def parse_handshake(payload: bytes) -> OpenNotebook:
         )
     path = _str(obj, "path", "open_notebook handshake", HandshakeError)
     _check_path(path, HandshakeError)
+    _check_client_version(obj.get("protocol_version"), HandshakeError)
     return OpenNotebook(path=path)
+
+
+def _check_client_version(version: Any, exc: _ExcType) -> None:
+    if version is None:  # clients of versions 1-3 did not send one
+        _fail(
+            exc,
+            f"client speaks protocol_version 3 or older (its handshake has no "
+            f'"protocol_version"); this daemon speaks {PROTOCOL_VERSION} '
+            "(blobs travel as raw bytes in BLOB frames): upgrade the client",
+        )
+    if isinstance(version, bool) or not isinstance(version, int) or version != PROTOCOL_VERSION:
+        _fail(
+            exc,
+            f"client speaks protocol_version {json.dumps(version)}; this daemon speaks "
+            f"{PROTOCOL_VERSION}",
+        )
 
 
 def encode_handshake(handshake: OpenNotebook) -> bytes:
@@ -111,6 +135,7 @@ def encode_handshake(handshake: OpenNotebook) -> bytes:
             f'open_notebook "path" must be a string, got {type(handshake.path).__name__}'
         )
     _check_path(handshake.path, LocalProtocolError)
+    _check_client_version(handshake.protocol_version, LocalProtocolError)
     return _dumps(handshake.to_json(), "handshake")
 
 
@@ -171,7 +196,7 @@ def parse_connection_info(payload: bytes) -> NotebookConnectionInfo:
 
     Raises:
         MessageError: bad JSON or field types, ``protocol`` other than ``"v2"``, or
-            ``protocol_version`` other than 3.
+            ``protocol_version`` other than 4.
     """
     obj = _object(_loads(payload, "connection info", MessageError), "connection info", MessageError)
     return _connection_info(obj, MessageError)

@@ -239,6 +239,8 @@ class Connection:
             return None  # responses, broadcasts, session control: server → client only
         if frame.type is FrameType.RESPONSE:
             return ResponseEvent(p.parse_response(frame.payload), wire_size=size)
+        if frame.type is FrameType.BLOB:
+            return ResponseEvent(p.parse_blob(frame.payload), wire_size=size)
         if frame.type is FrameType.SESSION_CONTROL:
             message = p.parse_session_control(frame.payload)
             if isinstance(message, p.LoadStatus):
@@ -292,6 +294,10 @@ class Connection:
             return encode_frame(FrameType.REQUEST, p.encode_request(event.message))
         if state is not State.OPEN:
             raise LocalProtocolError(f"{type(event).__name__} before the reply ({state.value})")
+        if isinstance(event, ResponseEvent) and isinstance(event.message, p.Blob):
+            return encode_frame(
+                FrameType.BLOB, p.encode_blob(event.message), max_size=self._max_frame_size
+            )
         if isinstance(event, ResponseEvent):
             return encode_frame(
                 FrameType.RESPONSE, p.encode_response(event.message), max_size=self._max_frame_size

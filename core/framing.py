@@ -52,6 +52,7 @@ class FrameType(enum.IntEnum):
     RESPONSE = 0x02  # JSON response (daemon → client)
     BROADCAST = 0x03  # JSON broadcast event (daemon → clients)
     SESSION_CONTROL = 0x07  # JSON session control (load status, closing)
+    BLOB = 0x08  # a get_blob answer: u32 header length, JSON header, raw blob bytes
 
 
 HANDSHAKE_MAX_SIZE = 64 * 1024

@@ -8,7 +8,20 @@ their own blobs, referenced from the manifest by a *ContentRef*::
     {"blob": "<64 hex>", "size": N}      otherwise; the blob is stored with the MIME type as its
                                          media type ("text/plain" for stream text,
                                          "application/json" for a traceback)
+    {"blob": "<64 hex>", "size": N,      a binary MIME value (see below) that is canonical
+     "encoding": "base64"}               base64: the blob holds the *decoded* bytes (N of them)
+                                         and the text is their standard base64, re-encoded
     ... + "json": true                   the text is the JSON of a structured value
+
+Binary values (:func:`is_binary_mime`): nbformat stores every MIME value that is neither text nor
+JSON as a base64 string, so a value under ``image/*`` (except ``image/svg+xml`` and other
+``+xml``), ``audio/*``, ``video/*``, ``font/*``, ``application/pdf`` or
+``application/octet-stream`` that would become a blob is stored decoded, *if* re-encoding the
+decoded bytes gives back the identical text (standard alphabet, ``=`` padding, no line breaks or
+whitespace, zero trailing bits). Any other value - base64 with a trailing newline, wrapped lines,
+missing padding - stays text, so export is byte-exact either way. Manifests written before the
+``encoding`` key existed have none and read as text, as they always did; an unknown
+``encoding`` makes the manifest unresolvable (a placeholder), never silently wrong text.
 
 What each output type carries (:data:`OUTPUT_KEYS`; any other key means the raw-JSON fallback):
 
@@ -42,6 +55,8 @@ must fail then, not write placeholders over real outputs.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Sequence
@@ -57,6 +72,8 @@ __all__ = [
     "MANIFEST_MEDIA_TYPE",
     "OUTPUT_KEYS",
     "UNRESOLVED_OUTPUT_TEXT",
+    "has_large_value",
+    "is_binary_mime",
     "normalize_output",
     "output_to_ref",
     "outputs_to_refs",
@@ -85,6 +102,28 @@ _REQUIRED_KEYS: dict[str, frozenset[str]] = {
     "error": frozenset({"ename", "evalue", "traceback"}),
 }
 _JSON_MIME_RE = re.compile(r"application/(.*\+)?json")  # nbformat's JSON mimebundle pattern
+_BINARY_TOP_TYPES = ("image/", "audio/", "video/", "font/")
+_BINARY_MIMES = frozenset({"application/pdf", "application/octet-stream"})
+_BASE64 = "base64"
+
+
+def is_binary_mime(mime: str) -> bool:
+    """True for the MIME types whose nbformat value is base64 text of binary data."""
+    if mime in _BINARY_MIMES:
+        return True
+    return mime.startswith(_BINARY_TOP_TYPES) and not mime.endswith("+xml")
+
+
+def _canonical_base64(text: str) -> bytes | None:
+    """The decoded bytes if ``text`` is exactly the standard base64 of them, else None."""
+    if not text.isascii():
+        return None
+    raw = text.encode("ascii")
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if base64.b64encode(decoded) == raw else None
 
 
 class _Unresolvable(Exception):
@@ -204,7 +243,16 @@ def _build_manifest(norm: dict[str, Any], store: BlobStore, threshold: int) -> d
     data: dict[str, Any] = {}
     for mime, value in norm["data"].items():
         if isinstance(value, str):
-            data[mime] = _content_ref(value, mime, store, threshold)
+            decoded = (
+                _canonical_base64(value)
+                if len(value) >= threshold and is_binary_mime(mime)
+                else None
+            )
+            if decoded is not None:
+                blob_id = store.put(decoded, mime)
+                data[mime] = {"blob": blob_id, "size": len(decoded), "encoding": _BASE64}
+            else:
+                data[mime] = _content_ref(value, mime, store, threshold)
         else:
             data[mime] = _content_ref(json_text(value), mime, store, threshold, is_json=True)
     manifest: dict[str, Any] = {"output_type": output_type, "data": data}
@@ -252,6 +300,30 @@ def output_to_ref(
     return _raw_json(output)
 
 
+def _large(value: Any, threshold: int) -> bool:
+    if isinstance(value, str):  # n chars are n UTF-8 bytes if ASCII, at most 4n otherwise
+        return len(value) >= threshold if value.isascii() else 4 * len(value) >= threshold
+    if type(value) is list:
+        return 4 * sum(len(v) if isinstance(v, str) else threshold for v in value) >= threshold
+    return value is not None and not isinstance(value, (bool, int, float))
+
+
+def has_large_value(outputs: Sequence[Any], threshold: int = INLINE_THRESHOLD) -> bool:
+    """True if some output may hold a value of ``threshold`` or more UTF-8 bytes (a content
+    blob, i.e. real I/O to hash and write). Conservative: may say True for a small value, never
+    False for a large one. Cheap: no encoding, no JSON; structured values count as large."""
+    for output in outputs:
+        if not isinstance(output, dict):
+            continue
+        for key in ("text", "traceback"):
+            if key in output and _large(output[key], threshold):
+                return True
+        data = output.get("data")
+        if isinstance(data, dict) and any(_large(v, threshold) for v in data.values()):
+            return True
+    return False
+
+
 def outputs_to_refs(
     outputs: Sequence[Any], store: BlobStore, *, inline_threshold: int = INLINE_THRESHOLD
 ) -> list[str]:
@@ -281,7 +353,13 @@ def _resolve_content(ref: Any, store: BlobStore) -> Any:
         data = store.get(blob_id)
         if data is None or len(data) != size:
             raise _Unresolvable
-        text = data.decode("utf-8")
+        encoding = ref.get("encoding")
+        if encoding is None:
+            text = data.decode("utf-8")
+        elif encoding == _BASE64 and not is_json:
+            text = base64.b64encode(data).decode("ascii")
+        else:
+            raise _Unresolvable
     return json.loads(text) if is_json else text
 
 

@@ -15,6 +15,7 @@ this module re-exports the former, so import every public name from here.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, cast, get_args
@@ -50,6 +51,7 @@ from core.errors import LocalProtocolError, MessageError, ProtocolError
 from core.json_values import json_type
 
 __all__ = [
+    "BLOB_HEADER_MAX_SIZE",
     "CLOSE_REASONS",
     "DAEMON_VERSION",
     "MAX_JSON_INT",
@@ -75,12 +77,14 @@ __all__ = [
     "Saved",
     "SessionControl",
     "closing_for",
+    "encode_blob",
     "encode_broadcast",
     "encode_connection_info",
     "encode_handshake",
     "encode_request",
     "encode_response",
     "encode_session_control",
+    "parse_blob",
     "parse_broadcast",
     "parse_connection_info",
     "parse_handshake",
@@ -264,7 +268,11 @@ class LoadStatusResponse:
 
 @dataclass(frozen=True, slots=True)
 class Blob:
-    """Response to ``get_blob``: the blob's bytes and media type."""
+    """Response to ``get_blob``: the blob's bytes and media type.
+
+    Travels in its own ``BLOB`` (0x08) frame, raw bytes behind a small JSON header (see
+    :func:`encode_blob`), never as base64 inside a ``RESPONSE`` frame.
+    """
 
     id: int
     hash: str
@@ -272,12 +280,13 @@ class Blob:
     data: bytes
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON header of the BLOB frame (the bytes follow it raw)."""
         return {
             "id": self.id,
             "result": "blob",
             "hash": self.hash,
             "media_type": self.media_type,
-            "bytes": _b64_text(self.data),
+            "size": len(self.data),
         }
 
 
@@ -337,12 +346,7 @@ def _response(obj: Mapping[str, Any], exc: _ExcType) -> Response:
         phase, reason, cells_loaded, total_cells = _load_status(obj, what, exc)
         return LoadStatusResponse(response_id, phase, reason, cells_loaded, total_cells)
     if result == "blob":
-        return Blob(
-            response_id,
-            _str(obj, "hash", what, exc),
-            _str(obj, "media_type", what, exc),
-            _b64(obj, "bytes", what, exc),
-        )
+        _fail(exc, 'a "blob" response travels in a BLOB (0x08) frame, not in a RESPONSE frame')
     return Pong(response_id)
 
 
@@ -366,13 +370,80 @@ def encode_response(response: Response) -> bytes:
     """
     if not isinstance(response, _RESPONSE_TYPES):
         raise LocalProtocolError(f"not a response: {type(response).__name__}")
-    if isinstance(response, (DocBytes, Blob)):
+    if isinstance(response, Blob):
+        raise LocalProtocolError("a blob response is sent with encode_blob (a BLOB frame)")
+    if isinstance(response, DocBytes):
         _check_bytes(response.data, "data", type(response).__name__)
     obj = response.to_json()
     # Validate everything except the (possibly huge) base64 text we just produced ourselves.
     checked = {k: ("" if k == "bytes" else v) for k, v in obj.items()}
     _response(checked, LocalProtocolError)
     return _dumps(obj, "response")
+
+
+# =========================================================================== blob (0x08)
+BLOB_HEADER_MAX_SIZE = 64 * 1024
+"""Cap on the JSON header of a BLOB frame (checked before the header is decoded)."""
+
+_BLOB_HEADER_LEN = struct.Struct(">I")
+
+
+def encode_blob(blob: Blob) -> bytes:
+    """Encode the body of a BLOB (0x08) frame: u32 header length, JSON header, raw bytes.
+
+    Raises:
+        LocalProtocolError: ``data`` is not bytes, or a header field has the wrong type.
+    """
+    if not isinstance(blob, Blob):
+        raise LocalProtocolError(f"not a blob response: {type(blob).__name__}")
+    _check_bytes(blob.data, "data", "Blob")
+    obj = blob.to_json()
+    _blob_header(obj, LocalProtocolError)
+    header = _dumps(obj, "blob header")
+    if len(header) > BLOB_HEADER_MAX_SIZE:
+        raise LocalProtocolError(f"blob header too large: {len(header)} bytes")
+    return b"".join((_BLOB_HEADER_LEN.pack(len(header)), header, blob.data))
+
+
+def _blob_header(obj: Mapping[str, Any], exc: _ExcType) -> tuple[int, str, str, int]:
+    what = "blob header"
+    result = _str(obj, "result", what, exc)
+    if result != "blob":
+        _fail(exc, f'{what} "result" must be "blob", got {json.dumps(result)}')
+    return (
+        _int(obj, "id", what, exc),
+        _str(obj, "hash", what, exc),
+        _str(obj, "media_type", what, exc),
+        _int(obj, "size", what, exc),
+    )
+
+
+def parse_blob(payload: bytes) -> Blob:
+    """Parse the body of a BLOB (0x08) frame.
+
+    The header length is checked against :data:`BLOB_HEADER_MAX_SIZE` and the body size before
+    a byte of the header is decoded, and ``size`` must equal the bytes that follow the header.
+
+    Raises:
+        MessageError: a truncated length or header, a header length over the cap, a header
+            that is not a valid JSON object, or a ``size`` that does not match.
+    """
+    body = len(payload)
+    if body < _BLOB_HEADER_LEN.size:
+        raise MessageError(
+            f"truncated BLOB frame: {body} bytes, shorter than its 4-byte header length"
+        )
+    (length,) = _BLOB_HEADER_LEN.unpack_from(payload)
+    if length > BLOB_HEADER_MAX_SIZE:
+        raise MessageError(f"blob header too large: {length} bytes (cap {BLOB_HEADER_MAX_SIZE})")
+    end = _BLOB_HEADER_LEN.size + length
+    if end > body:
+        raise MessageError(f"truncated blob header: length says {length} bytes, {body - 4} follow")
+    obj = _object(_loads(payload[4:end], "blob header", MessageError), "blob header", MessageError)
+    request_id, blob_hash, media_type, size = _blob_header(obj, MessageError)
+    if size != body - end:
+        raise MessageError(f'blob header "size" is {size} but {body - end} bytes follow it')
+    return Blob(request_id, blob_hash, media_type, bytes(payload[end:]))
 
 
 # =========================================================================== session control (0x07)

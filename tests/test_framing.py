@@ -244,7 +244,7 @@ def test_empty_handshake_frame() -> None:
     assert info.value.close_reason == "bad_handshake"
 
 
-@pytest.mark.parametrize("type_byte", [0x04, 0x05, 0x06, 0x08, 0x42, 0xFF])
+@pytest.mark.parametrize("type_byte", [0x04, 0x05, 0x06, 0x09, 0x42, 0xFF])
 def test_unknown_frame_type(type_byte: int) -> None:
     dec = FrameDecoder(untyped_first=False)
     with pytest.raises(UnknownFrameType) as info:

@@ -1257,7 +1257,7 @@ SESSION_FRAMES: list[SessionCase] = [
         _hello({"channel": "open_notebook", "path": "/x"}),
         "unknown_frame_type",
         r"^unknown frame type 0x7b \(known: 0x00 SYNC, 0x01 REQUEST, 0x02 RESPONSE, "
-        r"0x03 BROADCAST, 0x07 SESSION_CONTROL\)$",
+        r"0x03 BROADCAST, 0x07 SESSION_CONTROL, 0x08 BLOB\)$",
     ),
     SessionCase(
         "unknown-type-0x09",

@@ -87,11 +87,13 @@ def test_display_data_round_trip(store: Any) -> None:
         "transient": {"display_id": "abc123"},
     }
     manifest = manifest_of(ref, store)
-    png = PNG.encode()
+    png = base64.b64decode(PNG)  # canonical base64: the blob holds the decoded bytes
     assert manifest["data"]["image/png"] == {
         "blob": hashlib.sha256(png).hexdigest(),
         "size": len(png),
+        "encoding": "base64",
     }
+    assert store.get(manifest["data"]["image/png"]["blob"]) == png
     assert store.get_meta(manifest["data"]["image/png"]["blob"]).media_type == "image/png"
     assert manifest["data"]["text/plain"] == {"inline": "<Figure size 640x480>\nwith 1 Axes"}
     assert manifest["transient"] == {"display_id": "abc123"}
@@ -516,7 +518,10 @@ def test_output_keys_note() -> None:
 
 
 def test_notebook_scale_outputs(store: Any) -> None:
-    """11 ~130 KB PNG outputs: one content blob + one manifest each, the text parts inline."""
+    """11 ~130 KB PNG outputs: one content blob + one manifest each, the text parts inline.
+
+    ``PNG`` and its cuts by a multiple of 4 characters are canonical base64 (stored decoded, 3/4
+    of the text); the other truncated variants are not and stay text."""
     outputs = [
         {
             "output_type": "display_data",
@@ -528,7 +533,9 @@ def test_notebook_scale_outputs(store: Any) -> None:
     refs = outputs_to_refs(outputs, store)
     stats = store.statistics()
     assert (stats.puts, stats.dedup_hits) == (22, 0)
-    assert stats.bytes_written >= 11 * len(PNG) - 55
+    texts = [PNG[: len(PNG) - i] for i in range(11)]
+    expected = sum(len(t) * 3 // 4 if i % 4 == 0 else len(t) for i, t in enumerate(texts))
+    assert stats.bytes_written >= expected
     assert resolve_refs(refs, store) == [normalize_output(o) for o in outputs]
 
 
@@ -663,3 +670,21 @@ def _fail_reads_under(root: Path) -> Any:
         return real(file, mode, *args, **kwargs)
 
     return fake_open
+
+
+def test_has_large_value_is_conservative() -> None:
+    """The loader hops to a thread only when this says True: it must never miss a blob."""
+    from core.manifest import has_large_value
+
+    small = {"output_type": "stream", "name": "stdout", "text": "x" * 100}
+    assert not has_large_value([small, {"output_type": "display_data", "data": {"a": "b"}}])
+    for output in [
+        {"output_type": "stream", "name": "stdout", "text": "x" * 8192},
+        {"output_type": "stream", "name": "stdout", "text": ["é" * 2048]},
+        {"output_type": "display_data", "data": {"image/png": PNG}, "metadata": {}},
+        {"output_type": "error", "ename": "E", "evalue": "", "traceback": ["y" * 9000]},
+        {"output_type": "display_data", "data": {"application/json": {"k": 1}}},
+    ]:
+        assert has_large_value([output])
+        store = MemoryBlobStore()
+        output_to_ref(output, store)

@@ -22,6 +22,7 @@ from core.errors import (
     ProtocolError,
 )
 from core.protocol import (
+    BLOB_HEADER_MAX_SIZE,
     CLOSE_REASONS,
     DAEMON_VERSION,
     MAX_JSON_INT,
@@ -46,12 +47,14 @@ from core.protocol import (
     Saved,
     SessionControl,
     closing_for,
+    encode_blob,
     encode_broadcast,
     encode_connection_info,
     encode_handshake,
     encode_request,
     encode_response,
     encode_session_control,
+    parse_blob,
     parse_broadcast,
     parse_connection_info,
     parse_handshake,
@@ -70,7 +73,7 @@ def j(obj: Any) -> bytes:
 # =========================================================================== constants
 def test_constants() -> None:
     assert PROTOCOL == "v2"
-    assert PROTOCOL_VERSION == 3
+    assert PROTOCOL_VERSION == 4
     assert core.__version__ == DAEMON_VERSION
 
 
@@ -92,7 +95,7 @@ def test_close_reasons_cover_the_error_tree() -> None:
 def test_handshake_round_trip() -> None:
     h = OpenNotebook("/abs/x.ipynb")
     wire = encode_handshake(h)
-    assert wire == b'{"channel":"open_notebook","path":"/abs/x.ipynb"}'
+    assert wire == b'{"channel":"open_notebook","path":"/abs/x.ipynb","protocol_version":4}'
     assert parse_handshake(wire) == h
 
 
@@ -105,7 +108,7 @@ def test_handshake_unicode_path_round_trip() -> None:
 
 def test_handshake_ignores_unknown_fields() -> None:
     assert parse_handshake(
-        j({"channel": "open_notebook", "path": "/a.ipynb", "future": 1})
+        j({"channel": "open_notebook", "path": "/a.ipynb", "protocol_version": 4, "future": 1})
     ) == OpenNotebook("/a.ipynb")
 
 
@@ -121,7 +124,7 @@ def test_connection_info_round_trip() -> None:
     wire = encode_connection_info(info)
     assert json.loads(wire) == {
         "protocol": "v2",
-        "protocol_version": 3,
+        "protocol_version": 4,
         "daemon_version": core.__version__,
         "notebook_id": "/abs/x.ipynb",
         "cell_count": 0,
@@ -138,7 +141,7 @@ def test_connection_info_optional_fields() -> None:
         j(
             {
                 "protocol": "v2",
-                "protocol_version": 3,
+                "protocol_version": 4,
                 "notebook_id": "n",
                 "cell_count": 5,
                 "error": None,
@@ -182,7 +185,6 @@ RESPONSES: list[Response] = [
     LoadStatusResponse(4, "streaming", None, 9, 50),
     LoadStatusResponse(5, "ready", None, 50, 50),
     LoadStatusResponse(6, "failed", "invalid JSON at line 3 column 5", 0, None),
-    Blob(7, HASH, "image/png", b"\x89PNG\r\n\x1a\n"),
     Pong(8),
     ErrorResponse(9, "blob not found"),
     ErrorResponse(None, "no request applies"),
@@ -213,13 +215,6 @@ def test_response_wire_forms() -> None:
         "phase": "ready",
         "cells_loaded": 2,
         "total_cells": None,
-    }
-    assert json.loads(encode_response(Blob(2, HASH, "text/plain", b"x"))) == {
-        "id": 2,
-        "result": "blob",
-        "hash": HASH,
-        "media_type": "text/plain",
-        "bytes": "eA==",
     }
     assert json.loads(encode_response(Saved(3, "/a", 7))) == {
         "id": 3,
@@ -322,31 +317,31 @@ ERRORS: list[tuple[str, Parser, bytes, type[ProtocolError], str]] = [
      HandshakeError, "open_notebook \"path\" must be absolute (start with \"/\"), got 'x.ipynb'"),
     # ---- connection info
     ("ci-protocol", parse_connection_info,
-     j({"protocol": "v1", "protocol_version": 3, "notebook_id": "n", "cell_count": 0}),
+     j({"protocol": "v1", "protocol_version": 4, "notebook_id": "n", "cell_count": 0}),
      MessageError, 'unsupported protocol "v1" (this client speaks "v2")'),
     ("ci-no-protocol", parse_connection_info, j({"notebook_id": "n", "cell_count": 0}),
      MessageError, 'connection info has no "protocol"'),
     ("ci-version", parse_connection_info,
      j({"protocol": "v2", "protocol_version": 2, "notebook_id": "n", "cell_count": 0}),
-     MessageError, "unsupported protocol_version 2 (this client speaks 3)"),
+     MessageError, "unsupported protocol_version 2 (this client speaks 4)"),
     ("ci-version-bool", parse_connection_info,
      j({"protocol": "v2", "protocol_version": True, "notebook_id": "n", "cell_count": 0}),
-     MessageError, "unsupported protocol_version true (this client speaks 3)"),
+     MessageError, "unsupported protocol_version true (this client speaks 4)"),
     ("ci-no-version", parse_connection_info,
      j({"protocol": "v2", "notebook_id": "n", "cell_count": 0}),
-     MessageError, 'connection info has no "protocol_version" (expected 3)'),
+     MessageError, 'connection info has no "protocol_version" (expected 4)'),
     ("ci-count-type", parse_connection_info,
-     j({"protocol": "v2", "protocol_version": 3, "notebook_id": "n", "cell_count": "5"}),
+     j({"protocol": "v2", "protocol_version": 4, "notebook_id": "n", "cell_count": "5"}),
      MessageError, 'connection info "cell_count" must be an integer, got string'),
     ("ci-count-negative", parse_connection_info,
-     j({"protocol": "v2", "protocol_version": 3, "notebook_id": "n", "cell_count": -1}),
+     j({"protocol": "v2", "protocol_version": 4, "notebook_id": "n", "cell_count": -1}),
      MessageError, 'connection info "cell_count" must be >= 0, got -1'),
     ("ci-error-type", parse_connection_info,
-     j({"protocol": "v2", "protocol_version": 3, "notebook_id": "n", "cell_count": 0,
+     j({"protocol": "v2", "protocol_version": 4, "notebook_id": "n", "cell_count": 0,
         "error": 5}),
      MessageError, 'connection info "error" must be a string or absent, got number'),
     ("ci-id-type", parse_connection_info,
-     j({"protocol": "v2", "protocol_version": 3, "notebook_id": None, "cell_count": 0}),
+     j({"protocol": "v2", "protocol_version": 4, "notebook_id": None, "cell_count": 0}),
      MessageError, 'connection info "notebook_id" must be a string, got null'),
     # ---- requests
     ("rq-json", parse_request, b"{", MessageError,
@@ -404,8 +399,8 @@ ERRORS: list[tuple[str, Parser, bytes, type[ProtocolError], str]] = [
     ("rs-saved-size", parse_response,
      b'{"id":1,"result":"saved","path":"/a","bytes_written":"1"}', MessageError,
      'saved response "bytes_written" must be an integer, got string'),
-    ("rs-blob-media", parse_response, b'{"id":1,"result":"blob","hash":"h","bytes":""}',
-     MessageError, 'blob response has no "media_type"'),
+    ("rs-blob-in-response", parse_response, b'{"id":1,"result":"blob","hash":"h","bytes":""}',
+     MessageError, 'a "blob" response travels in a BLOB (0x08) frame, not in a RESPONSE frame'),
     ("rs-status-phase", parse_response,
      b'{"id":1,"result":"load_status","phase":"done","cells_loaded":0,"total_cells":null}',
      MessageError,
@@ -490,7 +485,7 @@ ENCODE_ERRORS: list[tuple[str, Callable[[], object], str]] = [
      "not a session control message: Ping"),
     ("ci-version", lambda: encode_connection_info(NotebookConnectionInfo("n", 0,
                                                                          protocol_version=2)),
-     "unsupported protocol_version 2 (this client speaks 3)"),
+     "unsupported protocol_version 2 (this client speaks 4)"),
     ("bc-event", lambda: encode_broadcast({"x": 1}), 'broadcast has no "event"'),
     ("bc-json", lambda: encode_broadcast({"event": "e", "x": object()}),
      "cannot encode broadcast as JSON: Object of type object is not JSON serializable"),
@@ -536,6 +531,7 @@ PARSERS: list[Parser] = [
     parse_request,
     parse_response,
     parse_session_control,
+    parse_blob,
     parse_broadcast,
 ]
 
@@ -577,3 +573,82 @@ def test_fuzz_parsed_messages_reencode(obj: dict[str, Any], parser: Parser) -> N
         parse_broadcast: encode_broadcast,
     }
     assert parser(encoders[parser](message)) == message
+
+
+# =========================================================================== blob frames (0x08)
+def test_blob_frame_wire_form() -> None:
+    blob = Blob(2, HASH, "image/png", b"\x89PNG\r\n\x1a\n")
+    body = encode_blob(blob)
+    header = (
+        b'{"id":2,"result":"blob","hash":"' + HASH.encode() + b'","media_type":"image/png",'
+        b'"size":8}'
+    )
+    assert body == len(header).to_bytes(4, "big") + header + b"\x89PNG\r\n\x1a\n"
+    assert parse_blob(body) == blob
+    assert parse_blob(encode_blob(Blob(0, HASH, "x", b""))) == Blob(0, HASH, "x", b"")
+
+
+def test_blob_is_not_a_json_response() -> None:
+    with pytest.raises(LocalProtocolError, match="encode_blob"):
+        encode_response(Blob(1, HASH, "image/png", b"x"))
+
+
+def _blob_body(header: bytes, data: bytes = b"", length: int | None = None) -> bytes:
+    n = len(header) if length is None else length
+    return n.to_bytes(4, "big") + header + data
+
+
+BLOB_ERRORS = [
+    ("empty", b"", "truncated BLOB frame: 0 bytes, shorter than its 4-byte header length"),
+    ("short-length", b"\x00\x00\x01", "truncated BLOB frame: 3 bytes, shorter than"),
+    (
+        "header-over-cap",
+        _blob_body(b"{}", length=BLOB_HEADER_MAX_SIZE + 1),
+        f"blob header too large: {BLOB_HEADER_MAX_SIZE + 1} bytes (cap {BLOB_HEADER_MAX_SIZE})",
+    ),
+    (
+        "truncated-header",
+        _blob_body(b'{"id":1', length=50),
+        "truncated blob header: length says 50 bytes, 7 follow",
+    ),
+    ("bad-json", _blob_body(b"{nope}"), "blob header is not valid JSON"),
+    ("not-object", _blob_body(b"[1]"), "blob header must be a JSON object"),
+    (
+        "no-size",
+        _blob_body(b'{"id":1,"result":"blob","hash":"h","media_type":"m"}'),
+        'blob header has no "size"',
+    ),
+    (
+        "wrong-result",
+        _blob_body(b'{"id":1,"result":"pong"}'),
+        'blob header "result" must be "blob", got "pong"',
+    ),
+    (
+        "size-mismatch",
+        _blob_body(b'{"id":1,"result":"blob","hash":"h","media_type":"m","size":5}', b"abc"),
+        'blob header "size" is 5 but 3 bytes follow it',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"), [c[1:] for c in BLOB_ERRORS], ids=[c[0] for c in BLOB_ERRORS]
+)
+def test_hostile_blob_bodies_get_one_precise_error(body: bytes, message: str) -> None:
+    with pytest.raises(MessageError) as info:
+        parse_blob(body)
+    assert str(info.value).startswith(message)
+
+
+# =========================================================================== version refusal
+def test_old_client_handshake_is_refused_naming_both_versions() -> None:
+    with pytest.raises(HandshakeError) as info:
+        parse_handshake(b'{"channel":"open_notebook","path":"/a.ipynb"}')
+    text = str(info.value)
+    assert "protocol_version 3 or older" in text and "this daemon speaks 4" in text
+    with pytest.raises(
+        HandshakeError, match="client speaks protocol_version 5; this daemon speaks 4"
+    ):
+        parse_handshake(j({"channel": "open_notebook", "path": "/a", "protocol_version": 5}))
+    with pytest.raises(LocalProtocolError, match="protocol_version 3; this daemon speaks 4"):
+        encode_handshake(OpenNotebook("/a", protocol_version=3))
