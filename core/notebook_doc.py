@@ -37,8 +37,8 @@ seeded random sequence of every write against ``get_last_local_change``):
 * ``splice_text`` deleting d and inserting k Unicode code points (Python ``len``): d + k ops;
 * a transaction with 0 ops produces no change; one that raises is rolled back.
 
-A write whose count cannot be predicted uses :meth:`NotebookDoc._transaction`, which reads the
-change back as before.
+A new write must count its ops the same way (and extend that test); the rules above cover every
+write this class makes.
 """
 
 from __future__ import annotations
@@ -128,12 +128,11 @@ def _str_value(value: Any) -> str | None:
 class NotebookDoc:
     """A notebook held in an Automerge document, with counters for every write."""
 
-    __slots__ = ("_counters", "_doc", "_last_seq")
+    __slots__ = ("_counters", "_doc")
 
     def __init__(self, notebook_id: str, *, actor_id: bytes | None = None) -> None:
         self._doc = am.Document(actor_id) if actor_id is not None else am.Document()
         self._counters = _Counters()
-        self._last_seq = 0
         with self._counted() as (tx, count):
             tx.put(am.ROOT, "notebook_id", _STR, notebook_id)
             tx.put_object(am.ROOT, "cells", am.ObjType.List)
@@ -147,7 +146,6 @@ class NotebookDoc:
         self = cls.__new__(cls)
         self._doc = am.Document(actor_id) if actor_id is not None else am.Document()
         self._counters = _Counters()
-        self._last_seq = 0
         return self
 
     @classmethod
@@ -159,7 +157,6 @@ class NotebookDoc:
         except Exception as exc:  # automerge raises a bare Exception
             raise DocError(f"cannot load Automerge document: {exc}") from exc
         self._counters = _Counters()
-        self._last_seq = 0
         return self
 
     def save(self) -> bytes:
@@ -174,19 +171,6 @@ class NotebookDoc:
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """A transaction whose ops are counted by reading its change back (slow: re-encodes it).
-
-        For writes whose op count cannot be predicted; the others use :meth:`_counted`."""
-        with self._doc.transaction() as tx:
-            yield tx
-        change = self._doc.get_last_local_change()
-        if change is not None and change.seq != self._last_seq:
-            self._last_seq = change.seq
-            self._counters.transactions += 1
-            self._counters.ops += change.max_op - change.start_op + 1
-
-    @contextmanager
     def _counted(self) -> Iterator[tuple[Any, _OpCount]]:
         """A transaction whose writer adds the ops it makes to ``count.ops`` (module docstring).
 
@@ -195,7 +179,6 @@ class NotebookDoc:
         with self._doc.transaction() as tx:
             yield tx, count
         if count.ops > 0:  # a transaction with ops always commits one change
-            self._last_seq += 1
             self._counters.transactions += 1
             self._counters.ops += count.ops
 
