@@ -11,13 +11,16 @@ Figures (each a median over ``--repeats``, sizes interleaved so drift hits every
   first cell and to full; the server's peak RSS (``VmHWM``) minus its idle RSS, over the file size;
   and time to full over :func:`~sim.harness.metrics.raw_automerge_seconds` of the same cells (the
   anchor: build the cells 3 per transaction and sync them to a second doc, no daemon, no blobs).
-  Ratios: first cell at the largest size over the smallest, and the load-time exponent (the
-  least-squares slope of log time to full over log cells).
+  Ratios: first cell at the largest size over the smallest, and the load-time exponent
+  (:func:`~sim.analysis.complexity.fit_power_law` of time to full over cells, every run a point,
+  with its confidence interval).
 * ``stall`` — another room's time to first cell (a 6-cell notebook) while a notebook whose first
   cell has a ``--stall-mib`` MiB source loads, over the same notebook's first cell with the server
   otherwise idle.
 * ``fanout`` — the loader's time to full on an 800-cell notebook while ``--peers`` peers (another
   process) join it, over the same with ``--few-peers`` peers.
+* ``bytes`` — what a client receives to hold the default notebook (document + every manifest and
+  blob) over Jupyter's full-state Y update of it (``jupyter_ydoc`` + ``pycrdt``, dev extras).
 
 Every figure records the load average before and after. Exit status 0 unless a server failed.
 """
@@ -28,21 +31,22 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from core.client import NotebookClient
 from core.ipynb import parse_notebook
+from sim.analysis.complexity import fit_power_law
+from sim.cli.open_cmd import fetch_blobs
 from sim.harness.metrics import raw_automerge_seconds
-from sim.workload.generator import write_notebook
+from sim.workload.generator import DEFAULT_CELLS, write_notebook
 
 __all__ = ["ServerProcess", "main", "serve"]
 
@@ -149,18 +153,13 @@ async def _open_cli(server: ServerProcess, notebook: Path) -> dict[str, Any]:
     return summary
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def _exponent(points: Sequence[tuple[int, float]]) -> float | None:
-    if len(points) < 2:
+def _load_exponent(rows: dict[int, list[dict[str, float]]]) -> dict[str, Any] | None:
+    """The power-law fit of time to full over cells, every run a point (None: < 3 points)."""
+    ns = [float(n) for n, runs in rows.items() for _ in runs]
+    if len(ns) < 3 or len(set(ns)) < 2:
         return None
-    xs = [math.log(n) for n, _ in points]
-    ys = [math.log(t) for _, t in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    fit = fit_power_law(ns, [r["full_s"] for runs in rows.values() for r in runs])
+    return {"exponent": fit.exponent, "ci": list(fit.ci), "r_squared": fit.r_squared}
 
 
 # --------------------------------------------------------------------------- load
@@ -187,26 +186,26 @@ async def figure_load(workdir: Path, sizes: Sequence[int], repeats: int) -> dict
             )
     per_size: dict[str, Any] = {}
     for n in sizes:
-        full = _median([r["full_s"] for r in rows[n]])
+        full = median([r["full_s"] for r in rows[n]])
         per_size[str(n)] = {
             "file_bytes": notebooks[n].stat().st_size,
-            "first_cell_s": _median([r["first_cell_s"] for r in rows[n]]),
+            "first_cell_s": median([r["first_cell_s"] for r in rows[n]]),
             "full_s": full,
-            "raw_automerge_s": _median(raw[n]),
-            "full_over_raw": _median(
+            "raw_automerge_s": median(raw[n]),
+            "full_over_raw": median(
                 [r["full_s"] / a for r, a in zip(rows[n], raw[n], strict=True)]
             ),
-            "open_wall_s": _median([r["wall_s"] for r in rows[n]]),
-            "open_wall_over_raw": _median(
+            "open_wall_s": median([r["wall_s"] for r in rows[n]]),
+            "open_wall_over_raw": median(
                 [r["wall_s"] / a for r, a in zip(rows[n], raw[n], strict=True)]
             ),
-            "peak_rss_minus_idle_over_file": _median([r["rss_over_file"] for r in rows[n]]),
+            "peak_rss_minus_idle_over_file": median([r["rss_over_file"] for r in rows[n]]),
         }
     small, large = str(min(sizes)), str(max(sizes))
     return {
         "sizes": per_size,
         "first_cell_ratio": per_size[large]["first_cell_s"] / per_size[small]["first_cell_s"],
-        "load_exponent": _exponent([(n, per_size[str(n)]["full_s"]) for n in sizes]),
+        "load_exponent": _load_exponent(rows),
     }
 
 
@@ -247,7 +246,9 @@ async def _first_cell(server: ServerProcess, notebook: Path) -> float:
     client = await NotebookClient.connect(server.socket, notebook, name="other")
     try:
         await asyncio.wait_for(client.wait_for_cells(1), LOAD_TIMEOUT_S)
-        return time.perf_counter() - client.started_at
+        first = client.statistics().time_to_first_cell_s
+        assert first is not None  # wait_for_cells(1) returned
+        return first
     finally:
         await client.close()
 
@@ -270,9 +271,9 @@ async def figure_stall(workdir: Path, mib: float, repeats: int) -> dict[str, Any
                 await loader.close()
     return {
         "big_cell_bytes": big.stat().st_size,
-        "alone_first_cell_s": _median(alone),
-        "during_first_cell_s": _median(during),
-        "ratio": _median([d / a for d, a in zip(during, alone, strict=True)]),
+        "alone_first_cell_s": median(alone),
+        "during_first_cell_s": median(during),
+        "ratio": median([d / a for d, a in zip(during, alone, strict=True)]),
     }
 
 
@@ -344,21 +345,58 @@ async def figure_fanout(workdir: Path, few: int, many: int, repeats: int) -> dic
         "cells": 800,
         "few_peers": few,
         "many_peers": many,
-        "few_full_s": _median(low),
-        "many_full_s": _median(high),
-        "ratio": _median([h / lo for h, lo in zip(high, low, strict=True)]),
+        "few_full_s": median(low),
+        "many_full_s": median(high),
+        "ratio": median([h / lo for h, lo in zip(high, low, strict=True)]),
+    }
+
+
+# --------------------------------------------------------------------------- bytes
+def y_update_bytes(notebook: Path) -> int:
+    """Length of the full-state Y update of ``notebook`` (jupyter_ydoc YNotebook, pycrdt)."""
+    import pycrdt  # dev dependencies: imported only for this figure
+    from jupyter_ydoc import YNotebook
+
+    doc: Any = pycrdt.Doc()
+    YNotebook(doc).set(json.loads(notebook.read_bytes()))
+    return len(doc.get_update())
+
+
+async def figure_bytes(workdir: Path, cells: int = DEFAULT_CELLS) -> dict[str, Any]:
+    """What a client receives from ``serve`` to hold the notebook: the document (``get_doc_bytes``)
+    and every manifest and blob (``nbstream open --export``'s fetch, frame headers included),
+    over Jupyter's Y update of the same notebook. Deterministic: one run."""
+    notebook = write_notebook(workdir / f"bytes{cells}.ipynb", cells=cells).path
+    async with serve(workdir) as server:
+        client = await NotebookClient.connect(server.socket, notebook, name="bytes")
+        try:
+            await asyncio.wait_for(client.wait_loaded(), LOAD_TIMEOUT_S)
+            doc = len(await client.get_doc_bytes())
+            before = client.statistics().bytes_in
+            store = await fetch_blobs(client)
+            blob_bytes = client.statistics().bytes_in - before
+        finally:
+            await client.close()
+    y_bytes = y_update_bytes(notebook)
+    return {
+        "cells": cells,
+        "doc_bytes": doc,
+        "blob_bytes": blob_bytes,
+        "blobs": len(store.list()),
+        "y_update_bytes": y_bytes,
+        "ratio": (doc + blob_bytes) / y_bytes,
     }
 
 
 # --------------------------------------------------------------------------- command
-FIGURES = ("load", "stall", "fanout")
+FIGURES = ("load", "stall", "fanout", "bytes")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sim.harness.outside", description=__doc__)
     parser.add_argument(
         "--figures",
-        default="load,stall,fanout",
+        default=",".join(FIGURES),
         help="comma-separated subset of: " + ", ".join(FIGURES),
     )
     parser.add_argument("--sizes", default="50,800,3200", help="cells for the load figure")
@@ -385,6 +423,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 data = await figure_load(workdir, sizes, args.repeats)
             elif name == "stall":
                 data = await figure_stall(workdir, args.stall_mib, args.repeats)
+            elif name == "bytes":
+                data = await figure_bytes(workdir)
             else:
                 data = await figure_fanout(workdir, args.few_peers, args.peers, args.repeats)
             data["load_average"] = {"before": before, "after": _load_average()}
@@ -417,7 +457,8 @@ def _print_summary(figures: dict[str, Any]) -> None:
                 f"(open's wall {row['open_wall_over_raw']:.2f}x), peak RSS - idle = "
                 f"{row['peak_rss_minus_idle_over_file']:.2f}x the file"
             )
-        exponent = load["load_exponent"]
+        fit = load["load_exponent"]
+        exponent = None if fit is None else fit["exponent"]
         print(
             f"first cell, largest / smallest: {load['first_cell_ratio']:.1f}x; load-time "
             f"exponent {'n/a' if exponent is None else f'{exponent:.3f}'}"
@@ -433,6 +474,13 @@ def _print_summary(figures: dict[str, Any]) -> None:
         print(
             f"loader's time to full with {fanout['many_peers']} peers joining / with "
             f"{fanout['few_peers']}: {fanout['ratio']:.2f}x"
+        )
+    held = figures.get("bytes")
+    if held is not None:
+        print(
+            f"bytes to hold the {held['cells']}-cell notebook: doc {held['doc_bytes']:,} + blobs "
+            f"{held['blob_bytes']:,} = {held['ratio']:.3f}x Jupyter's Y update "
+            f"({held['y_update_bytes']:,})"
         )
     for name, data in figures.items():
         print(
