@@ -450,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_summary(figures: dict[str, Any]) -> None:
     load = figures.get("load")
     if load is not None:
-        for n, row in load["sizes"].items():
+        for n, row in sorted(load["sizes"].items(), key=lambda item: int(item[0])):
             print(
                 f"load {n:>6} cells: first cell {row['first_cell_s'] * 1e3:8.1f} ms, full "
                 f"{row['full_s']:7.3f} s = {row['full_over_raw']:.2f}x raw Automerge "
