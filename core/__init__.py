@@ -48,9 +48,10 @@ if TYPE_CHECKING:
         TransportClosed,
         UnknownFrameType,
     )
-    from core.ipynb import ParsedNotebook, export_notebook, parse_notebook, read_notebook_file
+    from core.ipynb import ParsedNotebook, export_notebook, parse_notebook
     from core.loader import LoadReport
     from core.notebook_doc import CellSnapshot, DocStatistics, NotebookDoc
+    from core.notebook_file import read_notebook_file
 
 _EXPORTS = {
     "BlobCorrupt": "core.errors",
@@ -89,7 +90,7 @@ _EXPORTS = {
     "default_socket_path": "core.daemon",
     "export_notebook": "core.ipynb",
     "parse_notebook": "core.ipynb",
-    "read_notebook_file": "core.ipynb",
+    "read_notebook_file": "core.notebook_file",
 }
 """Public name -> defining module. Imported on first use (PEP 562), so that ``import
 core.framing`` stays free of asyncio and Automerge (the sans-IO modules promise that)."""

@@ -25,9 +25,10 @@ from .blob_store import BlobStore, DiskBlobStore
 from .connection import Connection, Event, Handshake, Hello, Role
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
 from .framing import DATA_MAX_SIZE
-from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook, read_notebook_file
+from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook
 from .loader import InsertPath, LoadOptions, LoadReport, stream_load
 from .notebook_doc import DocStatistics
+from .notebook_file import read_notebook_file
 from .room import NotebookRoom, RoomPhase, RoomRegistry
 from .session import PeerSession
 

@@ -43,12 +43,9 @@ values stay structured; metadata is written back verbatim from its JSON texts.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import re
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -190,6 +187,42 @@ def parse_notebook(
     root = _parse_json(bytes(data), max_bytes, max_depth)
     if type(root) is not dict:
         raise NotebookLoadError(f"top level must be a JSON object (got {json_type(root)})")
+    header = check_header(root)
+    if header.nbformat == 4:
+        raw_cells = root.get("cells", [])
+        if type(raw_cells) is not list:
+            raise NotebookLoadError(f"'cells' must be an array (got {json_type(raw_cells)})")
+        labelled = [(f"cells[{i}]", cell) for i, cell in enumerate(raw_cells)]
+        metadata, notes = header.metadata, header.notes
+    else:
+        labelled, metadata = upgrade_v3(root, max_depth=max_depth)
+        notes = (*header.notes, f"nbformat 3.{header.nbformat_minor} upgraded to 4.5")
+    fields = [cell_fields(where, cell) for where, cell in labelled]
+    ids = IdAssigner({f.id for f in fields if f.id is not None})
+    cells = tuple(ids.record(index, f) for index, f in enumerate(fields))
+    return ParsedNotebook(
+        cells=cells,
+        metadata=metadata,
+        nbformat=header.nbformat,
+        nbformat_minor=header.nbformat_minor,
+        generated_ids=ids.generated,
+        repaired_ids=ids.repaired,
+        notes=notes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NotebookHeader:
+    """The top-level fields of a notebook, checked (cells apart)."""
+
+    nbformat: int  # 3 or 4
+    nbformat_minor: int
+    metadata: dict[str, Any]  # nbformat 4 only ({} for 3: upgrade_v3 reads its own)
+    notes: tuple[str, ...]
+
+
+def check_header(root: dict[str, Any]) -> NotebookHeader:
+    """Check ``nbformat``, ``nbformat_minor`` and (for nbformat 4) ``metadata`` of the top level."""
     if "nbformat" not in root:
         raise NotebookLoadError("not a notebook: the 'nbformat' key is missing")
     major = root["nbformat"]
@@ -198,34 +231,19 @@ def parse_notebook(
     minor = root.get("nbformat_minor", 0)
     if type(minor) is not int:
         raise NotebookLoadError(f"'nbformat_minor' must be an integer (got {json_type(minor)})")
-    notes: list[str] = []
-    if major == 4:
-        if "nbformat_minor" not in root:
-            notes.append("no nbformat_minor: read as nbformat 4.0")
-        elif minor > 5:
-            notes.append(f"nbformat 4.{minor} is newer than 4.5: read as 4.5")
-        metadata = root.get("metadata", {})
-        if type(metadata) is not dict:
-            raise NotebookLoadError(f"'metadata' must be an object (got {json_type(metadata)})")
-        raw_cells = root.get("cells", [])
-        if type(raw_cells) is not list:
-            raise NotebookLoadError(f"'cells' must be an array (got {json_type(raw_cells)})")
-        labelled = [(f"cells[{i}]", cell) for i, cell in enumerate(raw_cells)]
-    elif major == 3:
-        labelled, metadata = upgrade_v3(root, max_depth=max_depth)
-        notes.append(f"nbformat 3.{minor} upgraded to 4.5")
-    else:
+    if major == 3:
+        return NotebookHeader(3, minor, {}, ())
+    if major != 4:
         raise NotebookLoadError(_UNSUPPORTED.format(major))
-    cells, generated, repaired = _build_records(labelled)
-    return ParsedNotebook(
-        cells=tuple(cells),
-        metadata=metadata,
-        nbformat=major,
-        nbformat_minor=minor,
-        generated_ids=generated,
-        repaired_ids=repaired,
-        notes=tuple(notes),
-    )
+    notes: tuple[str, ...] = ()
+    if "nbformat_minor" not in root:
+        notes = ("no nbformat_minor: read as nbformat 4.0",)
+    elif minor > 5:
+        notes = (f"nbformat 4.{minor} is newer than 4.5: read as 4.5",)
+    metadata = root.get("metadata", {})
+    if type(metadata) is not dict:
+        raise NotebookLoadError(f"'metadata' must be an object (got {json_type(metadata)})")
+    return NotebookHeader(4, minor, metadata, notes)
 
 
 def _source(cell: dict[str, Any], where: str) -> str:
@@ -245,71 +263,103 @@ def _source(cell: dict[str, Any], where: str) -> str:
     )
 
 
-def _build_records(labelled: list[tuple[str, Any]]) -> tuple[list[CellRecord], int, int]:
-    fields: list[tuple[str | None, str, str, str, tuple[Any, ...], dict[str, Any], Any]] = []
-    for where, cell in labelled:
-        if type(cell) is not dict:
-            raise NotebookLoadError(f"{where} is not an object (got {json_type(cell)})")
-        if "cell_type" not in cell:
-            raise NotebookLoadError(f"{where} has no cell_type")
-        cell_type = cell["cell_type"]
-        if type(cell_type) is not str:
-            raise NotebookLoadError(
-                f"{where}.cell_type must be a string (got {json_type(cell_type)})"
-            )
-        source = _source(cell, where)
-        cell_id = cell.get("id")
-        if cell_id is not None or "id" in cell:
-            if type(cell_id) is not str:
-                raise NotebookLoadError(f"{where}.id must be a string (got {json_type(cell_id)})")
-            cell_id = cell_id or None
-        metadata = cell.get("metadata", {})
-        if type(metadata) is not dict:
-            raise NotebookLoadError(
-                f"{where}.metadata must be an object (got {json_type(metadata)})"
-            )
-        attachments = cell.get("attachments")
-        if "attachments" in cell and type(attachments) is not dict:
-            raise NotebookLoadError(
-                f"{where}.attachments must be an object (got {json_type(attachments)})"
-            )
-        count, outputs = "null", ()
-        if cell_type == "code":
-            raw_count = cell.get("execution_count")
-            if type(raw_count) is int:
-                count = str(raw_count)
-            elif raw_count is not None:
-                raise NotebookLoadError(
-                    f"{where}.execution_count must be an integer or null "
-                    f"(got {json_type(raw_count)})"
-                )
-            raw_outputs = cell.get("outputs", [])
-            if type(raw_outputs) is not list:
-                raise NotebookLoadError(
-                    f"{where}.outputs must be an array (got {json_type(raw_outputs)})"
-                )
-            outputs = tuple(raw_outputs)
-        fields.append((cell_id, cell_type, source, count, outputs, metadata, attachments))
+@dataclass(frozen=True, slots=True)
+class CellFields:
+    """One cell's checked fields, before its id is settled (``id`` None: none or empty)."""
 
-    taken = {f[0] for f in fields if f[0] is not None}
-    seen: set[str] = set()
-    records: list[CellRecord] = []
-    generated = repaired = 0
-    for index, (cell_id, cell_type, source, count, outputs, metadata, attachments) in enumerate(
-        fields
-    ):
-        if cell_id is None or cell_id in seen:
-            if cell_id is None:
-                generated += 1
-            else:
-                repaired += 1
-            cell_id = _stable_id(index, cell_type, source, taken)
-            taken.add(cell_id)
-        seen.add(cell_id)
-        records.append(
-            CellRecord(index, cell_id, cell_type, source, count, outputs, metadata, attachments)
+    id: str | None
+    cell_type: str
+    source: str
+    execution_count: str
+    outputs: tuple[Any, ...]
+    metadata: dict[str, Any]
+    attachments: dict[str, Any] | None
+
+
+def cell_fields(where: str, cell: Any) -> CellFields:
+    """Check one nbformat-4 cell (``where`` names it in errors, e.g. ``cells[3]``)."""
+    if type(cell) is not dict:
+        raise NotebookLoadError(f"{where} is not an object (got {json_type(cell)})")
+    if "cell_type" not in cell:
+        raise NotebookLoadError(f"{where} has no cell_type")
+    cell_type = cell["cell_type"]
+    if type(cell_type) is not str:
+        raise NotebookLoadError(f"{where}.cell_type must be a string (got {json_type(cell_type)})")
+    source = _source(cell, where)
+    cell_id = cell.get("id")
+    if cell_id is not None or "id" in cell:
+        if type(cell_id) is not str:
+            raise NotebookLoadError(f"{where}.id must be a string (got {json_type(cell_id)})")
+        cell_id = cell_id or None
+    metadata = cell.get("metadata", {})
+    if type(metadata) is not dict:
+        raise NotebookLoadError(f"{where}.metadata must be an object (got {json_type(metadata)})")
+    attachments = cell.get("attachments")
+    if "attachments" in cell and type(attachments) is not dict:
+        raise NotebookLoadError(
+            f"{where}.attachments must be an object (got {json_type(attachments)})"
         )
-    return records, generated, repaired
+    count, outputs = "null", ()
+    if cell_type == "code":
+        raw_count = cell.get("execution_count")
+        if type(raw_count) is int:
+            count = str(raw_count)
+        elif raw_count is not None:
+            raise NotebookLoadError(
+                f"{where}.execution_count must be an integer or null (got {json_type(raw_count)})"
+            )
+        raw_outputs = cell.get("outputs", [])
+        if type(raw_outputs) is not list:
+            raise NotebookLoadError(
+                f"{where}.outputs must be an array (got {json_type(raw_outputs)})"
+            )
+        outputs = tuple(raw_outputs)
+    return CellFields(cell_id, cell_type, source, count, outputs, metadata, attachments)
+
+
+class IdAssigner:
+    """Settles cell ids in file order: explicit ids kept, missing ones and repeats made stable.
+
+    ``taken`` holds the explicit ids the generated ones must avoid: every explicit id in the file
+    for a whole-file parse. A streaming parse knows only those read so far; it must check
+    :meth:`clashes` for each later explicit id (a clash means the whole-file answer differs).
+    """
+
+    def __init__(self, taken: set[str] | None = None) -> None:
+        self._taken: set[str] = set(taken or ())
+        self._seen: set[str] = set()
+        self._made: set[str] = set()
+        self.generated = 0  # cells that had no (or an empty) id
+        self.repaired = 0  # later duplicates of an id, given a fresh one
+
+    def clashes(self, explicit: str) -> bool:
+        """Did an earlier cell get ``explicit`` as a generated id?"""
+        return explicit in self._made
+
+    def record(self, index: int, fields: CellFields) -> CellRecord:
+        """The cell at ``index`` with its id settled."""
+        cell_id = fields.id
+        if cell_id is not None:
+            self._taken.add(cell_id)
+        if cell_id is None or cell_id in self._seen:
+            if cell_id is None:
+                self.generated += 1
+            else:
+                self.repaired += 1
+            cell_id = _stable_id(index, fields.cell_type, fields.source, self._taken)
+            self._taken.add(cell_id)
+            self._made.add(cell_id)
+        self._seen.add(cell_id)
+        return CellRecord(
+            index,
+            cell_id,
+            fields.cell_type,
+            fields.source,
+            fields.execution_count,
+            fields.outputs,
+            fields.metadata,
+            fields.attachments,
+        )
 
 
 def _stable_id(index: int, cell_type: str, source: str, taken: set[str]) -> str:
@@ -322,78 +372,6 @@ def _stable_id(index: int, cell_type: str, source: str, taken: set[str]) -> str:
         if candidate not in taken:
             return candidate
         attempt += 1
-
-
-# --------------------------------------------------------------------------- file reading
-_FILE_KINDS = (
-    (stat.S_ISFIFO, "FIFO"),
-    (stat.S_ISSOCK, "socket"),
-    (stat.S_ISCHR, "character device"),
-    (stat.S_ISBLK, "block device"),
-)
-
-
-def _os_reason(error: OSError, path: str) -> str:
-    code = error.errno
-    if code == errno.ENOENT:
-        if os.path.lexists(path):
-            return "no such file (dangling symbolic link)"
-        return "no such file"
-    if code in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if code == errno.EISDIR:
-        return "is a directory"
-    if code == errno.ENOTDIR:
-        return "a component of the path is not a directory"
-    if code == errno.ELOOP:
-        return "too many levels of symbolic links"
-    if code == errno.ENXIO:
-        return "not a regular file (socket or device without a reader)"
-    name = errno.errorcode.get(code or 0, "unknown error")
-    return f"{error.strerror or 'OS error'} ({name})"
-
-
-def read_notebook_file(
-    path: str | os.PathLike[str], *, max_bytes: int = MAX_NOTEBOOK_BYTES
-) -> bytes:
-    """The bytes of a notebook file: absolute path, regular file only, size capped before reading.
-
-    Symbolic links to regular files are followed. The file is opened non-blocking so a FIFO cannot
-    hang the caller; it is rejected after ``fstat`` like every other non-regular file.
-    """
-    name = os.fspath(path)
-    if not os.path.isabs(name):
-        raise NotebookLoadError(f"{name!r}: the notebook path must be absolute")
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        raise NotebookLoadError(f"{name}: {_os_reason(e, name)}") from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise NotebookLoadError(f"{name}: is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            kind = next((label for test, label in _FILE_KINDS if test(info.st_mode)), "special")
-            raise NotebookLoadError(f"{name}: not a regular file ({kind})")
-        if info.st_size > max_bytes:
-            raise NotebookLoadError(
-                f"{name}: file is {info.st_size} bytes, over the limit of {max_bytes}"
-            )
-        chunks: list[bytes] = []
-        total = 0
-        while True:  # read to EOF (the file may have changed since fstat), never past the cap
-            chunk = os.read(fd, max(min(max_bytes + 1 - total, 1 << 24), 1))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise NotebookLoadError(f"{name}: file grew past the limit of {max_bytes} bytes")
-        return b"".join(chunks)
-    except OSError as e:
-        raise NotebookLoadError(f"{name}: {_os_reason(e, name)}") from None
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- to the document

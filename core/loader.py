@@ -27,16 +27,9 @@ from typing import Any, Literal
 
 from .blob_store import BlobStore
 from .errors import CoreError
-from .ipynb import (
-    MAX_NOTEBOOK_BYTES,
-    CellRecord,
-    ParsedNotebook,
-    notebook_metadata_to_doc,
-    parse_notebook,
-    read_notebook_file,
-    record_to_cell,
-)
+from .ipynb import MAX_NOTEBOOK_BYTES, CellRecord, notebook_metadata_to_doc, record_to_cell
 from .manifest import INLINE_THRESHOLD, has_large_value, outputs_to_refs
+from .notebook_source import NotebookSource, SourceBatch
 from .room import NotebookRoom
 
 __all__ = [
@@ -138,13 +131,13 @@ class LoadReport:
         }
 
 
-def _read_and_parse(path: str, max_bytes: int) -> tuple[ParsedNotebook, int, float, float]:
-    t0 = time.perf_counter()
-    data = read_notebook_file(path, max_bytes=max_bytes)
-    t1 = time.perf_counter()
-    parsed = parse_notebook(data, max_bytes=max_bytes)
-    t2 = time.perf_counter()
-    return parsed, len(data), t1 - t0, t2 - t1
+async def _next_batch(source: NotebookSource, size: int) -> SourceBatch:
+    """The next batch: parsed on the loop from bytes already read, else read in a thread."""
+    batch = source.take(size, may_read=False)
+    if batch is None:
+        batch = await asyncio.to_thread(source.take, size)
+    assert batch is not None  # may_read=True always answers
+    return batch
 
 
 def _batch_refs(
@@ -175,62 +168,36 @@ async def stream_load(
     report = LoadReport(room.notebook_id, options.insert_path, options.batch_size)
     report.started_at = time.perf_counter()
     doc = room.doc
+    source = NotebookSource(str(room.path), max_bytes=options.max_notebook_bytes)
     try:
-        parsed, nbytes, read_s, parse_s = await asyncio.to_thread(
-            _read_and_parse, str(room.path), options.max_notebook_bytes
-        )
-        report.file_bytes, report.read_s, report.parse_s = nbytes, read_s, parse_s
-        cells = parsed.cells
-        report.total_cells = len(cells)
-        room.report_progress(0, len(cells))
+        await asyncio.to_thread(source.open)
         size = options.batch_size
-        for index, start in enumerate(range(0, len(cells), size)):
+        index = 0
+        while not source.finished:
+            batch = await _next_batch(source, size)
+            if batch.restart:  # the whole-file parse replaced the stream: start over
+                async with room.lock:
+                    doc.clear_all_cells()
+                report.cells = 0
+            report.total_cells = source.total_cells
+            if not batch.records:
+                break
             if before_batch is not None:
                 await before_batch(index)
             if not client_alive():
                 raise LoadAborted(f"loading client disconnected before batch {index}")
-            batch = cells[start : start + size]
-            t0 = time.perf_counter()
-            n_outputs = sum(len(r.outputs) for r in batch)
-            # Hop to a thread only for content blobs: the hop costs ~0.2 ms, more than the
-            # manifests of a batch of small outputs (measured on 800 cells, issue 11).
-            if options.offload_blobs and any(
-                has_large_value(r.outputs, options.inline_threshold) for r in batch
-            ):
-                refs = await asyncio.to_thread(_batch_refs, batch, store, options.inline_threshold)
-            else:
-                refs = _batch_refs(batch, store, options.inline_threshold)
-            t1 = time.perf_counter()
-            async with room.lock:
-                snapshots = [record_to_cell(r, ref) for r, ref in zip(batch, refs, strict=True)]
-                if options.insert_path == "full":
-                    doc.add_cells_full(start, snapshots)
-                else:
-                    for offset, snap in enumerate(snapshots):
-                        doc.add_cell_naive(start + offset, snap)
-            t2 = time.perf_counter()
-            report.cells = start + len(batch)
-            room.report_progress(report.cells, len(cells))
-            room.notify()
-            await asyncio.sleep(0)  # let the peers' writers ship this batch now
-            t3 = time.perf_counter()
-            report.batches.append(
-                BatchTiming(
-                    index,
-                    len(batch),
-                    n_outputs,
-                    t1 - t0,
-                    t2 - t1,
-                    t3 - t2,
-                    t0,
-                    t3,
-                    doc.cell_count(),
-                )
-            )
+            await _insert_batch(room, store, options, report, index, batch.records)
+            index += 1
+        report.file_bytes, report.read_s, report.parse_s = (
+            source.file_bytes,
+            source.read_s,
+            source.parse_s,
+        )
         t0 = time.perf_counter()
-        if parsed.metadata:
+        metadata = source.header.metadata if source.header is not None else {}
+        if metadata:
             async with room.lock:
-                doc.set_notebook_metadata(notebook_metadata_to_doc(parsed.metadata))
+                doc.set_notebook_metadata(notebook_metadata_to_doc(metadata))
             room.notify()
         report.metadata_s = time.perf_counter() - t0
         if not client_alive():
@@ -244,11 +211,54 @@ async def stream_load(
     except Exception as exc:  # a bug must still leave the room consistent and retryable
         _rollback(room, report, f"internal error during load: {type(exc).__name__}: {exc}")
         return report
+    finally:
+        source.close()
     report.ok = True
     room.finish_loading()
     report.finished_at = time.perf_counter()
     report.total_s = report.finished_at - report.started_at
     return report
+
+
+async def _insert_batch(
+    room: NotebookRoom,
+    store: BlobStore,
+    options: LoadOptions,
+    report: LoadReport,
+    index: int,
+    batch: Sequence[CellRecord],
+) -> None:
+    """Manifests (in a thread when a blob is large), then one insert, then wake every peer."""
+    doc, start = room.doc, report.cells
+    t0 = time.perf_counter()
+    n_outputs = sum(len(r.outputs) for r in batch)
+    # Hop to a thread only for content blobs: the hop costs ~0.2 ms, more than the
+    # manifests of a batch of small outputs (measured on 800 cells, issue 11).
+    if options.offload_blobs and any(
+        has_large_value(r.outputs, options.inline_threshold) for r in batch
+    ):
+        refs = await asyncio.to_thread(_batch_refs, batch, store, options.inline_threshold)
+    else:
+        refs = _batch_refs(batch, store, options.inline_threshold)
+    t1 = time.perf_counter()
+    async with room.lock:
+        snapshots = [record_to_cell(r, ref) for r, ref in zip(batch, refs, strict=True)]
+        if options.insert_path == "full":
+            doc.add_cells_full(start, snapshots)
+        else:
+            for offset, snap in enumerate(snapshots):
+                doc.add_cell_naive(start + offset, snap)
+    t2 = time.perf_counter()
+    report.cells = start + len(batch)
+    room.report_progress(report.cells, report.total_cells)
+    room.notify()
+    await asyncio.sleep(0)  # let the peers' writers ship this batch now
+    t3 = time.perf_counter()
+    report.batches.append(
+        BatchTiming(
+            index, len(batch), n_outputs, t1 - t0, t2 - t1, t3 - t2, t0, t3, doc.cell_count()
+        )
+    )
 
 
 def _rollback(room: NotebookRoom, report: LoadReport, reason: str) -> None:

@@ -39,7 +39,7 @@ from typing import Any, Literal
 import pytest
 from automerge import core as am
 
-import core.ipynb
+import core.notebook_file
 from core import protocol as p
 from core.blob_store import DiskBlobStore, is_blob_id
 from core.client import LoadFailed, NotebookClient, OpenRefused
@@ -172,7 +172,7 @@ def _unreadable(tmp: Path, mp: pytest.MonkeyPatch) -> Path:
 
 
 class _OsProxy:
-    """``core.ipynb``'s view of :mod:`os`, with ``open`` intercepted for one path.
+    """``core.notebook_file``'s view of :mod:`os`, with ``open`` intercepted for one path.
 
     Simulates what happens between the handshake check and the loader's open (a race).
     """
@@ -194,7 +194,7 @@ def _race(action: Callable[[Path], None]) -> Builder:
     def build(tmp: Path, mp: pytest.MonkeyPatch) -> Path:
         path = tmp / "race.ipynb"
         path.write_bytes(nb_bytes([code()]))
-        mp.setattr(core.ipynb, "os", _OsProxy(path, lambda: action(path)))
+        mp.setattr(core.notebook_file, "os", _OsProxy(path, lambda: action(path)))
         return path
 
     return build

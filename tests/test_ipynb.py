@@ -21,9 +21,9 @@ from core.ipynb import (
     check_tree,
     notebook_metadata_to_doc,
     parse_notebook,
-    read_notebook_file,
     split_lines,
 )
+from core.notebook_file import read_notebook_file
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "notebooks"
 V3_CORPUS = sorted(CORPUS.glob("ipython-2.4.1__*.ipynb")) if CORPUS.is_dir() else []

@@ -27,18 +27,19 @@ from typing import Any
 
 import pytest
 
-import core.ipynb
+import core.notebook_file
 from core import protocol as p
 from core.blob_store import DiskBlobStore, is_blob_id
 from core.client import NotebookClient, OpenRefused
 from core.daemon import Daemon, DaemonConfig
 from core.errors import CoreError, InvalidBlobId, NotebookLoadError
-from core.ipynb import export_notebook, read_notebook_file
+from core.ipynb import export_notebook
 from core.manifest import (
     MANIFEST_MEDIA_TYPE,
     UNRESOLVED_OUTPUT_TEXT,
     resolve_ref,
 )
+from core.notebook_file import read_notebook_file
 from sim.cli.open_cmd import fetch_blobs
 
 from .conftest import Harness, HarnessFactory, simple_cells, write_notebook
@@ -243,7 +244,7 @@ def test_loader_read_is_absolute_nonblocking_and_capped(
             reads.append(n)
             return os.read(fd, n)
 
-    monkeypatch.setattr(core.ipynb, "os", CountingOs())
+    monkeypatch.setattr(core.notebook_file, "os", CountingOs())
     with pytest.raises(NotebookLoadError, match=r"file is 4097 bytes, over the limit of 4096$"):
         read_notebook_file(str(big), max_bytes=4096)
     assert reads == []  # the cap is checked from fstat, before a single byte is read
