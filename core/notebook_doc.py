@@ -295,8 +295,8 @@ class NotebookDoc:
 
     # ------------------------------------------------------------------ whole-cell writes
     @staticmethod
-    def _write_cell(tx: Any, cells: bytes, index: int, cell: CellSnapshot) -> int:
-        """Write ``cell`` as a new map at ``index``; returns the ops made (all keys are new)."""
+    def _write_cell(tx: Any, cells: bytes, index: int, cell: CellSnapshot) -> tuple[int, bytes]:
+        """Write ``cell`` as a new map at ``index``: the ops made (all keys are new), its source."""
         obj = tx.insert_object(cells, index, am.ObjType.Map)
         tx.put(obj, "id", _STR, cell.id)
         tx.put(obj, "cell_type", _STR, cell.cell_type)
@@ -317,27 +317,47 @@ class NotebookDoc:
         ops = 7 + len(cell.source) + len(cell.outputs) + len(cell.metadata)
         if cell.attachments is not None:
             ops += 1 + len(cell.attachments)
-        return ops
+        return ops, bytes(text)
 
     def add_cell_full(self, index: int, cell: CellSnapshot) -> None:
         """Insert a whole cell at ``index`` (clamped) in one transaction, without any scan."""
         self.add_cells_full(index, (cell,))
 
-    def add_cells_full(self, index: int, cells: Sequence[CellSnapshot]) -> None:
-        """Insert ``cells`` starting at ``index`` (clamped), all in one transaction, no scans."""
+    def add_cells_full(self, index: int, cells: Sequence[CellSnapshot]) -> list[bytes]:
+        """Insert ``cells`` starting at ``index`` (clamped), all in one transaction, no scans.
+
+        Returns each new cell's source Text object, for :meth:`append_source`."""
         if not cells:
-            return
+            return []
+        texts: list[bytes] = []
         try:
             with self._counted() as (tx, count):
                 cells_obj = self._require_cells(tx)
                 at = max(0, min(index, tx.length(cells_obj)))
                 for offset, cell in enumerate(cells):
-                    count.ops += self._write_cell(tx, cells_obj, at + offset, cell)
+                    ops, text = self._write_cell(tx, cells_obj, at + offset, cell)
+                    count.ops += ops
+                    texts.append(text)
         except DocError:
             raise
         except Exception as exc:
             raise DocError(f"failed to add cells {cells[0].id!r}…: {exc}") from exc
         self._counters.cells_inserted += len(cells)
+        return texts
+
+    def append_source(self, text: bytes, at: int, more: str) -> None:
+        """Insert ``more`` at code point ``at`` of the source Text ``text``, in one transaction.
+
+        The caller tracks ``at`` (the length it has written): asking Automerge for a Text's
+        length walks all of it (32 ms at 4 MiB), which would make a chunked load quadratic."""
+        if not more:
+            return
+        try:
+            with self._counted() as (tx, count):
+                tx.splice_text(text, at, 0, more)
+                count.ops += len(more)
+        except Exception as exc:
+            raise DocError(f"failed to append to a cell's source: {exc}") from exc
 
     def clear_all_cells(self) -> int:
         """Delete every cell from the end; ``notebook_id`` and metadata stay. Errors propagate."""

@@ -8,6 +8,7 @@ fallback is taken only where the stream cannot be exact.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -352,3 +353,37 @@ async def test_a_load_that_restarts_ends_with_exactly_the_whole_file_cells(tmp_p
     assert counts[:4] == [0, 2, 4, 6] and counts[4] == 0  # the restart dropped the streamed cells
     want = parse_notebook(path.read_bytes())
     assert [c.id for c in room.doc.get_cells()] == [c.id for c in want.cells]
+
+
+async def test_a_large_source_goes_in_bounded_steps_with_the_loop_free_between(
+    tmp_path: Path,
+) -> None:
+    from core.blob_store import MemoryBlobStore
+    from core.loader import LoadOptions, stream_load
+    from core.room import NotebookRoom
+
+    big = "".join(f"line {i} é😀\n" for i in range(40))  # 430 code points, astral ones too
+    path = tmp_path / "big.ipynb"
+    path.write_bytes(as_file(nb([code("a", source="small"), code("big", source=big)])))
+    room = NotebookRoom(str(path), path)
+    assert room.try_start_loading()
+    seen: list[int] = []  # the big source's length each time another task got the loop
+
+    async def watcher() -> None:
+        while room.is_loading:
+            cells = room.doc.get_cells()
+            if len(cells) == 2:
+                seen.append(len(cells[1].source))
+            await asyncio.sleep(0)
+
+    watch = asyncio.create_task(watcher())
+    before = room.doc.statistics().transactions
+    options = LoadOptions(batch_size=2, source_step=50)
+    report = await stream_load(room, MemoryBlobStore(), options)
+    await watch
+    assert report.ok and [c.source for c in room.doc.get_cells()] == ["small", big]
+    # One transaction for the batch (with the first 50 code points), one per 50 more, and one
+    # for the notebook metadata.
+    steps = -(-(len(big) - 50) // 50)
+    assert room.doc.statistics().transactions - before == 1 + steps + 1
+    assert sorted(set(seen)) == [min(50 * k, len(big)) for k in range(1, steps + 2)]

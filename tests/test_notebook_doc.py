@@ -265,7 +265,10 @@ def test_analytic_op_counters_equal_the_changes_read_back(seed: int) -> None:
         if action == 0 or not ids:
             batch = [_random_cell(rng, made + i) for i in range(rng.randint(1, 4))]
             made += len(batch)
-            doc.add_cells_full(rng.randint(0, len(ids) + 2), batch)
+            texts = doc.add_cells_full(rng.randint(0, len(ids) + 2), batch)
+            if rng.random() < 0.5:  # the loader's steps for a large source: append at the end
+                k = rng.randrange(len(batch))
+                doc.append_source(texts[k], len(batch[k].source), _text(rng, 30))
         elif action == 1:
             made += 1
             doc.add_cell_naive(rng.randint(0, len(ids)), _random_cell(rng, made))
