@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from automerge import core as am
 
+import core.session
 from core import protocol as p
 from core.blob_store import BlobStore, MemoryBlobStore
 from core.connection import (
@@ -171,3 +172,49 @@ async def test_eof_ends_the_session_and_unsubscribes(rig: Rig) -> None:
     await asyncio.wait_for(rig.task, 30)
     assert not rig.session.alive
     assert rig.room.peer_count == 0
+
+
+async def _apply(rig: Rig, doc: NotebookDoc, state: am.SyncState) -> None:
+    event = await rig.peer.next(SyncData)
+    assert isinstance(event, SyncData)
+    doc.receive_sync_message(state, event.data)
+
+
+async def test_the_next_sync_message_waits_for_the_peers_answer(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core.session, "REPLY_WAIT_S", 3600.0)  # only the answer releases it
+    doc, state = NotebookDoc.empty(), am.SyncState()
+    await _apply(rig, doc, state)  # the first message; not answered yet
+    assert rig.session.statistics().sync_frames_out == 1
+    for i in range(5):  # five edits, five wake-ups of the writer
+        rig.room.doc.update_source("a", f"x = {i + 10}")
+        rig.room.notify()
+        for _ in range(20):
+            await asyncio.sleep(0)  # every task runs its ready steps: the writer holds
+    assert rig.session.statistics().sync_frames_out == 1
+    while doc.cell_count() < 2 or doc.get_cells()[0].source != "x = 14":
+        reply = doc.generate_sync_message(state)
+        if reply:
+            rig.peer.send(SyncData(reply))
+        await _apply(rig, doc, state)
+    # Answered, the peer got all five edits together, not five messages.
+    assert rig.session.statistics().sync_frames_out <= 3
+
+
+async def test_a_peer_that_never_answers_still_gets_every_change(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core.session, "REPLY_WAIT_S", 0.01)
+    doc, state = NotebookDoc.empty(), am.SyncState()
+    while doc.cell_count() < 2:  # the first exchange (the server must learn what it holds)
+        await _apply(rig, doc, state)
+        reply = doc.generate_sync_message(state)
+        if reply:
+            rig.peer.send(SyncData(reply))
+    for source in ("x = 98", "x = 99"):  # from now on the peer never answers
+        rig.room.doc.update_source("a", source)
+        rig.room.notify()
+    while doc.get_cells()[0].source != "x = 99":
+        await _apply(rig, doc, state)
+    assert [c.id for c in doc.get_cells()] == ["a", "b"]
