@@ -53,6 +53,8 @@ __all__ = ["ServerProcess", "main", "serve"]
 NBSTREAM = (sys.executable, "-m", "sim.cli.main")
 START_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 600.0
+STALL_PROBES = 400  # other rooms opened, at most, while the big cell loads
+STALL_PROBE_GAP_S = 0.05
 
 
 def _proc_kib(pid: int, field: str) -> int:
@@ -253,27 +255,90 @@ async def _first_cell(server: ServerProcess, notebook: Path) -> float:
         await client.close()
 
 
+async def _loader_main(socket: str, notebook: str) -> None:
+    """The big cell's loader (a separate process, so applying its sync messages cannot delay
+    the measuring process): prints "open" once the server took the open, then its times."""
+    client = await NotebookClient.connect(socket, notebook, name="loader")
+    try:
+        sys.stdout.write("open\n")
+        sys.stdout.flush()
+        await asyncio.wait_for(client.wait_loaded(), LOAD_TIMEOUT_S)
+        stats = client.statistics()
+    finally:
+        await client.close()
+    print(json.dumps({"first_s": stats.time_to_first_cell_s, "full_s": stats.time_to_full_s}))
+
+
+async def _stall_once(
+    server: ServerProcess, big: Path, smalls: Sequence[Path]
+) -> tuple[list[float], float]:
+    """Other rooms' first-cell times, one room after another for as long as the big cell
+    loads, and the big load's full time."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sim.harness.outside",
+        "_loader",
+        str(server.socket),
+        str(big),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    # The server has accepted the big open and begun loading it: the other rooms open now.
+    line = await asyncio.wait_for(proc.stdout.readline(), LOAD_TIMEOUT_S)
+    if line != b"open\n":
+        raise RuntimeError(f"stall: the big cell's loader said {line!r}")
+    rest = asyncio.ensure_future(proc.stdout.read())
+    during: list[float] = []
+    for small in smalls:
+        if rest.done():
+            break
+        during.append(await _first_cell(server, small))
+        await asyncio.sleep(STALL_PROBE_GAP_S)
+    out = await rest
+    await proc.wait()
+    full = json.loads(out.decode().splitlines()[-1])["full_s"]
+    if proc.returncode != 0 or full is None:
+        raise RuntimeError(f"stall: the big cell's loader failed ({proc.returncode})")
+    return during, float(full)
+
+
 async def figure_stall(workdir: Path, mib: float, repeats: int) -> dict[str, Any]:
+    """Another room's time to first cell while one huge cell loads, against the same alone.
+
+    Rooms open one after another (a probe every STALL_PROBE_GAP_S) from the moment the
+    server takes the big open until that load ends; ``ratio`` uses the median probe, and
+    ``worst_ratio`` the slowest: a stall anywhere in the load shows there."""
     big = _big_cell_notebook(workdir / "big-cell.ipynb", mib)
     alone: list[float] = []
-    during: list[float] = []
+    medians: list[float] = []
+    worst: list[float] = []
+    big_load: list[float] = []
+    probes = 0
     for i in range(repeats):
         small = _small_notebook(workdir / f"small-{i}.ipynb")
         async with serve(workdir) as server:
             alone.append(await _first_cell(server, small))
-        small = _small_notebook(workdir / f"small-during-{i}.ipynb")
+        smalls = [
+            _small_notebook(workdir / f"small-during-{i}-{k}.ipynb") for k in range(STALL_PROBES)
+        ]
         async with serve(workdir) as server:
-            loader = await NotebookClient.connect(server.socket, big, name="loader")
-            try:
-                during.append(await _first_cell(server, small))
-                await asyncio.wait_for(loader.wait_loaded(), LOAD_TIMEOUT_S)
-            finally:
-                await loader.close()
+            during, full = await _stall_once(server, big, smalls)
+        if not during:
+            raise RuntimeError("stall: the big load ended before any other room opened")
+        probes += len(during)
+        medians.append(median(during))
+        worst.append(max(during))
+        big_load.append(full)
     return {
         "big_cell_bytes": big.stat().st_size,
+        "big_load_s": median(big_load),
         "alone_first_cell_s": median(alone),
-        "during_first_cell_s": median(during),
-        "ratio": median([d / a for d, a in zip(during, alone, strict=True)]),
+        "during_first_cell_s": median(medians),
+        "worst_first_cell_s": median(worst),
+        "probes": probes,
+        "ratio": median([d / a for d, a in zip(medians, alone, strict=True)]),
+        "worst_ratio": median([d / a for d, a in zip(worst, alone, strict=True)]),
     }
 
 
@@ -437,6 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["_peers"]:
         asyncio.run(_peers_main(argv[1], argv[2], int(argv[3])))
         return 0
+    if argv[:1] == ["_loader"]:
+        asyncio.run(_loader_main(argv[1], argv[2]))
+        return 0
     args = build_parser().parse_args(argv)
     result = asyncio.run(run(args))
     if args.json:
@@ -467,7 +535,10 @@ def _print_summary(figures: dict[str, Any]) -> None:
     if stall is not None:
         print(
             f"another room's first cell while a {stall['big_cell_bytes'] / 2**20:.1f} MiB cell "
-            f"loads: {stall['during_first_cell_s'] * 1e3:.1f} ms = {stall['ratio']:.1f}x alone"
+            f"loads: median {stall['during_first_cell_s'] * 1e3:.1f} ms = {stall['ratio']:.1f}x "
+            f"alone, worst {stall['worst_first_cell_s'] * 1e3:.1f} ms = "
+            f"{stall['worst_ratio']:.1f}x ({stall['probes']} rooms; the big load: "
+            f"{stall['big_load_s']:.2f} s)"
         )
     fanout = figures.get("fanout")
     if fanout is not None:
