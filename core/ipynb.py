@@ -1,8 +1,9 @@
 """Read ``.ipynb`` bytes into cell records, and write a :class:`NotebookDoc` back as nbformat 4.5.
 
 Parsing (:func:`parse_notebook`) uses jiter for the whole file, then validates the few fields the
-notebook document needs. Every malformed input raises :class:`NotebookLoadError` with a precise
-message. Decisions:
+notebook document needs. The load reads through :mod:`core.ipynb_stream` instead, which gives the
+same cells cell by cell and falls back to this function wherever it cannot be exact. Every
+malformed input raises :class:`NotebookLoadError` with a precise message. Decisions:
 
 * **Size** is checked first (``max_bytes``). A leading UTF-8 **BOM** is accepted and stripped
   (Windows editors write one; JSON forbids it but Jupyter's readers tolerate it); byte offsets

@@ -2,19 +2,27 @@
 
 Per batch of ``batch_size`` cells:
 
-1. build output manifests (blob store I/O) **outside** the doc lock, in a worker thread;
+0. take the batch from a :class:`~core.notebook_source.NotebookSource`: parsed on the loop from
+   bytes already read, else read (256 KiB at a time) and parsed in a worker thread. The file is
+   read only as far as the batch needs, so batch 0 waits for its own bytes, not the whole file;
+   ``total_cells`` is known once the last cell is parsed. When the source falls back to the
+   whole-file parse it says ``restart`` and the cells streamed so far are cleared first;
+1. build output manifests (blob store I/O) **outside** the doc lock, in a worker thread when a
+   value is large enough to become a content blob;
 2. under the lock, insert the whole batch with :meth:`NotebookDoc.add_cells_full` (one
-   transaction, no scans) — or, for the ``naive`` path, the scanning 4-call sequence;
+   transaction, no scans) — or, for the ``naive`` path, the scanning 4-call sequence. A source
+   over ``source_step`` code points goes in as its first step; the rest follows in steps, one
+   transaction and one notification each, the loop free between them (:func:`_append_in_steps`);
 3. notify the room: every peer's writer (the loading peer's included) generates one sync message
    covering what it has not seen yet and sends it. The loader does not wait for any peer, so a
    peer that never reads slows nobody down, and the daemon keeps *reading* every peer during the
    load, so the loading client's sync replies are applied at once and each batch frame carries
    that batch's cells (reference §4.4 explains why the reference's did not).
 
-Notebook metadata goes last. On any failure — unreadable file, invalid notebook, blob store error,
-the loading client gone, cancellation — the rollback runs synchronously in this order: clear the
-cells, release the claim (``failed`` with the reason), notify once. Each peer's writer then sends
-the empty state followed by the ``failed`` load status.
+Notebook metadata goes last. On any failure — unreadable file, invalid notebook (found at any
+point of the file), blob store error, the loading client gone, cancellation — the rollback runs
+synchronously in this order: clear the cells, release the claim (``failed`` with the reason),
+notify once. Each peer's writer then sends the empty state followed by the ``failed`` status.
 """
 
 from __future__ import annotations

@@ -184,22 +184,26 @@ async def test_the_next_sync_message_waits_for_the_peers_answer(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(core.session, "REPLY_WAIT_S", 3600.0)  # only the answer releases it
+    monkeypatch.setattr(core.session, "HOLD_MIN_BYTES", 0)  # every message counts as large
     doc, state = NotebookDoc.empty(), am.SyncState()
-    await _apply(rig, doc, state)  # the first message; not answered yet
-    assert rig.session.statistics().sync_frames_out == 1
+    await _apply(rig, doc, state)  # the first message (sent before the patch); not answered
+    rig.room.doc.update_source("a", "x = 9")
+    rig.room.notify()
+    await _apply(rig, doc, state)  # sent at once (nothing held yet); now it is in flight
+    sent = rig.session.statistics().sync_frames_out
     for i in range(5):  # five edits, five wake-ups of the writer
         rig.room.doc.update_source("a", f"x = {i + 10}")
         rig.room.notify()
         for _ in range(20):
             await asyncio.sleep(0)  # every task runs its ready steps: the writer holds
-    assert rig.session.statistics().sync_frames_out == 1
+    assert rig.session.statistics().sync_frames_out == sent
     while doc.cell_count() < 2 or doc.get_cells()[0].source != "x = 14":
         reply = doc.generate_sync_message(state)
         if reply:
             rig.peer.send(SyncData(reply))
         await _apply(rig, doc, state)
     # Answered, the peer got all five edits together, not five messages.
-    assert rig.session.statistics().sync_frames_out <= 3
+    assert rig.session.statistics().sync_frames_out <= sent + 2
 
 
 async def test_a_peer_that_never_answers_still_gets_every_change(
@@ -218,3 +222,22 @@ async def test_a_peer_that_never_answers_still_gets_every_change(
     while doc.get_cells()[0].source != "x = 99":
         await _apply(rig, doc, state)
     assert [c.id for c in doc.get_cells()] == ["a", "b"]
+
+
+async def test_small_sync_messages_are_not_held(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core.session, "REPLY_WAIT_S", 3600.0)
+    doc, state = NotebookDoc.empty(), am.SyncState()
+    while doc.cell_count() < 2:  # the first exchange
+        await _apply(rig, doc, state)
+        reply = doc.generate_sync_message(state)
+        if reply:
+            rig.peer.send(SyncData(reply))
+    sent = rig.session.statistics().sync_frames_out
+    for i in range(3):  # small edits, never answered: each still goes out at once
+        rig.room.doc.update_source("a", f"x = {i + 20}")
+        rig.room.notify()
+        for _ in range(20):
+            await asyncio.sleep(0)  # the writer runs its ready steps
+    assert rig.session.statistics().sync_frames_out >= sent + 3
+    while doc.get_cells()[0].source != "x = 22":
+        await _apply(rig, doc, state)
