@@ -183,11 +183,20 @@ class ConnectionStatistics:
 class Connection:
     """One end of one connection. See the module docstring for the states and events."""
 
-    def __init__(self, role: Role, *, max_frame_size: int = DATA_MAX_SIZE) -> None:
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_frame_size: int = DATA_MAX_SIZE,
+        max_sync_size: int | None = None,
+    ) -> None:
+        """``max_sync_size``: the largest SYNC body accepted from the peer (None: the frame cap)."""
         self.role = role
         self.state = State.IDLE if role is Role.CLIENT else State.AWAIT_HANDSHAKE
         self.peer_closed = False  # the peer ended its side of the stream
-        self._decoder = FrameDecoder(untyped_first=True, max_frame_size=max_frame_size)
+        self._decoder = FrameDecoder(
+            untyped_first=True, max_frame_size=max_frame_size, max_sync_size=max_sync_size
+        )
         self._max_frame_size = max_frame_size
         self._bytes_in = 0
         self._frames_out = 0

@@ -32,6 +32,10 @@ from .notebook_file import read_notebook_file
 from .room import NotebookRoom, RoomPhase, RoomRegistry
 from .session import PeerSession
 
+MAX_SYNC_MESSAGE = 1024 * 1024
+"""The largest sync message the daemon applies from a peer: applying one holds the loop (a 10 MiB
+paste froze every room for over 130 s, issue 11), so larger ones close that peer in-protocol."""
+
 __all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "RoomFigures", "default_socket_path"]
 
 # Connections the kernel queues before ``accept``: asyncio's default of 100 resets the 101st of
@@ -63,6 +67,7 @@ class DaemonConfig:
     insert_path: InsertPath = "full"
     handshake_timeout: float = 10.0
     max_frame_size: int = DATA_MAX_SIZE
+    max_sync_message: int = MAX_SYNC_MESSAGE
     max_notebook_bytes: int = MAX_NOTEBOOK_BYTES
     eviction_delay: float = 30.0
     read_chunk: int = 64 * 1024
@@ -213,7 +218,11 @@ class Daemon:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str
     ) -> None:
-        conn = Connection(Role.SERVER, max_frame_size=self.config.max_frame_size)
+        conn = Connection(
+            Role.SERVER,
+            max_frame_size=self.config.max_frame_size,
+            max_sync_size=self.config.max_sync_message,
+        )
         try:
             handshake, pipelined = await asyncio.wait_for(
                 self._read_handshake(reader, conn), self.config.handshake_timeout

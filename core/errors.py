@@ -37,6 +37,15 @@ class FrameTooLarge(RemoteProtocolError):
     close_reason = "frame_too_large"
 
 
+class SyncMessageTooLarge(FrameTooLarge):
+    """A peer's sync message is over the daemon's cap for one message (checked before buffering).
+
+    Applying a sync message holds the daemon's loop for time that grows with the texts it touches,
+    so one huge paste would freeze every room; the peer must split it (PROTOCOL.md 10.2)."""
+
+    close_reason = "sync_too_large"
+
+
 class EmptyFrame(RemoteProtocolError):
     """A typed frame with no type byte."""
 

@@ -27,6 +27,7 @@ from core.errors import (
     HandshakeError,
     LocalProtocolError,
     ProtocolError,
+    SyncMessageTooLarge,
     TransportClosed,
     UnknownFrameType,
 )
@@ -160,6 +161,7 @@ class FrameDecoder:
         "_handshake_max",
         "_max",
         "_need",
+        "_sync_max",
         "_type",
         "_typed",
     )
@@ -170,6 +172,7 @@ class FrameDecoder:
         untyped_first: bool,
         handshake_max_size: int = HANDSHAKE_MAX_SIZE,
         max_frame_size: int = DATA_MAX_SIZE,
+        max_sync_size: int | None = None,
     ) -> None:
         # While ``_need < 0`` the buffer holds a partial length prefix; otherwise it holds
         # the first bytes of a body of ``_need`` bytes whose prefix was already consumed.
@@ -179,6 +182,7 @@ class FrameDecoder:
         self._typed = not untyped_first
         self._handshake_max = handshake_max_size
         self._max = max_frame_size
+        self._sync_max = max_sync_size  # a lower cap for SYNC bodies, checked on the type byte
         self._error: ProtocolError | TransportClosed | None = None
         self._closed = False
         self._frames = 0
@@ -257,6 +261,15 @@ class FrameDecoder:
                 if self._type is None:
                     raise UnknownFrameType(
                         f"unknown frame type 0x{type_byte:02x} (known: {_KNOWN_TYPES_TEXT})"
+                    )
+                if (
+                    self._type is FrameType.SYNC
+                    and self._sync_max is not None
+                    and need - 1 > self._sync_max
+                ):
+                    raise SyncMessageTooLarge(
+                        f"sync message too large: {need - 1} bytes (cap {self._sync_max} per "
+                        "message): split a large edit into changes synced one after another"
                     )
             skip = 0 if self._type is None else 1  # ---- body
             if buf or end - pos < need:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.blob_store import MemoryBlobStore
+from core.daemon import MAX_SYNC_MESSAGE
 from core.framing import FrameType, encode_frame, encode_untyped
 from core.ipynb import export_notebook
 from core.protocol import PROTOCOL_VERSION, parse_connection_info
@@ -102,18 +103,30 @@ async def test_hostile_blob_frames_from_a_client_do_not_stop_the_daemon(
     assert other.doc.cell_count() == 1
 
 
-async def test_blob_frame_over_the_frame_cap_closes_only_that_peer(
-    make_harness: HarnessFactory, tmp_path: Path
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (b"\x7f\xff\xff\xff\x08", "frame_too_large"),  # a BLOB frame announcing 2 GiB
+        # A 10 MiB paste would be one message: refused from its header, before its body is read.
+        ((MAX_SYNC_MESSAGE + 2).to_bytes(4, "big") + bytes([FrameType.SYNC]), "sync_too_large"),
+    ],
+    ids=["blob-over-the-frame-cap", "sync-over-the-sync-cap"],
+)
+async def test_a_frame_over_its_cap_closes_only_that_peer_in_protocol(
+    header: bytes, reason: str, make_harness: HarnessFactory, tmp_path: Path
 ) -> None:
     h = await make_harness("socketpair")
     nb = write_notebook(tmp_path / "cap.ipynb", _image_cells())
     good = await h.connect(nb, name="good")
     await asyncio.wait_for(good.wait_loaded(), 30)
     bad = await h.connect(nb, name="bad")
-    bad.send_raw(b"\x7f\xff\xff\xff\x08")  # a BLOB frame announcing 2 GiB
+    bad.send_raw(header)
     await asyncio.wait_for(bad.closed.wait(), 30)
-    assert bad.closing is not None and bad.closing.reason == "frame_too_large"
+    assert bad.closing is not None and bad.closing.reason == reason
     await good.ping()
+    other = await h.connect(nb, name="other")
+    await asyncio.wait_for(other.wait_loaded(), 30)
+    assert other.doc.cell_count() == 1
 
 
 # --------------------------------------------------------------------------- byte-exact round trips

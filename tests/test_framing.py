@@ -22,6 +22,7 @@ from core.errors import (
     HandshakeError,
     LocalProtocolError,
     ProtocolError,
+    SyncMessageTooLarge,
     TransportClosed,
     UnknownFrameType,
 )
@@ -436,3 +437,17 @@ def test_module_does_not_import_asyncio(module: str) -> None:
     source = (ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
     assert "import asyncio" not in source
     assert "from asyncio" not in source
+
+
+def test_the_sync_cap_is_checked_on_the_type_byte_before_any_body_byte() -> None:
+    dec = FrameDecoder(untyped_first=False, max_sync_size=1000)
+    (frame,) = dec.feed(encode_frame(FrameType.SYNC, b"s" * 1000))  # at the cap: accepted
+    assert frame.payload == b"s" * 1000
+    (frame,) = dec.feed(encode_frame(FrameType.RESPONSE, b"r" * 5000))  # other types: frame cap
+    assert len(frame.payload) == 5000
+    with pytest.raises(SyncMessageTooLarge) as info:
+        dec.feed(u32(1002) + bytes([FrameType.SYNC]))  # 1001 body bytes announced, none sent
+    assert info.value.close_reason == "sync_too_large"
+    assert isinstance(info.value, FrameTooLarge)
+    assert "1001 bytes (cap 1000 per message)" in str(info.value)
+    assert dec.buffered <= 5  # nothing of the body was buffered

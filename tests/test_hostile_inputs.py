@@ -214,8 +214,9 @@ def _grow(path: Path) -> None:
         f.write(b" " * 8192)
 
 
-# ~1 MiB and ~4 MiB of source in one cell. Found: inserting a cell's source is synchronous on the
-# event loop (~1.5 s per MiB in automerge-py), so the 4 MiB row stalls the whole daemon for several
+# ~1 MiB and ~4 MiB of source in one cell. The loader writes such a source in 16 Ki-code-point
+# steps (the loop free between them), but every receiving peer pays time proportional to the
+# source for each message that touches it (automerge-py 0.2.0.dev4), so the 4 MiB row takes
 # seconds; it loads correctly, and runs with -m slow.
 BIG_SOURCE = "".join(f"line {i:07d} " + "x" * 50 + "\n" for i in range(16 * 1024))
 HUGE_SOURCE = "".join(f"line {i:07d} " + "x" * 50 + "\n" for i in range(64 * 1024))

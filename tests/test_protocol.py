@@ -87,6 +87,7 @@ def test_close_reasons_cover_the_error_tree() -> None:
         "unknown_frame_type",
         "bad_handshake",
         "bad_message",
+        "sync_too_large",
     }
     assert errors.FrameTooLarge.close_reason in CLOSE_REASONS
 
