@@ -306,17 +306,21 @@ async def _append_in_steps(
     seconds with every room frozen); a step is milliseconds, and between steps every room's
     tasks and every peer's writer run. Returns the seconds spent in the transactions."""
     at, spent = step, 0.0
-    for piece in range(0, len(more), step):
-        chunk = more[piece : piece + step]
-        if not client_alive():
-            raise LoadAborted("loading client disconnected while a large cell was loading")
-        async with room.lock:
-            t0 = time.perf_counter()
-            room.doc.append_source(text, at, chunk)
-            spent += time.perf_counter() - t0
-        at += len(chunk)
-        room.notify()
-        await asyncio.sleep(0)
+    room.writing_large_source = True
+    try:
+        for piece in range(0, len(more), step):
+            chunk = more[piece : piece + step]
+            if not client_alive():
+                raise LoadAborted("loading client disconnected while a large cell was loading")
+            async with room.lock:
+                t0 = time.perf_counter()
+                room.doc.append_source(text, at, chunk)
+                spent += time.perf_counter() - t0
+            at += len(chunk)
+            room.notify()
+            await asyncio.sleep(0)
+    finally:
+        room.writing_large_source = False
     return spent
 
 

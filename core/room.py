@@ -88,6 +88,10 @@ class NotebookRoom:
         self._waiters: list[asyncio.Future[LoadState]] = []  # for the end of this load
         self.notifications = 0
         self.loads_started = 0
+        # True while the loader appends a large source in steps: the one time the writers hold
+        # a large message until its peer answers (session.py), so ordinary loads keep a
+        # deterministic frame count.
+        self.writing_large_source = False
 
     # ------------------------------------------------------------------ peers
     def subscribe(self, name: str) -> tuple[int, Subscription]:

@@ -10,15 +10,16 @@
   everything the peer has not seen yet (generated just before it is written, so a slow peer gets
   fewer, larger messages rather than a growing queue), then the current load status if it
   changed. Every write is followed by ``await drain()`` (backpressure stays on this peer only).
-  **One large sync message in flight**: after sending one of at least :data:`HOLD_MIN_BYTES`,
+  **One large sync message in flight** while the loader writes a large source in steps
+  (``room.writing_large_source``): after sending a message of at least :data:`HOLD_MIN_BYTES`,
   the writer holds the next (and the status that follows it) until the peer's next sync message
   arrives, or :data:`REPLY_WAIT_S` passes.
   Applying a sync message costs the receiver time proportional to the Text objects it touches
   (automerge 0.2.0.dev4: 0.37 s for 1 character appended to a 1 MiB source, the same for 32
   changes in one message), so a peer sent one message per step of a large cell would pay that
-  for every step; held back, it gets what piled up in one message. Small messages (a batch of
-  ordinary cells) are not held: holding them costs a round trip through a busy loop per batch
-  (with 200 peers joining, the loader's load took 9.1x as long as with 10, against 5.8x).
+  for every step; held back, it gets what piled up in one message. Nothing else is held: a round
+  trip per batch through a busy loop costs ordinary loads, and when a message goes out would
+  depend on when answers arrive, which would make the gate's frame counts vary run to run.
 * The **request** task answers requests one by one.
 """
 
@@ -266,7 +267,7 @@ class PeerSession:
                     self._sync_gen_s += time.perf_counter() - t0
                     if message is not None:
                         self._sync_out += 1
-                        if len(message) >= HOLD_MIN_BYTES:
+                        if len(message) >= HOLD_MIN_BYTES and self.room.writing_large_source:
                             self._sent_at = loop.time()
                         frames.append(self._conn.send(SyncData(message)))
                 if status is not None:

@@ -185,6 +185,7 @@ async def test_the_next_sync_message_waits_for_the_peers_answer(
 ) -> None:
     monkeypatch.setattr(core.session, "REPLY_WAIT_S", 3600.0)  # only the answer releases it
     monkeypatch.setattr(core.session, "HOLD_MIN_BYTES", 0)  # every message counts as large
+    rig.room.writing_large_source = True  # as while the loader writes a large source
     doc, state = NotebookDoc.empty(), am.SyncState()
     await _apply(rig, doc, state)  # the first message (sent before the patch); not answered
     rig.room.doc.update_source("a", "x = 9")
