@@ -116,16 +116,19 @@ class NotebookSource:
                 if self._closed and self._file is not None:
                     self._file.close()
 
-    def take(self, n: int, *, may_read: bool = True) -> SourceBatch | None:
+    def take(
+        self, n: int, *, may_read: bool = True, may_reparse: bool = True
+    ) -> SourceBatch | None:
         """The next up-to-``n`` cells (fewer only at the end).
 
         With ``may_read=False`` it never touches the file and returns ``None`` when the buffered
-        bytes do not hold one complete cell (call again with ``may_read=True``, off the event
-        loop). Raises NotebookLoadError for an unreadable or invalid notebook.
+        bytes do not hold the batch; with ``may_reparse=False`` it returns ``None`` instead of
+        reading and parsing the whole file (call again with both true, off the event loop).
+        Raises NotebookLoadError for an unreadable or invalid notebook.
         """
-        return self._exclusive(lambda: self._take(n, may_read))
+        return self._exclusive(lambda: self._take(n, may_read, may_reparse))
 
-    def _take(self, n: int, may_read: bool) -> SourceBatch | None:
+    def _take(self, n: int, may_read: bool, may_reparse: bool) -> SourceBatch | None:
         if self._whole is not None:
             return self._from_whole(n)
         t0 = time.perf_counter()
@@ -150,7 +153,7 @@ class NotebookSource:
                 elif isinstance(event, Finished):
                     self.header, self.total_cells = event.notebook, event.cells
                     self.finished = True
-                elif not may_read:
+                elif not (may_read and may_reparse):
                     self._pending = records
                     return None
                 else:  # Unstreamable
