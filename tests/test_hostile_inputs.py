@@ -60,7 +60,8 @@ only_with_m_slow = pytest.mark.skipif(
 
 Outcome = Literal["refused", "failed", "loaded"]
 Builder = Callable[[Path, pytest.MonkeyPatch], Path]
-WAIT = 30.0  # safety timeout for every condition wait (never a sleep)
+WAIT = 120.0  # safety timeout for every condition wait (never a sleep); the 4 MiB source row
+# takes ~50 s in-process: the client shares the loop, and each step it applies costs O(source)
 
 
 # =========================================================================== notebook builders
