@@ -26,7 +26,7 @@ from .connection import Connection, Event, Handshake, Hello, Role
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
 from .framing import DATA_MAX_SIZE
 from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook
-from .loader import InsertPath, LoadOptions, LoadReport, stream_load
+from .loader import InsertPath, LoadOptions, LoadReport, start_load_task, stream_load
 from .notebook_doc import DocStatistics
 from .notebook_file import read_notebook_file
 from .room import NotebookRoom, RoomPhase, RoomRegistry
@@ -261,8 +261,8 @@ class Daemon:
         load_task: asyncio.Task[LoadReport] | None = None
         try:
             if will_load and room.try_start_loading():
-                load_task = asyncio.create_task(
-                    self._run_load(room, session), name=f"load-{notebook_id}"
+                load_task = start_load_task(
+                    room, self._run_load(room, session), name=f"load-{notebook_id}"
                 )
                 self.loads[notebook_id] = load_task
             await session.run()

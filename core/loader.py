@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .blob_store import BlobStore
 from .errors import CoreError
@@ -48,12 +48,14 @@ __all__ = [
     "LoadAborted",
     "LoadOptions",
     "LoadReport",
+    "start_load_task",
     "stream_load",
 ]
 
 InsertPath = Literal["full", "naive"]
 SOURCE_STEP = 16 * 1024
 BatchHook = Callable[[int], Awaitable[None]]
+_R = TypeVar("_R")
 
 
 class LoadAborted(CoreError):
@@ -327,6 +329,26 @@ async def _append_in_steps(
     finally:
         room.writing_large_source = False
     return spent
+
+
+def start_load_task(
+    room: NotebookRoom, load: Coroutine[Any, Any, _R], *, name: str | None = None
+) -> asyncio.Task[_R]:
+    """Run ``load`` (a :func:`stream_load`, or a coroutine around one) as a task that always
+    releases the room's claim.
+
+    A task cancelled before its first step never enters ``stream_load``'s ``try``: no rollback
+    would run and the room would stay claimed (STREAMING, never evictable). The done-callback
+    rolls back whenever the task ended with the claim still held."""
+    task = asyncio.create_task(load, name=name)
+
+    def release(done: asyncio.Task[_R]) -> None:
+        if room.is_loading:
+            reason = "load cancelled" if done.cancelled() else "load ended without a result"
+            _rollback(room, LoadReport(room.notebook_id, "full", 0), reason)
+
+    task.add_done_callback(release)
+    return task
 
 
 def _rollback(room: NotebookRoom, report: LoadReport, reason: str) -> None:

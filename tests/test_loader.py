@@ -26,7 +26,7 @@ import core.blob_store
 from core.blob_store import BlobStore, DiskBlobStore, MemoryBlobStore
 from core.errors import BlobStoreError, NotebookLoadError
 from core.ipynb import parse_notebook
-from core.loader import LoadAborted, LoadOptions, LoadReport, stream_load
+from core.loader import LoadAborted, LoadOptions, LoadReport, start_load_task, stream_load
 from core.manifest import normalize_output, resolve_refs
 from core.room import LoadState, NotebookRoom, RoomPhase
 from sim.harness.convergence import expected_document
@@ -598,20 +598,13 @@ async def test_cancelling_while_the_file_is_read_releases_the_claim(
     await retry_loads_everything(room, store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a load task cancelled before its first step never enters stream_load's try block: "
-        "no rollback runs and the room stays STREAMING (claim held, never evictable)"
-    ),
-)
 async def test_cancelling_the_load_task_before_it_ran_releases_the_claim(
     tmp_path: Path,
 ) -> None:
     path = generated(tmp_path, 3)
     room = claimed(path)
-    task = asyncio.create_task(stream_load(room, MemoryBlobStore(), LoadOptions()))
-    task.cancel()
+    task = start_load_task(room, stream_load(room, MemoryBlobStore(), LoadOptions()))
+    task.cancel()  # before its first step: stream_load's body never runs
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not room.is_loading
