@@ -72,6 +72,9 @@ async def test_sim_round_trips_from_a_real_run(notebook: Path) -> None:
         assert SimResult.from_json(_json_trip(result.to_json())) == result
         assert result.to_json()["schema"] == SIM_SCHEMA
         assert result.phases is not None and result.loads
+        # The run's own peak (reset at its start): at least what the process holds now less
+        # what the run let go, and never the whole machine's.
+        assert result.peak_rss_kib is not None and 10_000 < result.peak_rss_kib < 4_000_000
 
 
 async def test_profile_round_trips_from_a_real_run(notebook: Path) -> None:

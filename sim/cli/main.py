@@ -182,6 +182,8 @@ def _print_sim(data: dict[str, Any], description: str) -> None:
         f"raw Automerge build+sync of the same cells: {_ms(data['raw_automerge_s'])} ms; "
         f"daemon time-to-full / raw = {data['daemon_overhead_ratio']:.2f}x"
     )
+    if data.get("peak_rss_kib") is not None:
+        print(f"peak RSS of the run (daemon and peers): {data['peak_rss_kib'] / 1024:.1f} MiB")
     c = data["counters"]
     if c:
         print("counters: " + ", ".join(f"{k} {v}" for k, v in c.items()))

@@ -45,6 +45,7 @@ from core.client import NotebookClient
 from core.ipynb import parse_notebook
 from sim.analysis.complexity import fit_power_law
 from sim.cli.open_cmd import fetch_blobs
+from sim.harness.memory import proc_status_kib
 from sim.harness.metrics import raw_automerge_seconds
 from sim.workload.generator import DEFAULT_CELLS, write_notebook
 
@@ -55,14 +56,6 @@ START_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 600.0
 STALL_PROBES = 400  # other rooms opened, at most, while the big cell loads
 STALL_PROBE_GAP_S = 0.05
-
-
-def _proc_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/{pid}/status has no {field}")
 
 
 def _load_average() -> list[float]:
@@ -77,10 +70,12 @@ class ServerProcess:
     socket: Path
 
     def rss_kib(self) -> int:
-        return _proc_kib(self.process.pid, "VmRSS")
+        return proc_status_kib(self.process.pid, "VmRSS")
 
     def peak_rss_kib(self) -> int:
-        return _proc_kib(self.process.pid, "VmHWM")
+        # The kernel updates VmHWM lazily: it can read a few KiB under the current VmRSS.
+        pid = self.process.pid
+        return max(proc_status_kib(pid, "VmHWM"), proc_status_kib(pid, "VmRSS"))
 
 
 async def _wait_for_socket(server: ServerProcess) -> None:

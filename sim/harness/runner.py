@@ -37,6 +37,7 @@ from sim.harness.convergence import (
     empty_document,
     expected_document,
 )
+from sim.harness.memory import peak_rss_kib, reset_peak_rss
 from sim.harness.metrics import (
     batch_rows,
     load_summary,
@@ -87,6 +88,7 @@ class _Draft:
     raw_automerge_s: float = 0.0
     load_reports: list[LoadReport] = field(default_factory=list)
     convergence: list[ConvergenceReport] = field(default_factory=list)
+    peak_rss_kib: int | None = None
 
     def freeze(self) -> SimResult:
         result = SimResult(
@@ -107,6 +109,7 @@ class _Draft:
             daemon_overhead_ratio=0.0,
             checks=tuple(self.checks),
             loads=tuple(load_summary(r) for r in self.load_reports),
+            peak_rss_kib=self.peak_rss_kib,
         )
         loader = result.loading_peer()
         ratio = 0.0
@@ -382,10 +385,12 @@ async def run_scenario(
         before_batch=run.before_batch if joins == "hook" else None,
     )
     run.target = target
+    reset_peak_rss()  # this run's peak, not the imports' or an earlier run's
     try:
         await target.start()
         await _drive(run, result, expected, joins)
     finally:
+        result.peak_rss_kib = peak_rss_kib()
         figures = target.figures()
         await run.close()
     result.load_reports = list(figures.load_reports)

@@ -364,6 +364,9 @@ class SimResult:
     checks: tuple[Check, ...]
     loads: tuple[LoadSummary, ...] | None = None  # absent in older files
     targets: Targets | None = None  # absent in older files
+    # The run's peak resident set (KiB): daemon and virtual peers share the process, so this
+    # is everything the run held at once. Absent in older files.
+    peak_rss_kib: int | None = None
     command: ClassVar[str] = "sim"
 
     @property
@@ -405,6 +408,8 @@ class SimResult:
             out["loads"] = [r.to_json() for r in self.loads]
         if self.targets is not None:
             out["targets"] = self.targets.to_json()
+        if self.peak_rss_kib is not None:
+            out["peak_rss_kib"] = self.peak_rss_kib
         out["checks"] = [c.to_json() for c in self.checks]
         return out
 
@@ -436,4 +441,5 @@ class SimResult:
             if r.has("loads")
             else None,
             targets=Targets.read(r.child("targets")) if r.has("targets") else None,
+            peak_rss_kib=r.integer("peak_rss_kib") if r.has("peak_rss_kib") else None,
         )
