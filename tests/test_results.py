@@ -89,6 +89,10 @@ async def test_scale_round_trips_from_a_real_sweep() -> None:
     data = _json_trip(result.to_json())
     assert {"elapsed_s", "checks", "default_sizes", "sizes_by_path"} <= set(data)
     assert ScaleResult.from_json(data) == result
+    full = data["paths"]["full"]  # the first cell's own fit, beside the load's
+    assert {"first_cell_exponent", "first_cell_ci"} <= set(full)
+    lo, hi = full["first_cell_ci"]
+    assert lo <= full["first_cell_exponent"] <= hi
 
 
 def _comparison(factor: float) -> Comparison:

@@ -274,6 +274,13 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         raw = data["raw_automerge"]
         if "exponent" in raw:
             print(f"raw Automerge build+sync exponent: {raw['exponent']:.3f}")
+        for name, pr in data["paths"].items():
+            if "first_cell_exponent" in pr:
+                lo, hi = pr["first_cell_ci"]
+                print(
+                    f"{name}: time to first cell exponent {pr['first_cell_exponent']:.3f} "
+                    f"[{lo:.3f}, {hi:.3f}] (0 = independent of the notebook's size)"
+                )
         for c in result.checks or ():
             print(f"[{'ok  ' if c.ok else 'FAIL'}] {c.name} — {c.detail}")
         print(f"({result.elapsed_s or 0.0:.0f} s)")

@@ -32,6 +32,7 @@ from core.daemon import DaemonConfig
 from core.ipynb import parse_notebook
 from core.loader import InsertPath
 from sim.analysis.complexity import (
+    PowerLawFit,
     classify_counter,
     classify_exponent,
     fit_counter,
@@ -133,6 +134,7 @@ def summarize_path(points: Sequence[LoadMeasurement]) -> ScalePath:
     ns = [p.cells for p in points]
     fit = fit_power_law(ns, [p.server_s for p in points])
     wall = fit_power_law(ns, [p.total_s for p in points])
+    first = _first_cell_fit(points)
     largest = max(points, key=lambda p: (p.cells, -p.total_s))
     trend = fit_linear_trend(range(len(largest.batch_s)), largest.batch_s)
     counters: dict[str, CounterFit] = {}
@@ -172,7 +174,18 @@ def summarize_path(points: Sequence[LoadMeasurement]) -> ScalePath:
             flat=is_flat(trend),
             latencies_s=tuple(largest.batch_s),
         ),
+        first_cell_exponent=None if first is None else first.exponent,
+        first_cell_ci=None if first is None else (first.ci[0], first.ci[1]),
     )
+
+
+def _first_cell_fit(points: Sequence[LoadMeasurement]) -> PowerLawFit | None:
+    """The loading peer's time to first cell against the cell count, where it can be fitted."""
+    timed = [(p.cells, p.time_to_first_cell_s) for p in points if p.time_to_first_cell_s]
+    try:
+        return fit_power_law([n for n, _ in timed], [t for _, t in timed if t is not None])
+    except ValueError:  # fewer than 3 timed points or 2 sizes
+        return None
 
 
 def raw_automerge(points: Sequence[tuple[int, float]]) -> RawAutomerge:

@@ -128,6 +128,10 @@ class ScalePath:
     wall_ci: tuple[float, float] | None = None
     counters: Mapping[str, CounterFit] | None = None
     batch_trend: BatchTrend | None = None
+    # The loading peer's time to first cell against the cell count (issue 11: a progressive
+    # load's first cell must not grow with the file). None when it cannot be fitted.
+    first_cell_exponent: float | None = None
+    first_cell_ci: tuple[float, float] | None = None
 
     def to_json(self) -> JsonDict:
         out: JsonDict = {"exponent": self.exponent, "ci": list(self.ci), "verdict": self.verdict}
@@ -142,6 +146,10 @@ class ScalePath:
             out["counters"] = {name: c.to_json() for name, c in self.counters.items()}
         if self.batch_trend is not None:
             out["batch_trend"] = self.batch_trend.to_json()
+        if self.first_cell_exponent is not None:
+            out["first_cell_exponent"] = self.first_cell_exponent
+        if self.first_cell_ci is not None:
+            out["first_cell_ci"] = list(self.first_cell_ci)
         return out
 
     @classmethod
@@ -160,6 +168,8 @@ class ScalePath:
             batch_trend=BatchTrend.read(r.child("batch_trend"))
             if r.present("batch_trend")
             else None,
+            first_cell_exponent=r.opt_number("first_cell_exponent"),
+            first_cell_ci=r.pair("first_cell_ci") if r.present("first_cell_ci") else None,
         )
 
     def counter_verdict(self, name: str) -> str | None:
