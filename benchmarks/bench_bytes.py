@@ -16,21 +16,15 @@ Run directly for a one-line report: ``python -m benchmarks.bench_bytes [cells]``
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from .common import DEFAULT_CELLS, check_cache, missing, require
+from .common import DEFAULT_CELLS, check_cache, missing, outside_figure
 
 
 def measure(cells: int = DEFAULT_CELLS) -> dict[str, Any]:
     """``figure_bytes`` of the tree under test (keys doc_bytes, blob_bytes, blobs, ratio, …)."""
-    outside = require("sim.harness.outside", "figure_bytes")
-    with tempfile.TemporaryDirectory() as tmp:
-        result: dict[str, Any] = asyncio.run(outside.figure_bytes(Path(tmp), cells))
-    return result
+    return outside_figure("figure_bytes", cells)
 
 
 class HoldNotebook:

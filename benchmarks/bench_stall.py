@@ -11,23 +11,17 @@ Run directly for a one-line report: ``python -m benchmarks.bench_stall [MiB]``.
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from .common import check_cache, missing, require
+from .common import check_cache, missing, outside_figure
 
 BIG_CELL_MIB = 4.0
 
 
 def measure(mib: float = BIG_CELL_MIB) -> dict[str, Any]:
     """``figure_stall`` of the tree under test, one repeat."""
-    outside = require("sim.harness.outside", "figure_stall")
-    with tempfile.TemporaryDirectory() as tmp:
-        result: dict[str, Any] = asyncio.run(outside.figure_stall(Path(tmp), mib, 1))
-    return result
+    return outside_figure("figure_stall", mib, 1)
 
 
 class CrossRoomStall:

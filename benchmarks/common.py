@@ -109,6 +109,15 @@ def optional(module: str, *names: str) -> ModuleType | None:
         return None
 
 
+def outside_figure(name: str, *args: Any) -> dict[str, Any]:
+    """``sim.harness.outside.<name>(workdir, *args)`` of the tree under test, in a fresh temporary
+    directory: a figure measured against a real ``nbstream serve``."""
+    outside = require("sim.harness.outside", name)
+    with tempfile.TemporaryDirectory() as tmp:
+        result: dict[str, Any] = asyncio.run(getattr(outside, name)(Path(tmp), *args))
+    return result
+
+
 def missing(exc: NotImplementedError) -> dict[str, Any]:
     """What ``setup_cache()`` returns when the API it needs is absent at this commit."""
     return {"missing": str(exc)}

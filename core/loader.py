@@ -158,7 +158,7 @@ async def _next_batch(source: NotebookSource, size: int) -> SourceBatch:
     batch = source.take(size, may_reparse=False)
     if batch is None:
         batch = await asyncio.to_thread(source.take, size)
-    assert batch is not None  # may_read=True always answers
+    assert batch is not None  # may_reparse=True always answers
     return batch
 
 

@@ -66,7 +66,6 @@ class NotebookSource:
         self._whole: tuple[CellRecord, ...] | None = None  # the fallback's cells
         self._served = 0  # cells handed out since the last restart
         self._restart = False  # the next batch starts over (the fallback replaced the stream)
-        self._pending: list[CellRecord] = []  # parsed, not yet handed out (may_read=False)
         self._guard = threading.Lock()  # open/take may run in a worker thread while close() runs
         self._busy = False
         self._closed = False
@@ -116,33 +115,28 @@ class NotebookSource:
                 if self._closed and self._file is not None:
                     self._file.close()
 
-    def take(
-        self, n: int, *, may_read: bool = True, may_reparse: bool = True
-    ) -> SourceBatch | None:
-        """The next up-to-``n`` cells (fewer only at the end).
+    def take(self, n: int, *, may_reparse: bool = True) -> SourceBatch | None:
+        """The next up-to-``n`` cells (fewer only at the end), reading as far as they need.
 
-        With ``may_read=False`` it never touches the file and returns ``None`` when the buffered
-        bytes do not hold the batch; with ``may_reparse=False`` it returns ``None`` instead of
-        reading and parsing the whole file (call again with both true, off the event loop).
-        Raises NotebookLoadError for an unreadable or invalid notebook.
+        With ``may_reparse=False`` it returns ``None`` instead of reading and parsing the whole
+        file (call again with it true, off the event loop; the cells parsed meanwhile are not
+        lost: the whole file serves them again). Raises NotebookLoadError for an unreadable or
+        invalid notebook.
         """
-        return self._exclusive(lambda: self._take(n, may_read, may_reparse))
+        return self._exclusive(lambda: self._take(n, may_reparse))
 
-    def _take(self, n: int, may_read: bool, may_reparse: bool) -> SourceBatch | None:
+    def _take(self, n: int, may_reparse: bool) -> SourceBatch | None:
         if self._whole is not None:
             return self._from_whole(n)
         t0 = time.perf_counter()
         read_s = 0.0
-        records, self._pending = self._pending, []
+        records: list[CellRecord] = []
         try:
             while len(records) < n and not self.finished:
                 event = self._scanner.next_event()
                 if isinstance(event, Cell):
                     records.append(event.record)
                 elif event is NEED_DATA:
-                    if not may_read:
-                        self._pending = records
-                        return None
                     t1 = time.perf_counter()
                     chunk = self._opened().read(self._chunk_size)
                     read_s += time.perf_counter() - t1
@@ -153,8 +147,7 @@ class NotebookSource:
                 elif isinstance(event, Finished):
                     self.header, self.total_cells = event.notebook, event.cells
                     self.finished = True
-                elif not (may_read and may_reparse):
-                    self._pending = records
+                elif not may_reparse:  # Unstreamable: the caller moves to a thread first
                     return None
                 else:  # Unstreamable
                     read_s += self._read_whole()

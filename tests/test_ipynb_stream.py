@@ -263,9 +263,10 @@ def test_read_ahead_stays_within_one_cell_and_one_chunk(tmp_path: Path) -> None:
         if isinstance(event, Cell):
             cells += 1
         elif event is NEED_DATA:
-            if fed >= len(data):
+            if fed < len(data):
+                scanner.feed(data[fed : fed + chunk])
+            else:
                 scanner.end()
-            scanner.feed(data[fed : fed + chunk]) if fed < len(data) else None
             fed += chunk
             peak = max(peak, scanner.buffered)
         else:
@@ -284,7 +285,7 @@ def test_the_source_reads_only_what_the_first_batch_needs(tmp_path: Path) -> Non
         assert batch is not None and len(batch.records) == 3 and not batch.restart
         assert source.file_bytes <= 64 * 1024 < size // 20 and source.total_cells is None
         while not source.finished:
-            batch = source.take(50, may_read=False) or source.take(50)
+            batch = source.take(50)
             assert batch is not None and not batch.restart
         assert source.total_cells == 400 and source.file_bytes == size and source.streamed
     finally:
