@@ -64,7 +64,6 @@ _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _META_SUFFIX = ".meta"
 _TMP_PREFIX = ".tmp"
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
 def is_blob_id(value: str) -> bool:
@@ -252,7 +251,6 @@ class DiskBlobStore:
             blob_ok = blob_existed = False
         if blob_ok and os.path.exists(meta_path):
             return None
-        self._ensure_dir(shard)
         written = 0
         created = False
         if not blob_ok:  # absent, or present with the wrong size (damaged): (re)write it
@@ -279,27 +277,35 @@ class DiskBlobStore:
             with suppress(FileExistsError):
                 os.mkdir(shard, _DIR_MODE)
 
-    @staticmethod
-    def _atomic_write(shard: str, target: str, payload: bytes, *, meta: bool = False) -> bool:
+    def _atomic_write(self, shard: str, target: str, payload: bytes, *, meta: bool = False) -> bool:
         """Put ``payload`` at ``target`` through a ``.tmp.*`` file in ``shard``.
 
         Returns True if our rename put the file in place, False if the rename failed but the
         target now exists (a concurrent identical write won). Never leaves the temp file behind.
+        The shard directory is created only when the temp file cannot be (no ``mkdir`` per put).
         """
         try:
-            atomic_write(
-                target,
-                payload,
-                durable=False,
-                mode=_FILE_MODE,
-                tmp_prefix=f"{_TMP_PREFIX}.",
-                tmp_suffix=_META_SUFFIX if meta else "",
-            )
+            try:
+                self._write_via_temp(target, payload, meta)
+            except FileNotFoundError:
+                self._ensure_dir(shard)
+                self._write_via_temp(target, payload, meta)
         except OSError:
             if not os.path.exists(target):
                 raise
             return False
         return True
+
+    @staticmethod
+    def _write_via_temp(target: str, payload: bytes, meta: bool) -> None:
+        atomic_write(
+            target,
+            payload,
+            durable=False,
+            mode=_FILE_MODE,
+            tmp_prefix=f"{_TMP_PREFIX}.",
+            tmp_suffix=_META_SUFFIX if meta else "",
+        )
 
     # ---------------------------------------------------------------- read
     def get(self, blob_id: str) -> bytes | None:
