@@ -39,6 +39,7 @@ from .blob_store import BlobStore
 from .errors import CoreError
 from .ipynb import MAX_NOTEBOOK_BYTES, CellRecord, notebook_metadata_to_doc, record_to_cell
 from .manifest import INLINE_THRESHOLD, has_large_value, outputs_to_refs
+from .notebook_doc import NewCell
 from .notebook_source import NotebookSource, SourceBatch
 from .room import NotebookRoom
 
@@ -199,7 +200,9 @@ async def stream_load(
             batch = await _next_batch(source, size)
             if batch.restart:  # the whole-file parse replaced the stream: start over
                 async with room.lock:
-                    doc.clear_all_cells()
+                    doc.delete_cells(room.load_cells)
+                room.load_cells.clear()
+                room.load_next_index = 0
                 report.cells = 0
             report.total_cells = source.total_cells
             if not batch.records:
@@ -218,8 +221,10 @@ async def stream_load(
         t0 = time.perf_counter()
         metadata = source.header.metadata if source.header is not None else {}
         if metadata:
+            values = notebook_metadata_to_doc(metadata)
             async with room.lock:
-                doc.set_notebook_metadata(notebook_metadata_to_doc(metadata))
+                room.load_metadata.update(values)  # before the write: a rollback may follow
+                doc.update_notebook_metadata(values)
             room.notify()
         report.metadata_s = time.perf_counter() - t0
         if not client_alive():
@@ -274,12 +279,19 @@ async def _insert_batch(
             if len(snap.source) > step:
                 rest.append((i, snap.source[step:]))
                 snapshots[i] = dataclasses.replace(snap, source=snap.source[:step])
+    new: list[NewCell] = []
     async with room.lock:
+        at = _insert_position(room)
         if options.insert_path == "full":
-            texts = doc.add_cells_full(start, snapshots)
+            new = doc.add_cells_full(at, snapshots)
+            room.load_cells.extend(cell.key for cell in new)
         else:
             for offset, snap in enumerate(snapshots):
-                doc.add_cell_naive(start + offset, snap)
+                doc.add_cell_naive(at + offset, snap)
+                key = doc.cell_key_at(at + offset)
+                if key is not None:
+                    room.load_cells.append(key)
+        room.load_next_index = at + len(snapshots)
     t2 = time.perf_counter()
     report.cells = start + len(batch)
     room.report_progress(report.cells, report.total_cells)
@@ -287,7 +299,7 @@ async def _insert_batch(
     await asyncio.sleep(0)  # let the peers' writers ship this batch now
     insert_s = t2 - t1
     for i, more in rest:
-        insert_s += await _append_in_steps(room, texts[i], step, more, client_alive)
+        insert_s += await _append_in_steps(room, new[i].source, step, more, client_alive)
     t3 = time.perf_counter()
     report.batches.append(
         BatchTiming(
@@ -302,6 +314,25 @@ async def _insert_batch(
             doc.cell_count(),
         )
     )
+
+
+def _insert_position(room: NotebookRoom) -> int:
+    """Where the load's next batch goes: right after the last cell it inserted.
+
+    Peers may add and delete cells while the file streams in; the file's cells stay together,
+    in file order, from index 0 (a peer's cell added before the load's first batch, or kept
+    from a failed load, ends up after them). The common case is one lookup, no scan."""
+    cells = room.load_cells
+    if not cells:
+        return 0
+    guess = room.load_next_index
+    if guess > 0 and room.doc.cell_key_at(guess - 1) == cells[-1]:
+        return guess
+    where = {key: i for i, key in enumerate(room.doc.cell_keys())}
+    for key in reversed(cells):  # the last of the load's cells that a peer has not deleted
+        if key in where:
+            return where[key] + 1
+    return 0
 
 
 async def _append_in_steps(
@@ -352,13 +383,18 @@ def start_load_task(
 
 
 def _rollback(room: NotebookRoom, report: LoadReport, reason: str) -> None:
-    """Clear cells, then release the claim as failed, then notify once. Never awaits."""
+    """Remove what the load wrote, then release the claim as failed, then notify once.
+
+    Only the load's own cells (with whatever peers edited inside them) and the notebook
+    metadata keys it put (unless a peer changed them since) go; cells peers added stay.
+    Never awaits."""
     report.ok = False
     report.error = reason
     try:
-        room.doc.clear_all_cells()
-        if room.doc.get_notebook_metadata():
-            room.doc.set_notebook_metadata({})
+        room.doc.delete_cells(room.load_cells)
+        room.load_cells.clear()
+        room.doc.remove_notebook_metadata(room.load_metadata)
+        room.load_metadata.clear()
     except CoreError as exc:  # keep the first reason; note the second
         reason = f"{reason} (and clearing the partial cells failed: {exc})"
         report.error = reason

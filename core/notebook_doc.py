@@ -43,86 +43,21 @@ write this class makes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from automerge import core as am
 
+from .doc_values import NULL_COUNT as _NULL_COUNT
+from .doc_values import STR as _STR
+from .doc_values import CellSnapshot, DocStatistics, NewCell, object_key
+from .doc_values import Counters as _Counters
+from .doc_values import OpCount as _OpCount
+from .doc_values import str_value as _str_value
 from .errors import DocError, MessageError
 
-__all__ = ["CellSnapshot", "DocStatistics", "NotebookDoc"]
-
-_STR = am.ScalarType.Str
-_NULL_COUNT = "null"
-
-
-@dataclass(frozen=True, slots=True)
-class CellSnapshot:
-    """A cell as plain values: what ``get_cells`` returns and ``add_cell_full`` takes."""
-
-    id: str
-    cell_type: str
-    source: str = ""
-    execution_count: str = _NULL_COUNT
-    outputs: tuple[str, ...] = ()
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    attachments: Mapping[str, str] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (used for materialized comparisons and diffs)."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "cell_type": self.cell_type,
-            "source": self.source,
-            "execution_count": self.execution_count,
-            "outputs": list(self.outputs),
-            "metadata": dict(self.metadata),
-        }
-        if self.attachments is not None:
-            out["attachments"] = dict(self.attachments)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class DocStatistics:
-    """Deterministic counters: the signals benchmarks and the CI gate read (times are noisy)."""
-
-    cells_inserted: int
-    ops: int
-    transactions: int
-    scan_steps: int
-    sync_messages_generated: int
-    sync_bytes_generated: int
-    sync_messages_received: int
-    sync_bytes_received: int
-
-
-@dataclass(slots=True)
-class _Counters:
-    cells_inserted: int = 0
-    ops: int = 0
-    transactions: int = 0
-    scan_steps: int = 0
-    sync_messages_generated: int = 0
-    sync_bytes_generated: int = 0
-    sync_messages_received: int = 0
-    sync_bytes_received: int = 0
-
-
-@dataclass(slots=True)
-class _OpCount:
-    """The ops a :meth:`NotebookDoc._counted` transaction made so far."""
-
-    ops: int = 0
-
-
-def _str_value(value: Any) -> str | None:
-    """The Python str of an Automerge ``(ScalarType.Str, value)`` pair, else None."""
-    if isinstance(value, tuple) and value[0] == _STR and isinstance(value[1], str):
-        return value[1]
-    return None
+__all__ = ["CellSnapshot", "DocStatistics", "NewCell", "NotebookDoc", "object_key"]
 
 
 class NotebookDoc:
@@ -295,8 +230,11 @@ class NotebookDoc:
 
     # ------------------------------------------------------------------ whole-cell writes
     @staticmethod
-    def _write_cell(tx: Any, cells: bytes, index: int, cell: CellSnapshot) -> tuple[int, bytes]:
-        """Write ``cell`` as a new map at ``index``: the ops made (all keys are new), its source."""
+    def _write_cell(
+        tx: Any, cells: bytes, index: int, cell: CellSnapshot
+    ) -> tuple[int, bytes, bytes]:
+        """Write ``cell`` as a new map at ``index``: the ops made (all keys are new), the map,
+        its source Text."""
         obj = tx.insert_object(cells, index, am.ObjType.Map)
         tx.put(obj, "id", _STR, cell.id)
         tx.put(obj, "cell_type", _STR, cell.cell_type)
@@ -317,33 +255,34 @@ class NotebookDoc:
         ops = 7 + len(cell.source) + len(cell.outputs) + len(cell.metadata)
         if cell.attachments is not None:
             ops += 1 + len(cell.attachments)
-        return ops, bytes(text)
+        return ops, bytes(obj), bytes(text)
 
     def add_cell_full(self, index: int, cell: CellSnapshot) -> None:
         """Insert a whole cell at ``index`` (clamped) in one transaction, without any scan."""
         self.add_cells_full(index, (cell,))
 
-    def add_cells_full(self, index: int, cells: Sequence[CellSnapshot]) -> list[bytes]:
+    def add_cells_full(self, index: int, cells: Sequence[CellSnapshot]) -> list[NewCell]:
         """Insert ``cells`` starting at ``index`` (clamped), all in one transaction, no scans.
 
-        Returns each new cell's source Text object, for :meth:`append_source`."""
+        Returns each new cell's key (to find or delete exactly that cell later) and its source
+        Text object (for :meth:`append_source`)."""
         if not cells:
             return []
-        texts: list[bytes] = []
+        new: list[NewCell] = []
         try:
             with self._counted() as (tx, count):
                 cells_obj = self._require_cells(tx)
                 at = max(0, min(index, tx.length(cells_obj)))
                 for offset, cell in enumerate(cells):
-                    ops, text = self._write_cell(tx, cells_obj, at + offset, cell)
+                    ops, obj, text = self._write_cell(tx, cells_obj, at + offset, cell)
                     count.ops += ops
-                    texts.append(text)
+                    new.append(NewCell(object_key(obj), text))
         except DocError:
             raise
         except Exception as exc:
             raise DocError(f"failed to add cells {cells[0].id!r}…: {exc}") from exc
         self._counters.cells_inserted += len(cells)
-        return texts
+        return new
 
     def append_source(self, text: bytes, at: int, more: str) -> None:
         """Insert ``more`` at code point ``at`` of the source Text ``text``, in one transaction.
@@ -358,6 +297,38 @@ class NotebookDoc:
                 count.ops += len(more)
         except Exception as exc:
             raise DocError(f"failed to append to a cell's source: {exc}") from exc
+
+    def cell_key_at(self, index: int) -> bytes | None:
+        """The :func:`object_key` of the cell at ``index``, None if there is none (no scan)."""
+        cells = self._cells_obj()
+        if cells is None or index < 0:
+            return None
+        got = self._doc.get(cells, index)
+        return object_key(bytes(got[1])) if got is not None else None
+
+    def cell_keys(self) -> list[bytes]:
+        """The :func:`object_key` of every entry of ``cells``, in order (one pass)."""
+        cells = self._cells_obj()
+        return [] if cells is None else [object_key(bytes(o)) for _, o in self._doc.values(cells)]
+
+    def delete_cells(self, keys: Collection[bytes]) -> int:
+        """Delete exactly the cells whose :func:`object_key` is in ``keys`` (those still
+        present), in one transaction; every other cell stays. Returns how many were deleted."""
+        wanted = set(keys)
+        if not wanted:
+            return 0
+        indices = [i for i, key in enumerate(self.cell_keys()) if key in wanted]
+        if not indices:
+            return 0
+        cells = self._require_cells()
+        try:
+            with self._counted() as (tx, ops):
+                for index in reversed(indices):
+                    tx.delete(cells, index)
+                ops.ops += len(indices)
+        except Exception as exc:
+            raise DocError(f"failed to delete cells: {exc}") from exc
+        return len(indices)
 
     def clear_all_cells(self) -> int:
         """Delete every cell from the end; ``notebook_id`` and metadata stay. Errors propagate."""
@@ -404,6 +375,45 @@ class NotebookDoc:
                     count.ops += 1
         except Exception as exc:
             raise DocError(f"failed to set notebook metadata: {exc}") from exc
+
+    def update_notebook_metadata(self, metadata: Mapping[str, str]) -> None:
+        """Put every key of ``metadata`` (key -> JSON text); other keys stay. A key already
+        holding its value is left alone (see :meth:`set_notebook_metadata`)."""
+        if not metadata:
+            return
+        current = self.get_notebook_metadata()
+        changed = {k: v for k, v in metadata.items() if current.get(k) != v}
+        if not changed:
+            return
+        try:
+            with self._counted() as (tx, count):
+                meta = self._metadata_obj(tx)
+                if meta is None:
+                    meta = tx.put_object(am.ROOT, "metadata", am.ObjType.Map)
+                    count.ops += 1
+                for key, value in changed.items():
+                    tx.put(meta, key, _STR, value)
+                    count.ops += 1
+        except Exception as exc:
+            raise DocError(f"failed to update notebook metadata: {exc}") from exc
+
+    def remove_notebook_metadata(self, written: Mapping[str, str]) -> int:
+        """Delete each key of ``written`` whose value is still the one given (a key someone
+        changed since stays). Returns how many were deleted."""
+        current = self.get_notebook_metadata()
+        doomed = [k for k, v in written.items() if current.get(k) == v]
+        if not doomed:
+            return 0
+        try:
+            with self._counted() as (tx, count):
+                meta = self._metadata_obj(tx)
+                assert meta is not None  # the keys were just read from it
+                for key in doomed:
+                    tx.delete(meta, key)
+                    count.ops += 1
+        except Exception as exc:
+            raise DocError(f"failed to remove notebook metadata: {exc}") from exc
+        return len(doomed)
 
     # ------------------------------------------------------------------ naive (scanning) ops
     def add_cell(self, index: int, cell_id: str, cell_type: str) -> None:

@@ -88,6 +88,11 @@ class NotebookRoom:
         self._waiters: list[asyncio.Future[LoadState]] = []  # for the end of this load
         self.notifications = 0
         self.loads_started = 0
+        # What the current (or last) load wrote, so a rollback removes exactly that: the map
+        # object of every cell it inserted, in order, and the notebook metadata it put.
+        self.load_cells: list[bytes] = []
+        self.load_metadata: dict[str, str] = {}
+        self.load_next_index = 0  # where the load's next batch goes, unless peers moved cells
         # True while the loader appends a large source in steps: the one time the writers hold
         # a large message until its peer answers (session.py), so ordinary loads keep a
         # deterministic frame count.
@@ -121,7 +126,15 @@ class NotebookRoom:
     # ------------------------------------------------------------------ loading claim
     @property
     def state(self) -> LoadState:
-        return self._state
+        """The load state. Once ``ready``, its counts are the document's cells *now* (peers add
+        and delete cells after the load): a status must be true of the document it describes,
+        or a client waiting for ``cells_loaded`` cells after a deletion would wait forever."""
+        state = self._state
+        if state.phase is RoomPhase.READY:
+            count = self.doc.cell_count()
+            if count != state.cells_loaded:
+                return LoadState(RoomPhase.READY, None, count, count)
+        return state
 
     @property
     def is_loading(self) -> bool:
@@ -134,13 +147,16 @@ class NotebookRoom:
     def try_start_loading(self) -> bool:
         """Atomically claim the load. False if another loader holds it or the room is loaded.
 
-        Re-checks emptiness after the claim is won: a room that already holds cells (or is
-        ready) is never loaded twice.
+        A room still holding cells of an earlier load (its rollback could not delete them) is
+        never loaded again: that would duplicate them. Cells peers added are no obstacle: the
+        load inserts the file's cells before them.
         """
         if not self.needs_load():
             return False
-        if self.doc.cell_count() > 0:  # defensive: a failed load always clears its cells
+        if self.load_cells:  # defensive: a failed load's rollback deletes its cells
             return False
+        self.load_metadata.clear()
+        self.load_next_index = 0
         self.loads_started += 1
         self._loaded_event.clear()
         self._state = LoadState(RoomPhase.STREAMING)

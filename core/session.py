@@ -120,6 +120,7 @@ class PeerSession:
         self._bytes_out = 0
         self._sync_out = 0
         self._sync_in = 0
+        self._status_cells = -1  # cells_loaded of the last status this peer was sent
         self._n_requests = 0
         self._sync_gen_s = 0.0
         self._sent_at: float | None = None  # loop time of the unanswered sync message, if any
@@ -257,6 +258,8 @@ class PeerSession:
                 # N cells (a batch inserted while the message was being written is announced
                 # by the next status, after the next message).
                 # Both go out in one write.
+                if not sub.status_dirty and self._ready_count_changed():
+                    sub.status_dirty = True  # a ready room's cell count moved: say so
                 status = self._status_frame() if sub.status_dirty else None
                 sub.status_dirty = False
                 frames: list[bytes] = []
@@ -278,8 +281,13 @@ class PeerSession:
             log.info("%s: write failed: %s", self.name, exc)
             self.reader_done.set()
 
+    def _ready_count_changed(self) -> bool:
+        state = self.room.state
+        return state.phase is RoomPhase.READY and state.cells_loaded != self._status_cells
+
     def _status_frame(self) -> bytes:
         state = self.room.state
+        self._status_cells = state.cells_loaded
         status = p.LoadStatus(
             phase=_wire_phase(state.phase),
             reason=state.reason,

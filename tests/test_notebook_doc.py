@@ -6,7 +6,7 @@ import pytest
 from automerge import core as am
 
 from core.errors import DocError, MessageError
-from core.notebook_doc import CellSnapshot, NotebookDoc
+from core.notebook_doc import CellSnapshot, NotebookDoc, object_key
 
 
 def _cell(i: int, **kw: object) -> CellSnapshot:
@@ -265,7 +265,7 @@ def test_analytic_op_counters_equal_the_changes_read_back(seed: int) -> None:
         if action == 0 or not ids:
             batch = [_random_cell(rng, made + i) for i in range(rng.randint(1, 4))]
             made += len(batch)
-            texts = doc.add_cells_full(rng.randint(0, len(ids) + 2), batch)
+            texts = [c.source for c in doc.add_cells_full(rng.randint(0, len(ids) + 2), batch)]
             if rng.random() < 0.5:  # the loader's steps for a large source: append at the end
                 k = rng.randrange(len(batch))
                 doc.append_source(texts[k], len(batch[k].source), _text(rng, 30))
@@ -304,3 +304,46 @@ def test_analytic_op_counters_equal_the_changes_read_back(seed: int) -> None:
         stats = doc.statistics()
         assert (stats.ops, stats.transactions) == (ref.ops, ref.transactions), (step, action)
     assert ref.transactions > 100
+
+
+def test_object_keys_survive_merging_an_actor_that_sorts_first() -> None:
+    """automerge-py's id bytes carry the actor's rank; a key must not (rollback relies on it)."""
+    server = NotebookDoc("nb", actor_id=b"\xf0" * 16)
+    mine = [c.key for c in server.add_cells_full(0, [_cell(1), _cell(2)])]
+    assert server.cell_keys() == mine
+    raw_before = _raw_ids(server)
+    peer_doc = NotebookDoc.empty(actor_id=b"\x01" * 16)
+    s1, s2 = am.SyncState(), am.SyncState()
+    _sync_pair(server, s1, peer_doc, s2)
+    peer_doc.add_cells_full(1, [_cell(9)])
+    _sync_pair(server, s1, peer_doc, s2)
+    keys = server.cell_keys()
+    assert _raw_ids(server)[0] != raw_before[0]  # the bytes did change: the key is needed
+    assert len(keys) == 3 and keys[0] == mine[0] and keys[2] == mine[1]
+    assert server.cell_key_at(2) == mine[1]
+    assert server.delete_cells(mine) == 2
+    assert [c.id for c in server.get_cells()] == ["c9"]
+
+
+def test_object_key_of_an_unknown_shape_is_itself() -> None:
+    assert object_key(b"\x00") == b"\x00"
+    assert object_key(b"\x10\x10" + b"\xab" * 16) == b"\x10\x10" + b"\xab" * 16
+
+
+def _raw_ids(doc: NotebookDoc) -> list[bytes]:
+    cells = doc._cells_obj()
+    assert cells is not None
+    return [bytes(obj) for _, obj in doc._doc.values(cells)]
+
+
+def _sync_pair(a: NotebookDoc, sa: am.SyncState, b: NotebookDoc, sb: am.SyncState) -> None:
+    for _ in range(20):
+        moved = False
+        for x, sx, y, sy in ((a, sa, b, sb), (b, sb, a, sa)):
+            msg = x.generate_sync_message(sx)
+            if msg is not None:
+                y.receive_sync_message(sy, msg)
+                moved = True
+        if not moved:
+            return
+    raise AssertionError("sync did not settle")

@@ -138,9 +138,11 @@ def test_finish_loading_when_ready_is_a_no_op() -> None:
     room.finish_loading()
     ready = room.state
     room.finish_loading(error="late failure")
+    assert room.state == ready == LoadState(RoomPhase.READY, None, 2, 2)
     add_cells(room, 1)
     room.finish_loading()
-    assert room.state == ready == LoadState(RoomPhase.READY, None, 2, 2)
+    # Still ready; the counts are the document's now (a status must be true of the document).
+    assert room.state == LoadState(RoomPhase.READY, None, 3, 3)
 
 
 def test_finish_loading_when_failed_is_a_no_op() -> None:
@@ -175,16 +177,25 @@ def test_failed_allows_a_new_claim_that_starts_afresh() -> None:
     assert room.state == LoadState(RoomPhase.READY, None, 3, 3)
 
 
+def test_a_room_still_holding_a_failed_loads_cells_is_never_claimed() -> None:
+    room = make_room()
+    assert room.try_start_loading()
+    room.load_cells.extend(c.key for c in room.doc.add_cells_full(0, [CellSnapshot("a", "code")]))
+    room.finish_loading(error="boom")  # as if the rollback could not delete them
+    before = room.state
+    assert room.try_start_loading() is False
+    assert room.state == before and room.loads_started == 1
+
+
 @pytest.mark.parametrize("phase", ["empty", "failed"])
-def test_a_room_that_already_holds_cells_is_never_claimed(phase: str) -> None:
+def test_cells_peers_added_do_not_block_a_load(phase: str) -> None:
     room = make_room()
     if phase == "failed":
         assert room.try_start_loading()
         room.finish_loading(error="boom")
-    add_cells(room, 1)  # e.g. a rollback that could not clear its cells
-    before = room.state
-    assert room.try_start_loading() is False
-    assert room.state == before and room.loads_started == (1 if phase == "failed" else 0)
+    add_cells(room, 1)  # a peer's cell: the load inserts the file's cells before it
+    assert room.try_start_loading() is True
+    assert room.loads_started == (2 if phase == "failed" else 1)
 
 
 # =========================================================================== waiting for the load
