@@ -15,7 +15,8 @@ Decisions shared by both stores:
   blob is absent" distinct from "the caller passed garbage". ``exists`` is a predicate and answers
   ``False`` for invalid ids.
 * Every ``get`` re-hashes the bytes it read; a mismatch raises :class:`BlobStoreError`
-  ``"blob <id> is corrupt: content hash is <other>"``.
+  ``"blob <id> is corrupt: content hash is <other>"``; ``put`` compares a stored blob's bytes
+  with the ones given, so a damaged blob is rewritten (repaired) instead of trusted.
 * Every ``OSError`` becomes :class:`BlobStoreError` with a precise message, e.g.
   ``"blob store write failed for <id>: [Errno 28] No space left on device"``.
 
@@ -243,9 +244,12 @@ class DiskBlobStore:
     def _put_locked(
         self, data: bytes, media_type: str, shard: str, path: str, meta_path: str
     ) -> int | None:
-        """Store ``data``; None for a dedup hit, else the number of blob bytes written."""
+        """Store ``data``; None for a dedup hit, else the number of blob bytes written.
+
+        A stored blob counts only if its bytes are ``data`` (compared, not just its size): a
+        bit flipped on disk is repaired by the next put of the real bytes, e.g. a reload."""
         try:
-            blob_ok = os.stat(path).st_size == len(data)
+            blob_ok = _holds(path, data)
             blob_existed = True
         except FileNotFoundError:
             blob_ok = blob_existed = False
@@ -379,6 +383,14 @@ class DiskBlobStore:
 
     def statistics(self) -> BlobStoreStatistics:
         return self._counters.snapshot()
+
+
+def _holds(path: str, data: bytes) -> bool:
+    """True iff the file at ``path`` holds exactly ``data`` (size first, then the bytes)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size != len(data):
+            return False
+        return f.read() == data
 
 
 def _remove_if_present(path: str) -> bool:

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import jiter
 
-from core.errors import NotebookLoadError
+from core.errors import BlobCorrupt, NotebookLoadError
 from core.ipynb_v3 import upgrade_v3
 from core.json_values import check_tree, from_json_text, inf_path, json_text, json_type
 
@@ -439,10 +439,24 @@ def _split_output(output: dict[str, Any]) -> dict[str, Any]:
     return output
 
 
-def export_notebook_dict(doc: NotebookDoc, store: BlobStore) -> dict[str, Any]:
-    """The document as an nbformat 4.5 notebook dict (outputs resolved through ``store``)."""
+def _export_outputs(snapshot: CellSnapshot, index: int, store: BlobStore) -> list[dict[str, Any]]:
+    """The cell's outputs resolved; a corrupt blob is named with its cell and output."""
     from core.manifest import resolve_ref  # lazy: parsing needs no manifest
 
+    outputs: list[dict[str, Any]] = []
+    for n, ref in enumerate(snapshot.outputs):
+        try:
+            outputs.append(_split_output(resolve_ref(ref, store)))
+        except BlobCorrupt as exc:
+            raise BlobCorrupt(
+                f"output {n} of cell {snapshot.id!r} (cell {index}) cannot be exported: {exc};"
+                " the notebook was not written (reopening it reloads the output from the file)"
+            ) from exc
+    return outputs
+
+
+def export_notebook_dict(doc: NotebookDoc, store: BlobStore) -> dict[str, Any]:
+    """The document as an nbformat 4.5 notebook dict (outputs resolved through ``store``)."""
     cells: list[dict[str, Any]] = []
     for snapshot in doc.get_cells():
         cell: dict[str, Any] = {
@@ -456,7 +470,7 @@ def export_notebook_dict(doc: NotebookDoc, store: BlobStore) -> dict[str, Any]:
             cell["attachments"] = {name: _split_bundle(b) for name, b in attachments.items()}
         if snapshot.cell_type == "code":
             cell["execution_count"] = _execution_count(snapshot.execution_count)
-            cell["outputs"] = [_split_output(resolve_ref(ref, store)) for ref in snapshot.outputs]
+            cell["outputs"] = _export_outputs(snapshot, len(cells), store)
         cells.append(cell)
     return {
         "cells": cells,

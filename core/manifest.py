@@ -63,7 +63,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.blob_store import BlobStore, is_blob_id
-from core.errors import BlobCorrupt, InvalidBlobId, NotebookLoadError
+from core.errors import InvalidBlobId, NotebookLoadError
 from core.json_values import json_text
 
 __all__ = [
@@ -419,17 +419,20 @@ def _resolve_manifest(blob_id: str, store: BlobStore) -> dict[str, Any]:
 def resolve_ref(ref: str, store: BlobStore) -> dict[str, Any]:
     """The nbformat-4 output for a CRDT entry (manifest id or raw output JSON).
 
-    Text values come back as single strings. An id whose manifest is missing, corrupt or
-    unparseable (or whose content blobs are) gives a stderr stream ``[output could not be
-    resolved]``; raw JSON that does not parse to an object gives ``[invalid output JSON]``.
+    Text values come back as single strings. An id whose manifest is missing or unparseable
+    (or whose content blobs are) gives a stderr stream ``[output could not be resolved]``; raw
+    JSON that does not parse to an object gives ``[invalid output JSON]``.
 
     Raises:
+        BlobCorrupt: a blob it needs is stored but its bytes no longer match its id (a damaged
+            disk or a hand-edited store): the output existed and is unreadable, so a save must
+            not replace it with a placeholder (issue 12 item 5).
         BlobStoreError: the store could not be read (I/O), as opposed to holding corrupt data.
     """
     if is_blob_id(ref):
         try:
             return _resolve_manifest(ref, store)
-        except (_Unresolvable, BlobCorrupt, InvalidBlobId, ValueError, RecursionError):
+        except (_Unresolvable, InvalidBlobId, ValueError, RecursionError):
             return _placeholder(UNRESOLVED_OUTPUT_TEXT)
     try:
         value = json.loads(ref)

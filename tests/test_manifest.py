@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.blob_store import DiskBlobStore, MemoryBlobStore, is_blob_id
-from core.errors import BlobStoreError, BlobTooLarge, NotebookLoadError
+from core.errors import BlobCorrupt, BlobStoreError, BlobTooLarge, NotebookLoadError
 from core.manifest import (
     INLINE_THRESHOLD,
     INVALID_OUTPUT_TEXT,
@@ -409,20 +409,28 @@ def test_missing_content_blob_gives_placeholder(store: Any) -> None:
     assert resolve_ref(ref, store) == UNRESOLVED
 
 
-def test_corrupt_manifest_blob_gives_placeholder(tmp_path: Path) -> None:
+def test_corrupt_manifest_blob_raises_and_a_put_repairs_it(tmp_path: Path) -> None:
+    """A damaged output is never replaced by a placeholder (a save would lose it, issue 12
+    item 5); the next put of the real bytes (a reload of the file) rewrites the blob."""
     store = DiskBlobStore(tmp_path)
     ref = output_to_ref(STREAM, store)
     path = Path(store.path_of(ref))
-    path.write_bytes(path.read_bytes().replace(b"line", b"LINE"))
-    assert resolve_ref(ref, store) == UNRESOLVED
+    path.write_bytes(path.read_bytes().replace(b"line", b"LINE"))  # same size
+    with pytest.raises(BlobCorrupt, match=f"blob {ref} is corrupt"):
+        resolve_ref(ref, store)
+    assert output_to_ref(STREAM, store) == ref
+    assert resolve_ref(ref, store) == normalize_output(STREAM)
 
 
-def test_corrupt_content_blob_gives_placeholder(tmp_path: Path) -> None:
+def test_corrupt_content_blob_raises_and_a_put_repairs_it(tmp_path: Path) -> None:
     store = DiskBlobStore(tmp_path)
     ref = output_to_ref(DISPLAY, store)
     png_blob = manifest_of(ref, store)["data"]["image/png"]["blob"]
     Path(store.path_of(png_blob)).write_bytes(b"garbage")
-    assert resolve_ref(ref, store) == UNRESOLVED
+    with pytest.raises(BlobCorrupt, match=f"blob {png_blob} is corrupt"):
+        resolve_ref(ref, store)
+    assert output_to_ref(DISPLAY, store) == ref
+    assert resolve_ref(ref, store) == normalize_output(DISPLAY)
 
 
 @pytest.mark.parametrize(
@@ -629,14 +637,15 @@ _IMAGE_OUTPUT = {
 }
 
 
-def test_corrupt_content_blob_resolves_to_placeholder(tmp_path: Path) -> None:
+def test_a_bit_flipped_content_blob_raises_instead_of_a_placeholder(tmp_path: Path) -> None:
     store = DiskBlobStore(tmp_path)
     ref = output_to_ref(_IMAGE_OUTPUT, store)
     manifest = json.loads(store.get(ref) or b"")
     content_id = manifest["data"]["image/png"]["blob"]
-    with open(store.path_of(content_id), "r+b") as f:  # flip the stored bytes
+    with open(store.path_of(content_id), "r+b") as f:  # flip the stored bytes, same size
         f.write(b"B")
-    assert resolve_ref(ref, store)["text"] == "[output could not be resolved]"
+    with pytest.raises(BlobCorrupt, match="content hash is"):
+        resolve_ref(ref, store)
 
 
 def test_unreadable_store_raises_instead_of_a_placeholder(
