@@ -26,7 +26,14 @@ from .connection import Connection, Event, Handshake, Hello, Role
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
 from .framing import DATA_MAX_SIZE
 from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook
-from .loader import InsertPath, LoadOptions, LoadReport, start_load_task, stream_load
+from .loader import (
+    InsertPath,
+    LoadOptions,
+    LoadReport,
+    load_figures,
+    start_load_task,
+    stream_load,
+)
 from .notebook_doc import DocStatistics
 from .notebook_file import read_notebook_file
 from .room import NotebookRoom, RoomPhase, RoomRegistry
@@ -379,6 +386,17 @@ class Daemon:
             )
             for room in self.rooms.rooms()
         }
+
+    def statistics_response(self, request_id: int, room: NotebookRoom) -> p.StatisticsResponse:
+        """``statistics`` (PROTOCOL.md 6.7): the room's latest load and the sync counters."""
+        report = next(
+            (r for r in reversed(self.load_reports) if r.notebook_id == room.notebook_id), None
+        )
+        stats = self.statistics()
+        load = None if report is None else load_figures(report)
+        return p.StatisticsResponse(
+            request_id, f"nbstream {p.DAEMON_VERSION}", load, stats.sync_gen_s, stats.send_s
+        )
 
     def document_bytes(self, notebook_id: str) -> bytes | None:
         """The saved Automerge document of an open notebook (what ``get_doc_bytes`` answers)."""

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from . import protocol as p
 from .blob_store import BlobStore
 from .errors import CoreError
 from .ipynb import MAX_NOTEBOOK_BYTES, CellRecord, notebook_metadata_to_doc, record_to_cell
@@ -148,6 +149,23 @@ class LoadReport:
             "total_s": self.total_s,
             "batches": [b.to_dict(self.started_at) for b in self.batches],
         }
+
+
+def load_figures(report: LoadReport) -> p.LoadFigures:
+    """``report`` as the ``statistics`` response carries it (clock readings kept absolute)."""
+    return p.LoadFigures(
+        ok=report.ok,
+        error=report.error,
+        cells=report.cells,
+        total_cells=report.total_cells,
+        file_bytes=report.file_bytes,
+        read_s=report.read_s,
+        parse_s=report.parse_s,
+        metadata_s=report.metadata_s,
+        total_s=report.total_s,
+        started_at=report.started_at,
+        batches=tuple(p.BatchFigures(*dataclasses.astuple(b)) for b in report.batches),
+    )
 
 
 async def _next_batch(source: NotebookSource, size: int) -> SourceBatch:

@@ -15,11 +15,11 @@ this module re-exports the former, so import every public name from here.
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, cast, get_args
 
+from core._protocol_blob import BLOB_HEADER_MAX_SIZE, Blob, encode_blob, parse_blob
 from core._protocol_handshake import (
     DAEMON_VERSION,
     PROTOCOL,
@@ -47,6 +47,13 @@ from core._protocol_json import (
     _quoted,
     _str,
 )
+from core._protocol_statistics import (
+    BatchFigures,
+    LoadFigures,
+    Statistics,
+    StatisticsResponse,
+    parse_statistics,
+)
 from core.errors import LocalProtocolError, MessageError, ProtocolError
 from core.json_values import json_type
 
@@ -57,6 +64,7 @@ __all__ = [
     "MAX_JSON_INT",
     "PROTOCOL",
     "PROTOCOL_VERSION",
+    "BatchFigures",
     "Blob",
     "Closing",
     "DocBytes",
@@ -64,6 +72,7 @@ __all__ = [
     "GetBlob",
     "GetDocBytes",
     "GetLoadStatus",
+    "LoadFigures",
     "LoadPhase",
     "LoadStatus",
     "LoadStatusResponse",
@@ -76,6 +85,8 @@ __all__ = [
     "Save",
     "Saved",
     "SessionControl",
+    "Statistics",
+    "StatisticsResponse",
     "closing_for",
     "encode_blob",
     "encode_broadcast",
@@ -166,8 +177,15 @@ class Ping:
         return {"id": self.id, "action": "ping"}
 
 
-Request: TypeAlias = GetDocBytes | Save | GetLoadStatus | GetBlob | Ping
-_ACTIONS: tuple[str, ...] = ("get_doc_bytes", "save", "get_load_status", "get_blob", "ping")
+Request: TypeAlias = GetDocBytes | Save | GetLoadStatus | GetBlob | Ping | Statistics
+_ACTIONS: tuple[str, ...] = (
+    "get_doc_bytes",
+    "save",
+    "get_load_status",
+    "get_blob",
+    "ping",
+    "statistics",
+)
 
 
 def _request(obj: Mapping[str, Any], exc: _ExcType) -> Request:
@@ -191,6 +209,8 @@ def _request(obj: Mapping[str, Any], exc: _ExcType) -> Request:
         return GetBlob(request_id, _str(obj, "hash", "get_blob request", exc))
     if action == "ping":
         return Ping(request_id)
+    if action == "statistics":
+        return Statistics(request_id)
     _fail(exc, f"unknown request action {json.dumps(action)} (known actions: {_quoted(_ACTIONS)})")
 
 
@@ -212,7 +232,7 @@ def encode_request(request: Request) -> bytes:
     Raises:
         LocalProtocolError: not a request, or a field has the wrong type or range.
     """
-    if not isinstance(request, (GetDocBytes, Save, GetLoadStatus, GetBlob, Ping)):
+    if not isinstance(request, (GetDocBytes, Save, GetLoadStatus, GetBlob, Ping, Statistics)):
         raise LocalProtocolError(f"not a request: {type(request).__name__}")
     obj = request.to_json()
     _request(obj, LocalProtocolError)
@@ -267,30 +287,6 @@ class LoadStatusResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class Blob:
-    """Response to ``get_blob``: the blob's bytes and media type.
-
-    Travels in its own ``BLOB`` (0x08) frame, raw bytes behind a small JSON header (see
-    :func:`encode_blob`), never as base64 inside a ``RESPONSE`` frame.
-    """
-
-    id: int
-    hash: str
-    media_type: str
-    data: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON header of the BLOB frame (the bytes follow it raw)."""
-        return {
-            "id": self.id,
-            "result": "blob",
-            "hash": self.hash,
-            "media_type": self.media_type,
-            "size": len(self.data),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Pong:
     """Response to ``ping``."""
 
@@ -311,9 +307,27 @@ class ErrorResponse:
         return {"id": self.id, "result": "error", "error": self.error}
 
 
-Response: TypeAlias = DocBytes | Saved | LoadStatusResponse | Blob | Pong | ErrorResponse
-_RESPONSE_TYPES = (DocBytes, Saved, LoadStatusResponse, Blob, Pong, ErrorResponse)
-_RESULTS: tuple[str, ...] = ("doc_bytes", "saved", "load_status", "blob", "pong", "error")
+Response: TypeAlias = (
+    DocBytes | Saved | LoadStatusResponse | Blob | Pong | StatisticsResponse | ErrorResponse
+)
+_RESPONSE_TYPES = (
+    DocBytes,
+    Saved,
+    LoadStatusResponse,
+    Blob,
+    Pong,
+    StatisticsResponse,
+    ErrorResponse,
+)
+_RESULTS: tuple[str, ...] = (
+    "doc_bytes",
+    "saved",
+    "load_status",
+    "blob",
+    "pong",
+    "statistics",
+    "error",
+)
 
 
 def _response(obj: Mapping[str, Any], exc: _ExcType) -> Response:
@@ -347,6 +361,8 @@ def _response(obj: Mapping[str, Any], exc: _ExcType) -> Response:
         return LoadStatusResponse(response_id, phase, reason, cells_loaded, total_cells)
     if result == "blob":
         _fail(exc, 'a "blob" response travels in a BLOB (0x08) frame, not in a RESPONSE frame')
+    if result == "statistics":
+        return parse_statistics(obj, response_id, exc)
     return Pong(response_id)
 
 
@@ -379,71 +395,6 @@ def encode_response(response: Response) -> bytes:
     checked = {k: ("" if k == "bytes" else v) for k, v in obj.items()}
     _response(checked, LocalProtocolError)
     return _dumps(obj, "response")
-
-
-# =========================================================================== blob (0x08)
-BLOB_HEADER_MAX_SIZE = 64 * 1024
-"""Cap on the JSON header of a BLOB frame (checked before the header is decoded)."""
-
-_BLOB_HEADER_LEN = struct.Struct(">I")
-
-
-def encode_blob(blob: Blob) -> bytes:
-    """Encode the body of a BLOB (0x08) frame: u32 header length, JSON header, raw bytes.
-
-    Raises:
-        LocalProtocolError: ``data`` is not bytes, or a header field has the wrong type.
-    """
-    if not isinstance(blob, Blob):
-        raise LocalProtocolError(f"not a blob response: {type(blob).__name__}")
-    _check_bytes(blob.data, "data", "Blob")
-    obj = blob.to_json()
-    _blob_header(obj, LocalProtocolError)
-    header = _dumps(obj, "blob header")
-    if len(header) > BLOB_HEADER_MAX_SIZE:
-        raise LocalProtocolError(f"blob header too large: {len(header)} bytes")
-    return b"".join((_BLOB_HEADER_LEN.pack(len(header)), header, blob.data))
-
-
-def _blob_header(obj: Mapping[str, Any], exc: _ExcType) -> tuple[int, str, str, int]:
-    what = "blob header"
-    result = _str(obj, "result", what, exc)
-    if result != "blob":
-        _fail(exc, f'{what} "result" must be "blob", got {json.dumps(result)}')
-    return (
-        _int(obj, "id", what, exc),
-        _str(obj, "hash", what, exc),
-        _str(obj, "media_type", what, exc),
-        _int(obj, "size", what, exc),
-    )
-
-
-def parse_blob(payload: bytes) -> Blob:
-    """Parse the body of a BLOB (0x08) frame.
-
-    The header length is checked against :data:`BLOB_HEADER_MAX_SIZE` and the body size before
-    a byte of the header is decoded, and ``size`` must equal the bytes that follow the header.
-
-    Raises:
-        MessageError: a truncated length or header, a header length over the cap, a header
-            that is not a valid JSON object, or a ``size`` that does not match.
-    """
-    body = len(payload)
-    if body < _BLOB_HEADER_LEN.size:
-        raise MessageError(
-            f"truncated BLOB frame: {body} bytes, shorter than its 4-byte header length"
-        )
-    (length,) = _BLOB_HEADER_LEN.unpack_from(payload)
-    if length > BLOB_HEADER_MAX_SIZE:
-        raise MessageError(f"blob header too large: {length} bytes (cap {BLOB_HEADER_MAX_SIZE})")
-    end = _BLOB_HEADER_LEN.size + length
-    if end > body:
-        raise MessageError(f"truncated blob header: length says {length} bytes, {body - 4} follow")
-    obj = _object(_loads(payload[4:end], "blob header", MessageError), "blob header", MessageError)
-    request_id, blob_hash, media_type, size = _blob_header(obj, MessageError)
-    if size != body - end:
-        raise MessageError(f'blob header "size" is {size} but {body - end} bytes follow it')
-    return Blob(request_id, blob_hash, media_type, bytes(payload[end:]))
 
 
 # =========================================================================== session control (0x07)

@@ -62,6 +62,10 @@ class SessionHost(Protocol):
 
     async def save_room(self, room: NotebookRoom) -> tuple[Path, int]: ...
 
+    def statistics_response(self, request_id: int, room: NotebookRoom) -> p.StatisticsResponse:
+        """The answer to a ``statistics`` request from a peer of ``room``."""
+        ...
+
 
 REPLY_WAIT_S = 0.5
 """How long the writer holds a sync message for a peer that has not answered the last one."""
@@ -334,6 +338,8 @@ class PeerSession:
             if data is None or meta is None:
                 return p.ErrorResponse(request.id, f"no blob {request.hash}")
             return p.Blob(request.id, request.hash, meta.media_type, data)
+        if isinstance(request, p.Statistics):
+            return self.host.statistics_response(request.id, room)
         if isinstance(request, p.Save):
             path, written = await self.host.save_room(room)
             return p.Saved(request.id, str(path), written)

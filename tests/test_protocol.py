@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -363,13 +364,13 @@ ERRORS: list[tuple[str, Parser, bytes, type[ProtocolError], str]] = [
      'request "id" must be <= 2**53-1, got 9007199254740992'),
     ("rq-no-action", parse_request, b'{"id":1}', MessageError,
      'request has no "action" (known actions: "get_doc_bytes", "save", "get_load_status", '
-     '"get_blob", "ping")'),
+     '"get_blob", "ping", "statistics")'),
     ("rq-action-type", parse_request, b'{"id":1,"action":[]}', MessageError,
      'request "action" must be a string, got array (known actions: "get_doc_bytes", "save", '
-     '"get_load_status", "get_blob", "ping")'),
+     '"get_load_status", "get_blob", "ping", "statistics")'),
     ("rq-unknown-action", parse_request, b'{"id":1,"action":"launch_kernel"}', MessageError,
      'unknown request action "launch_kernel" (known actions: "get_doc_bytes", "save", '
-     '"get_load_status", "get_blob", "ping")'),
+     '"get_load_status", "get_blob", "ping", "statistics")'),
     ("rq-no-hash", parse_request, b'{"id":1,"action":"get_blob"}', MessageError,
      'get_blob request has no "hash"'),
     ("rq-hash-type", parse_request, b'{"id":1,"action":"get_blob","hash":7}', MessageError,
@@ -377,13 +378,13 @@ ERRORS: list[tuple[str, Parser, bytes, type[ProtocolError], str]] = [
     # ---- responses
     ("rs-no-result", parse_response, b'{"id":1}', MessageError,
      'response has no "result" (known results: "doc_bytes", "saved", "load_status", "blob", '
-     '"pong", "error")'),
+     '"pong", "statistics", "error")'),
     ("rs-result-type", parse_response, b'{"id":1,"result":1}', MessageError,
      'response "result" must be a string, got number (known results: "doc_bytes", "saved", '
-     '"load_status", "blob", "pong", "error")'),
+     '"load_status", "blob", "pong", "statistics", "error")'),
     ("rs-unknown-result", parse_response, b'{"id":1,"result":"nope"}', MessageError,
      'unknown response result "nope" (known: "doc_bytes", "saved", "load_status", "blob", '
-     '"pong", "error")'),
+     '"pong", "statistics", "error")'),
     ("rs-no-id", parse_response, b'{"result":"pong"}', MessageError,
      'pong response has no "id"'),
     ("rs-error-no-id", parse_response, b'{"result":"error","error":"x"}', MessageError,
@@ -653,3 +654,31 @@ def test_old_client_handshake_is_refused_naming_both_versions() -> None:
         parse_handshake(j({"channel": "open_notebook", "path": "/a", "protocol_version": 5}))
     with pytest.raises(LocalProtocolError, match="protocol_version 3; this daemon speaks 4"):
         encode_handshake(OpenNotebook("/a", protocol_version=3))
+
+
+def test_statistics_round_trips_and_rejects_bad_figures() -> None:
+    from core.protocol import BatchFigures, LoadFigures, Statistics, StatisticsResponse
+
+    assert parse_request(encode_request(Statistics(4))) == Statistics(4)
+    batch = BatchFigures(0, 3, 1, 0.001, 0.002, 0.0, 10.5, 10.6, 3)
+    load = LoadFigures(True, None, 3, 3, 1200, 0.0001, 0.002, 0.0, 0.2, 10.4, (batch,))
+    for response in (
+        StatisticsResponse(4, "nbstream 1", load, 0.01, 0.02),
+        StatisticsResponse(5, "other server", None, 0, 0),
+    ):
+        assert parse_response(encode_response(response)) == response
+    good = json.loads(encode_response(StatisticsResponse(4, "s", load, 0.0, 0.0)))
+    for path, value, message in (
+        (("sync_gen_s",), "fast", 'statistics response "sync_gen_s" must be a number'),
+        (("load", "ok"), 1, 'statistics load "ok" must be a boolean'),
+        (("load", "batches"), {}, 'statistics load "batches" must be an array'),
+        (("load", "batches", 0, "started_at"), None, 'statistics batch "started_at" must be'),
+        (("server",), 3, 'statistics response "server" must be a string'),
+    ):
+        bad = json.loads(json.dumps(good))
+        node = bad
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        with pytest.raises(MessageError, match=re.escape(message)):
+            parse_response(json.dumps(bad).encode())

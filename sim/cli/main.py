@@ -15,13 +15,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from core import __version__
 from core.errors import CoreError
 from sim.gate.command import add_gate_arguments, run_gate_command
 from sim.harness.scenarios import SCENARIOS
 from sim.report.command import add_report_arguments, run_report_command
+
+if TYPE_CHECKING:
+    from sim.harness.external import SocketTarget
+    from sim.results.profile import ProfileResult
+    from sim.results.sim import SimResult
 from sim.workload.generator import (
     DEFAULT_CELLS,
     DEFAULT_SEED,
@@ -98,6 +103,7 @@ def _notebook_arg(value: str | None) -> Path:
 # --------------------------------------------------------------------------- sim
 def _cmd_sim(args: argparse.Namespace) -> int:
     from core.ipynb import parse_notebook
+    from sim.harness.external import fresh_copy
     from sim.harness.runner import run_scenario
     from sim.harness.scenarios import build_scenario
 
@@ -110,22 +116,44 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     scenario = build_scenario(
         args.scenario, seed=args.seed, batches=batches, peers=args.peers, fail_at_batch=args.fail_at
     )
+    external = args.connect is not None or args.target_cmd is not None
+    if external and scenario.fail_at_batch is not None:
+        raise UsageError(
+            "an injected fault needs the bundled daemon (it is raised inside it): "
+            "drop --connect/--target-cmd or pick another scenario"
+        )
     if args.joins == "progress" and scenario.fail_at_batch is not None:
         raise UsageError("--joins progress cannot inject a fault: use --joins hook")
     progress = Progress()
-    result = asyncio.run(
-        run_scenario(
-            scenario,
-            notebook,
-            transport=args.transport,
-            batch_size=args.batch_size,
-            insert_path=args.insert,
-            seed=args.seed,
-            timeout=args.timeout,
-            progress=progress,
-            joins=args.joins,
-        )
-    )
+
+    async def run() -> SimResult:
+        target = _external_target(args)
+        if target is None:
+            return await run_scenario(
+                scenario,
+                notebook,
+                transport=args.transport,
+                batch_size=args.batch_size,
+                insert_path=args.insert,
+                seed=args.seed,
+                timeout=args.timeout,
+                progress=progress,
+                joins=args.joins,
+            )
+        async with target:
+            with fresh_copy(notebook, "sim") as copy:
+                return await run_scenario(
+                    scenario,
+                    copy,
+                    batch_size=args.batch_size,
+                    seed=args.seed,
+                    timeout=args.timeout,
+                    progress=progress,
+                    target=target,
+                    shown_as=notebook,
+                )
+
+    result = asyncio.run(run())
     progress.done()
     data = result.to_json()
     if args.json:
@@ -177,7 +205,10 @@ def _print_sim(data: dict[str, Any], description: str) -> None:
         )
     )
     ph = data["phases"]
-    print("\nphases (ms): " + ", ".join(f"{k[:-2]} {_ms(v)}" for k, v in ph.items()))
+    if ph:
+        print("\nphases (ms): " + ", ".join(f"{k[:-2]} {_ms(v)}" for k, v in ph.items()))
+    else:
+        print("\nphases: absent (the server does not answer `statistics`, PROTOCOL.md 6.7)")
     print(
         f"raw Automerge build+sync of the same cells: {_ms(data['raw_automerge_s'])} ms; "
         f"daemon time-to-full / raw = {data['daemon_overhead_ratio']:.2f}x"
@@ -297,14 +328,34 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         parse_notebook(notebook.read_bytes())
     except CoreError as exc:
         raise UsageError(f"{notebook}: {exc}") from None
-    result = asyncio.run(
-        profile_notebook(
-            notebook, runs=args.runs, batch_size=args.batch_size, insert_path=args.insert
-        )
-    )
+
+    async def run() -> ProfileResult:
+        target = _external_target(args)
+        if target is None:
+            return await profile_notebook(
+                notebook, runs=args.runs, batch_size=args.batch_size, insert_path=args.insert
+            )
+        async with target:
+            return await profile_notebook(
+                notebook, runs=args.runs, batch_size=args.batch_size, target=target
+            )
+
+    result = asyncio.run(run())
     data = result.to_json()
     if args.json:
         _emit_json(data)
+    elif not data["phases"]:
+        nb = data["notebook"]
+        print(
+            f"profile of {nb['path']} ({nb['cells']} cells) on {data.get('server')}, "
+            f"median of {data['runs']} runs: phases absent (the server does not answer "
+            "`statistics`, PROTOCOL.md 6.7)"
+        )
+        print(
+            f"time to first cell {_ms(data['time_to_first_cell_s'])} ms, "
+            f"time to full {_ms(data['time_to_full_s'])} ms, raw Automerge "
+            f"{_ms(data['raw_automerge_s'])} ms"
+        )
     else:
         ph = data["phases"]
         total = ph["total_s"] or 1.0
@@ -388,6 +439,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nbstream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def external_target(p: argparse.ArgumentParser) -> None:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument(
+            "--connect",
+            metavar="SOCKET",
+            help="drive a server already listening on this Unix socket (any server that speaks "
+            "PROTOCOL.md; --batch-size then says how many cells it puts in a batch)",
+        )
+        g.add_argument(
+            "--target-cmd",
+            metavar="CMD",
+            help="start your server with this command, {socket} replaced by a fresh socket path; "
+            "stopped (SIGTERM) afterwards",
+        )
+        p.add_argument(
+            "--target-timeout",
+            type=float,
+            default=30.0,
+            help="seconds --target-cmd may take to listen on {socket} (30)",
+        )
+
     def common_load(p: argparse.ArgumentParser) -> None:
         p.add_argument("--batch-size", type=_positive, default=3, help="cells per batch (3)")
         p.add_argument(
@@ -416,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="safety timeout per wait (s)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     common_load(p)
+    external_target(p)
     p.set_defaults(func=_cmd_sim)
 
     p = sub.add_parser("scale", help="size sweep: detect O(n²) loads (exponent per insert path)")
@@ -431,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", nargs="?", help="a .ipynb (default: the bundled reference notebook)")
     p.add_argument("--runs", type=_positive, default=3)
     p.add_argument("--json", action="store_true")
+    external_target(p)
     common_load(p)
     p.set_defaults(func=_cmd_profile)
 
@@ -466,6 +540,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_arguments(p)
     p.set_defaults(func=run_report_command)
     return parser
+
+
+def _external_target(args: argparse.Namespace) -> SocketTarget | None:
+    """The server of ``--connect`` / ``--target-cmd``; None for the bundled daemon."""
+    from sim.harness.external import CommandTarget, SocketTarget
+
+    if args.connect is not None:
+        return SocketTarget(Path(args.connect).expanduser())
+    if args.target_cmd is not None:
+        return CommandTarget(args.target_cmd, start_timeout=args.target_timeout)
+    return None
 
 
 def _positive(text: str) -> int:

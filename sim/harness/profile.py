@@ -13,8 +13,10 @@ from pathlib import Path
 
 from core.blob_store import DiskBlobStore
 from core.loader import InsertPath
+from sim.harness.external import fresh_copy
 from sim.harness.runner import run_scenario
 from sim.harness.scenarios import build_scenario
+from sim.harness.target import Target
 from sim.results.profile import ProfileResult
 from sim.results.sim import PHASE_NAMES, Phases, SimResult
 
@@ -30,12 +32,30 @@ async def profile_notebook(
     batch_size: int = 3,
     insert_path: InsertPath = "full",
     seed: int = 0,
+    target: Target | None = None,
 ) -> ProfileResult:
-    """Profile ``runs`` loads of ``notebook``; the median run's rows plus per-phase medians."""
+    """Profile ``runs`` loads of ``notebook``; the median run's rows plus per-phase medians.
+
+    ``target`` (started by the caller): another server; each run loads a fresh copy of the
+    notebook beside it (a new room, so every run is a load), and its phases are the server's
+    answer to ``statistics``, or absent."""
     results: list[SimResult] = []
-    for _ in range(runs):
+    scenario = build_scenario("single", seed=seed, batches=1)
+    for i in range(runs):
+        if target is not None:
+            with fresh_copy(notebook, f"profile{i}") as copy:
+                results.append(
+                    await run_scenario(
+                        scenario,
+                        copy,
+                        batch_size=batch_size,
+                        seed=seed,
+                        target=target,
+                        shown_as=notebook,
+                    )
+                )
+            continue
         with tempfile.TemporaryDirectory(prefix="nbprof-") as tmp:
-            scenario = build_scenario("single", seed=seed, batches=1)
             results.append(
                 await run_scenario(
                     scenario,
@@ -50,7 +70,11 @@ async def profile_notebook(
     def phase(r: SimResult, name: str) -> float:
         return 0.0 if r.phases is None else r.phases.get(name)
 
-    medians = Phases(*(statistics.median(phase(r, k) for r in results) for k in PHASES))
+    medians = (
+        Phases(*(statistics.median(phase(r, k) for r in results) for k in PHASES))
+        if all(r.phases is not None for r in results)
+        else None  # a server that does not answer `statistics`: absent, not zeros
+    )
     middle = sorted(results, key=lambda r: phase(r, "total_s"))[len(results) // 2]
     loader = middle.peers[0] if middle.peers else None
     return ProfileResult(
@@ -66,4 +90,5 @@ async def profile_notebook(
         counters=middle.counters,
         raw_automerge_s=middle.raw_automerge_s,
         checks=tuple(c for r in results for c in r.checks if not c.ok),
+        server=middle.server,
     )

@@ -89,6 +89,7 @@ class _Draft:
     load_reports: list[LoadReport] = field(default_factory=list)
     convergence: list[ConvergenceReport] = field(default_factory=list)
     peak_rss_kib: int | None = None
+    server: str | None = None
 
     def freeze(self) -> SimResult:
         result = SimResult(
@@ -110,6 +111,7 @@ class _Draft:
             checks=tuple(self.checks),
             loads=tuple(load_summary(r) for r in self.load_reports),
             peak_rss_kib=self.peak_rss_kib,
+            server=self.server,
         )
         loader = result.loading_peer()
         ratio = 0.0
@@ -161,11 +163,13 @@ class _Run:
         self.progress = progress
         self.batch_size = batch_size
         self.target: Target | None = None
+        self.owns_target = True  # False: the caller's target, started and stopped by it
         self.peers: dict[str, VirtualPeer] = {}
         self.join_batch: dict[str, int | None] = {}
         self.fault_armed = scenario.fail_at_batch is not None
         self.total_batches = 0
         self.server_doc: dict[str, Any] | None = None
+        self.server_cells = 0  # cells of the server's document when the load settled
         # Set once every peer with ``join_at_batch=None`` has opened. The first batch waits for
         # it: those peers are specified to be in the room *before* the load, but used to be
         # opened concurrently with it, so a load that failed early (the loader leaving at
@@ -299,6 +303,7 @@ class _Run:
         server = await self.read_server()
         if server is None:
             return None, ["no connected peer could read the server's document"]
+        self.server_cells = server.cell_count()
         target = server.heads()
         phase = "ready" if loaded else "failed"
         late: list[str] = []
@@ -324,7 +329,7 @@ class _Run:
     async def close(self) -> None:
         for peer in self.peers.values():
             await peer.close()
-        if self.target is not None:
+        if self.target is not None and self.owns_target:
             await self.target.stop()
 
 
@@ -351,15 +356,23 @@ async def run_scenario(
     progress: Progress | None = None,
     blob_store: BlobStore | None = None,
     joins: Joins = "hook",
+    target: Target | None = None,
+    shown_as: Path | None = None,
 ) -> SimResult:
     """Run ``scenario`` on ``notebook``; checks (convergence, completion) are in the result.
 
     The target is the bundled daemon over ``transport`` with the on-disk blob store (pass
-    ``blob_store`` to change it). ``joins="hook"`` makes joins, leaves and the fault exact through
-    the bundled target's in-process batch hook; ``"progress"`` drives joins and leaves from the
-    load-status progress a peer receives, as against any server (a scenario with an injected
-    fault needs the hook).
+    ``blob_store`` to change it), or ``target`` (any server that speaks PROTOCOL.md, e.g. a
+    :class:`sim.harness.external.SocketTarget`; ``transport``, ``insert_path`` and
+    ``blob_store`` then do not apply, and ``batch_size`` says how many cells the server puts
+    in a batch). ``joins="hook"`` makes joins, leaves and the fault exact through the bundled
+    target's in-process batch hook; ``"progress"`` drives joins and leaves from the load-status
+    progress a peer receives, as against any server (the only choice for ``target``; a
+    scenario with an injected fault needs the hook). ``shown_as``: the path the result names
+    (when ``notebook`` is a fresh copy of it, see :func:`sim.harness.external.fresh_copy`).
     """
+    if target is not None:
+        joins = "progress"
     if joins == "progress" and scenario.fail_at_batch is not None:
         raise ValueError("an injected fault needs joins='hook' (it is raised inside the daemon)")
     notebook = Path(os.path.realpath(notebook))
@@ -373,27 +386,43 @@ async def run_scenario(
         insert_path,
         batch_size,
         seed,
-        NotebookInfo(notebook_id, len(parsed.cells), len(data), notebook_fingerprint(data)),
+        NotebookInfo(
+            str(shown_as or notebook_id), len(parsed.cells), len(data), notebook_fingerprint(data)
+        ),
     )
     run = _Run(scenario, notebook, timeout, progress, batch_size)
     run.total_batches = -(-len(parsed.cells) // batch_size)
-    config = DaemonConfig(batch_size=batch_size, insert_path=insert_path, eviction_delay=timeout)
-    target = BundledTarget(
-        config,
-        transport=transport,
-        blob_store=blob_store,
-        before_batch=run.before_batch if joins == "hook" else None,
-    )
+    run.owns_target = target is None
+    if target is None:
+        config = DaemonConfig(
+            batch_size=batch_size, insert_path=insert_path, eviction_delay=timeout
+        )
+        target = BundledTarget(
+            config,
+            transport=transport,
+            blob_store=blob_store,
+            before_batch=run.before_batch if joins == "hook" else None,
+        )
+    bundled = isinstance(target, BundledTarget)
+    result.transport = target.transport
+    result.server = target.description
     run.target = target
     reset_peak_rss()  # this run's peak, not the imports' or an earlier run's
+    figures: ServerFigures | None = None
     try:
-        await target.start()
+        if run.owns_target:
+            await target.start()
         await _drive(run, result, expected, joins)
+        if not bundled:  # asked once everything is measured, on a connection of its own
+            figures = await target.server_figures(notebook)
     finally:
-        result.peak_rss_kib = peak_rss_kib()
-        figures = target.figures()
+        # With the bundled daemon the process holds server and peers: its peak is the run's.
+        # Another server's memory is not this process's: absent rather than wrong.
+        result.peak_rss_kib = peak_rss_kib() if bundled else None
+        if bundled:
+            figures = target.figures()
         await run.close()
-    result.load_reports = list(figures.load_reports)
+    result.load_reports = list(figures.load_reports) if figures is not None else []
     _measure(run, result, parsed, batch_size, figures)
     return result.freeze()
 
@@ -480,6 +509,8 @@ def _measure(
         result.cells = report.cells if report.ok else 0
         result.batches = batch_rows(report, clients, run.join_batch)
         result.phases = phases(report, figures)
+    else:  # a server that reports no figures: what its document held, seen as a peer
+        result.cells = run.server_cells
     for n, p in run.peers.items():
         conv = [c for c in result.convergence if n in c.checked]
         converged = bool(conv) and all(n not in c.diffs for c in conv)

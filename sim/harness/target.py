@@ -64,7 +64,12 @@ class Target(Protocol):
         ...
 
     def figures(self) -> ServerFigures | None:
-        """What the server reports about itself; None when it reports nothing."""
+        """What the server reports about itself now, without asking it; None when nothing."""
+        ...
+
+    async def server_figures(self, notebook: Path) -> ServerFigures | None:
+        """What the server reports about ``notebook``'s room, asked once the run is measured
+        (over the protocol for a server of another process); None when it reports nothing."""
         ...
 
     async def stop(self) -> None: ...
@@ -137,6 +142,9 @@ class BundledTarget:
             sync_gen_s=stats.sync_gen_s,
             send_s=stats.send_s,
         )
+
+    async def server_figures(self, notebook: Path) -> ServerFigures:
+        return self.figures()
 
     async def wait_load_finished(self, notebook_id: str) -> tuple[str, str | None]:
         """Server side: wait until ``notebook_id``'s load has ended; (phase, reason)."""

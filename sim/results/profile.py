@@ -24,13 +24,14 @@ class ProfileResult:
     that failed in any run (``ok``: none did; it decides the exit status)."""
 
     notebook: NotebookInfo
-    phases: Phases  # the median of each phase over the runs
+    phases: Phases | None  # the median of each phase over the runs; None: the server gave none
     batches: tuple[BatchRow, ...]
     counters: Mapping[str, int]
     runs: int | None = None  # absent in older files (so are the fields below)
     batch_size: int | None = None
     insert_path: str | None = None
     phases_per_run: tuple[Phases | None, ...] | None = None
+    server: str | None = None  # what was measured (absent in older files)
     time_to_first_cell_s: float | None = None
     time_to_full_s: float | None = None
     raw_automerge_s: float | None = None
@@ -51,7 +52,7 @@ class ProfileResult:
         ):
             if value is not None:
                 out[key] = value
-        out["phases"] = self.phases.to_json()
+        out["phases"] = Phases.write_optional(self.phases)
         if self.phases_per_run is not None:
             out["phases_per_run"] = [Phases.write_optional(p) for p in self.phases_per_run]
         if self.runs is not None:  # a complete file (written by the current code)
@@ -61,6 +62,8 @@ class ProfileResult:
         out["counters"] = dict(self.counters)
         if self.raw_automerge_s is not None:
             out["raw_automerge_s"] = self.raw_automerge_s
+        if self.server is not None:
+            out["server"] = self.server
         if self.checks is not None:
             out["ok"] = self.ok
             out["checks"] = [c.to_json() for c in self.checks]
@@ -78,7 +81,7 @@ class ProfileResult:
             per_run = tuple(Phases.read_optional(p) for p in r.children("phases_per_run"))
         return cls(
             notebook=NotebookInfo.read(r.child("notebook")),
-            phases=Phases.read(r.child("phases")),
+            phases=Phases.read_optional(r.child("phases")),
             batches=tuple(BatchRow.read(b) for b in r.children("batches")),
             counters=r.int_map("counters"),
             runs=r.opt_integer("runs"),
@@ -89,4 +92,5 @@ class ProfileResult:
             time_to_full_s=r.opt_number("time_to_full_s"),
             raw_automerge_s=r.opt_number("raw_automerge_s"),
             checks=checks,
+            server=r.opt_text("server"),
         )

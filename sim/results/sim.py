@@ -367,6 +367,9 @@ class SimResult:
     # The run's peak resident set (KiB): daemon and virtual peers share the process, so this
     # is everything the run held at once. Absent in older files.
     peak_rss_kib: int | None = None
+    # What was measured: "bundled daemon (memory, DiskBlobStore)", "server on /run/x.sock", ...
+    # Absent in older files.
+    server: str | None = None
     command: ClassVar[str] = "sim"
 
     @property
@@ -410,6 +413,8 @@ class SimResult:
             out["targets"] = self.targets.to_json()
         if self.peak_rss_kib is not None:
             out["peak_rss_kib"] = self.peak_rss_kib
+        if self.server is not None:
+            out["server"] = self.server
         out["checks"] = [c.to_json() for c in self.checks]
         return out
 
@@ -442,4 +447,5 @@ class SimResult:
             else None,
             targets=Targets.read(r.child("targets")) if r.has("targets") else None,
             peak_rss_kib=r.integer("peak_rss_kib") if r.has("peak_rss_kib") else None,
+            server=r.text("server") if r.has("server") else None,
         )
