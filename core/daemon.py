@@ -2,7 +2,8 @@
 
 :meth:`Daemon.handle_connection` takes an asyncio ``(StreamReader, StreamWriter)`` pair and cannot
 tell a Unix socket from the simulator's in-memory duplex. :meth:`Daemon.start` binds the real
-Unix-socket server (directory 0700, socket 0600).
+Unix-socket server (directory 0700, socket 0600). Clients may open only ``.ipynb`` files under
+the notebook root (:mod:`core.notebook_root`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook
 from .loader import InsertPath, LoadOptions, LoadReport, start_load_task, stream_load
 from .notebook_doc import DocStatistics
 from .notebook_file import read_notebook_file
+from .notebook_root import check_suffix, confine, inside, resolve_root
 from .room import NotebookRoom, RoomPhase, RoomRegistry
 from .session import PeerSession
 
@@ -63,6 +65,7 @@ def default_socket_path() -> Path:
 class DaemonConfig:
     socket_path: Path | None = None
     blob_root: Path | None = None
+    notebook_root: Path | None = None  # only .ipynb files under it are served; None: the cwd
     batch_size: int = 3
     insert_path: InsertPath = "full"
     handshake_timeout: float = 10.0
@@ -123,6 +126,8 @@ class Daemon:
         before_batch: BatchHook | None = None,
     ) -> None:
         self.config = config or DaemonConfig()
+        # Fixed once: the cwd at construction when unset (CoreError if it is not a directory).
+        self.notebook_root = resolve_root(self.config.notebook_root)
         if blob_store is None:
             root = self.config.blob_root or default_state_dir() / "blobs"
             blob_store = DiskBlobStore(root)
@@ -227,7 +232,9 @@ class Daemon:
             handshake, pipelined = await asyncio.wait_for(
                 self._read_handshake(reader, conn), self.config.handshake_timeout
             )
-            path, notebook_id = _check_notebook_path(handshake.path, self.config.max_notebook_bytes)
+            path, notebook_id = _check_notebook_path(
+                handshake.path, self.config.max_notebook_bytes, self.notebook_root
+            )
         except (asyncio.TimeoutError, CoreError, ConnectionError) as exc:
             self._handshake_failures += 1
             if isinstance(exc, asyncio.TimeoutError):
@@ -350,7 +357,7 @@ class Daemon:
                     f"save refused: the room is empty but the file on disk has {on_disk} cells"
                 )
         data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
-        await asyncio.to_thread(atomic_write, room.path, data)
+        await asyncio.to_thread(_write_saved, room.path, data, self.notebook_root)
         return room.path, len(data)
 
     # ------------------------------------------------------------------ waiting
@@ -402,10 +409,12 @@ class Daemon:
         )
 
 
-def _check_notebook_path(raw: str, max_bytes: int) -> tuple[Path, str]:
-    """Validate at handshake time: absolute, an existing readable regular file under the cap."""
+def _check_notebook_path(raw: str, max_bytes: int, root: Path) -> tuple[Path, str]:
+    """Validate at handshake time: absolute, inside ``root`` once resolved, an existing readable
+    regular file under the cap, named ``*.ipynb``."""
     if not os.path.isabs(raw):
         raise NotebookLoadError(f"notebook path must be absolute: {raw!r}")
+    real = confine(raw, root)
     try:
         st = os.stat(raw)
     except FileNotFoundError:
@@ -422,8 +431,23 @@ def _check_notebook_path(raw: str, max_bytes: int) -> tuple[Path, str]:
         )
     if not os.access(raw, os.R_OK):
         raise NotebookLoadError(f"permission denied: {raw}")
-    real = os.path.realpath(raw)
+    check_suffix(raw, real)
     return Path(real), real
+
+
+def _write_saved(path: Path, data: bytes, root: Path) -> None:
+    """Replace the notebook file (:func:`atomic_write`: all or nothing).
+
+    Refused when its directory no longer resolves to itself inside the root (a component swapped
+    for a symlink since the handshake); the name itself is replaced, never followed.
+    """
+    directory = os.path.realpath(path.parent)
+    if directory != str(path.parent) or not inside(directory, root):
+        raise SaveRefused(
+            f"save refused: {path.parent} now resolves to {directory}, "
+            f"not to itself inside the notebook root {root}"
+        )
+    atomic_write(path, data)
 
 
 def _cells_on_disk(path: Path) -> int:

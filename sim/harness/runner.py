@@ -377,7 +377,12 @@ async def run_scenario(
     )
     run = _Run(scenario, notebook, timeout, progress, batch_size)
     run.total_batches = -(-len(parsed.cells) // batch_size)
-    config = DaemonConfig(batch_size=batch_size, insert_path=insert_path, eviction_delay=timeout)
+    config = DaemonConfig(
+        batch_size=batch_size,
+        insert_path=insert_path,
+        eviction_delay=timeout,
+        notebook_root=notebook.parent,  # the daemon serves the notebook's own directory
+    )
     target = BundledTarget(
         config,
         transport=transport,
