@@ -2,8 +2,8 @@
 
 :meth:`Daemon.handle_connection` takes an asyncio ``(StreamReader, StreamWriter)`` pair and cannot
 tell a Unix socket from the simulator's in-memory duplex. :meth:`Daemon.start` binds the real
-Unix-socket server (directory 0700, socket 0600). Clients may open only ``.ipynb`` files under
-the notebook root (:mod:`core.notebook_root`).
+Unix-socket server (:func:`core.unix_server.bind_unix`: socket 0600). Clients may open only
+``.ipynb`` files under the notebook root (:mod:`core.notebook_root`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import logging
 import os
-import socket
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,16 +32,13 @@ from .notebook_file import read_notebook_file
 from .notebook_root import check_suffix, confine, inside, resolve_root
 from .room import NotebookRoom, RoomPhase, RoomRegistry
 from .session import PeerSession
+from .unix_server import bind_unix
 
 MAX_SYNC_MESSAGE = 1024 * 1024
 """The largest sync message the daemon applies from a peer: applying one holds the loop (a 10 MiB
 paste froze every room for over 130 s, issue 11), so larger ones close that peer in-protocol."""
 
 __all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "RoomFigures", "default_socket_path"]
-
-# Connections the kernel queues before ``accept``: asyncio's default of 100 resets the 101st of
-# a burst of simultaneous connects (200 peers joining at once lost 52).
-LISTEN_BACKLOG = socket.SOMAXCONN
 
 log = logging.getLogger("nbstream.daemon")
 
@@ -165,7 +161,7 @@ class Daemon:
         """Bind the Unix socket (if ``config.socket_path`` is set) and start accepting."""
         path = self.config.socket_path
         if path is not None:
-            self._server = await _bind_unix(path, self._on_unix_connection)
+            self._server = await bind_unix(path, self._on_unix_connection)
         self.started.set()
 
     async def serve_forever(self) -> None:
@@ -456,29 +452,3 @@ def _cells_on_disk(path: Path) -> int:
         return len(parse_notebook(read_notebook_file(str(path))).cells)
     except CoreError:
         return 0
-
-
-async def _bind_unix(
-    path: Path,
-    callback: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> asyncio.AbstractServer:
-    """Bind a Unix socket: parent dir 0700, socket 0600, a stale socket file replaced."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
-    if path.exists() or path.is_symlink():
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise CoreError(f"{path} exists and is not a socket; refusing to replace it")
-        try:
-            _r, w = await asyncio.open_unix_connection(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            path.unlink()  # stale socket of a dead daemon
-        else:
-            w.close()
-            raise CoreError(f"a daemon is already listening on {path}")
-    old_umask = os.umask(0o177)
-    try:
-        server = await asyncio.start_unix_server(callback, path=str(path), backlog=LISTEN_BACKLOG)
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    return server

@@ -1,7 +1,8 @@
 """Security properties of the daemon, each verified rather than assumed.
 
-* The Unix socket's directory is 0700 and the socket 0600; a live socket is never hijacked and
-  a non-socket file at the socket path is never replaced.
+* The Unix socket's directory is 0700 when the daemon creates it (an existing one keeps its mode;
+  see ``test_socket_dir.py``) and the socket 0600; a live socket is never hijacked and a
+  non-socket file at the socket path is never replaced.
 * The daemon opens only regular files, by absolute path, under the size cap: FIFOs, devices,
   directories, sockets, over-cap files and relative paths are refused at the handshake *without
   the file being opened* (an ``os.open`` recorder proves it), and the loader's own read is
@@ -117,12 +118,14 @@ async def test_socket_dir_is_0700_and_socket_0600(tmp_path: Path) -> None:
     assert not sock.exists()  # removed on stop
 
 
-async def test_existing_socket_dir_is_tightened_to_0700(tmp_path: Path) -> None:
+async def test_existing_socket_dir_keeps_its_mode(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir(mode=0o755)
     run.chmod(0o755)
     async with Daemon(DaemonConfig(socket_path=run / "d.sock", blob_root=tmp_path / "b")):
-        assert stat.S_IMODE(run.stat().st_mode) == 0o700
+        assert stat.S_IMODE(run.stat().st_mode) == 0o755  # not ours: never tightened
+        assert stat.S_IMODE((run / "d.sock").stat().st_mode) == 0o600
+    assert stat.S_IMODE(run.stat().st_mode) == 0o755
 
 
 async def test_live_socket_is_never_hijacked(tmp_path: Path) -> None:
