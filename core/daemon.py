@@ -2,8 +2,9 @@
 
 :meth:`Daemon.handle_connection` takes an asyncio ``(StreamReader, StreamWriter)`` pair and cannot
 tell a Unix socket from the simulator's in-memory duplex. :meth:`Daemon.start` binds the real
-Unix-socket server (:func:`core.unix_server.bind_unix`: socket 0600). Clients may open only
-``.ipynb`` files under the notebook root (:mod:`core.notebook_root`).
+Unix-socket server (:func:`core.unix_server.bind_unix`: socket 0600) and removes the temp files
+a killed writer left in the blob store. Clients may open only ``.ipynb`` files under the notebook
+root (:mod:`core.notebook_root`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pathlib import Path
 from types import TracebackType
 
 from . import protocol as p
-from .atomic import atomic_write
-from .blob_store import BlobStore, DiskBlobStore
+from .atomic import atomic_write, remove_stale_temps
+from .blob_store import BlobStore, DiskBlobStore, remove_stale_temp_files
 from .connection import Connection, Event, Handshake, Hello, Role
-from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
+from .errors import CoreError, HandshakeError, NotebookLoadError, SaveFailed, SaveRefused
 from .framing import DATA_MAX_SIZE
 from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook
 from .loader import InsertPath, LoadOptions, LoadReport, start_load_task, stream_load
@@ -159,6 +160,10 @@ class Daemon:
 
     async def start(self) -> None:
         """Bind the Unix socket (if ``config.socket_path`` is set) and start accepting."""
+        if isinstance(self.blob_store, DiskBlobStore):
+            swept = await asyncio.to_thread(remove_stale_temp_files, self.blob_store.root)
+            if swept:
+                log.info("removed %d stale temp files from %s", swept, self.blob_store.root)
         path = self.config.socket_path
         if path is not None:
             self._server = await bind_unix(path, self._on_unix_connection)
@@ -318,6 +323,8 @@ class Daemon:
                 await hook(room, index)
 
         try:
+            # The room is opening: a save of this notebook killed mid-write left its temp file.
+            await asyncio.to_thread(_remove_stale_save_temps, room.path)
             report = await stream_load(
                 room,
                 self.blob_store,
@@ -432,10 +439,11 @@ def _check_notebook_path(raw: str, max_bytes: int, root: Path) -> tuple[Path, st
 
 
 def _write_saved(path: Path, data: bytes, root: Path) -> None:
-    """Replace the notebook file (:func:`atomic_write`: all or nothing).
+    """Replace the notebook file (:func:`atomic_write`: all or nothing, owner and mode kept).
 
     Refused when its directory no longer resolves to itself inside the root (a component swapped
-    for a symlink since the handshake); the name itself is replaced, never followed.
+    for a symlink since the handshake); the name itself is replaced, never followed. An I/O
+    failure (a full disk) leaves the file as it was and is reported as :class:`SaveFailed`.
     """
     directory = os.path.realpath(path.parent)
     if directory != str(path.parent) or not inside(directory, root):
@@ -443,7 +451,18 @@ def _write_saved(path: Path, data: bytes, root: Path) -> None:
             f"save refused: {path.parent} now resolves to {directory}, "
             f"not to itself inside the notebook root {root}"
         )
-    atomic_write(path, data)
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise SaveFailed(
+            f"save of {path} failed, the file is unchanged: {exc.strerror or exc}"
+        ) from None
+
+
+def _remove_stale_save_temps(path: Path) -> None:
+    removed = remove_stale_temps(str(path.parent), f".{path.name}.")
+    if removed:
+        log.info("removed %d stale temp files of %s", removed, path)
 
 
 def _cells_on_disk(path: Path) -> int:
