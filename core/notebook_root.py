@@ -23,7 +23,13 @@ NOTEBOOK_SUFFIX = ".ipynb"
 
 def resolve_root(root: Path | str | None) -> Path:
     """The real path of ``root`` (None: the current working directory); it must be a directory."""
-    raw = os.getcwd() if root is None else os.fspath(root)
+    if root is None:
+        try:
+            raw = os.getcwd()
+        except OSError as exc:  # the working directory was removed
+            raise CoreError(f"no notebook root: the working directory is gone ({exc})") from None
+    else:
+        raw = os.fspath(root)
     real = os.path.realpath(os.path.abspath(raw))
     if not os.path.isdir(real):
         what = "does not exist" if not os.path.lexists(real) else "is not a directory"

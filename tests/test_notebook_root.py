@@ -26,7 +26,7 @@ WAIT = 60.0
 
 
 async def test_the_default_root_is_the_working_directory_at_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_harness: HarnessFactory
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here = tmp_path / "here"
     here.mkdir()
@@ -67,6 +67,17 @@ def test_a_root_that_is_not_a_directory_is_refused(tmp_path: Path, kind: str) ->
         Daemon(DaemonConfig(notebook_root=root))
     what = "does not exist" if kind == "missing" else "is not a directory"
     assert str(info.value) == f"notebook root {root} {what}"
+
+
+def test_a_removed_working_directory_is_refused_as_the_default_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(CoreError, match=r"^no notebook root: the working directory is gone "):
+        Daemon(DaemonConfig())
 
 
 async def test_a_root_given_through_a_symlink_is_resolved(
