@@ -30,6 +30,7 @@ Only the project's public names are used: ``core.*`` modules' ``__all__``/docume
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -258,7 +259,10 @@ async def _load(
     daemon_mod = require("core.daemon", "Daemon", "DaemonConfig")
     blobs = require("core.blob_store", "MemoryBlobStore")
     client_mod = require("core.client", "NotebookClient")
-    config = daemon_mod.DaemonConfig(batch_size=batch_size, insert_path=insert_path)
+    options: dict[str, Any] = {"batch_size": batch_size, "insert_path": insert_path}
+    if "notebook_root" in {f.name for f in dataclasses.fields(daemon_mod.DaemonConfig)}:
+        options["notebook_root"] = path.resolve().parent  # older commits serve any path
+    config = daemon_mod.DaemonConfig(**options)
     daemon = daemon_mod.Daemon(config, blob_store=blobs.MemoryBlobStore())
     await daemon.start()
     served: list[asyncio.Task[None]] = []

@@ -20,7 +20,9 @@ Decisions shared by both stores:
 * Every ``OSError`` becomes :class:`BlobStoreError` with a precise message, e.g.
   ``"blob store write failed for <id>: [Errno 28] No space left on device"``.
 
-Disk writes go to ``.tmp.<uuid>`` (blob) and ``.tmp.<uuid>.meta`` (sidecar) in the shard directory,
+Disk writes go to ``.tmp.nbstream-<pid>-<uuid>`` (blob) and ``.tmp.nbstream-<pid>-<uuid>.meta``
+(sidecar) in the shard directory (the reference's ``.tmp.<uuid>``, plus the writer's pid so that
+:func:`remove_stale_temp_files` can tell a killed writer's leftovers at start),
 are closed, then renamed over the target with :func:`os.replace` (atomic; no fsync). A failed rename
 whose target now exists is a concurrent identical write and counts as success. If the sidecar
 cannot be written and this call created the blob, the blob is removed again. Temp files never
@@ -37,13 +39,14 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from core.atomic import atomic_write
+from core.atomic import atomic_write, temp_writer_gone
 from core.errors import BlobCorrupt, BlobStoreError, BlobTooLarge, InvalidBlobId
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "DiskBlobStore",
     "MemoryBlobStore",
     "is_blob_id",
+    "remove_stale_temp_files",
 ]
 
 MAX_BLOB_SIZE = 100 * 1024 * 1024
@@ -479,3 +483,38 @@ class MemoryBlobStore:
 
     def statistics(self) -> BlobStoreStatistics:
         return self._counters.snapshot()
+
+
+def remove_stale_temp_files(root: str | os.PathLike[str], *, max_age: float = 60.0) -> int:
+    """Remove the ``.tmp.*`` files a killed writer left in the shard directories of a disk store
+    at ``root``; return how many. Run at daemon start.
+
+    A temp file named by :func:`~core.atomic.atomic_write` (``.tmp.nbstream-<pid>-<hex>``) goes
+    when its writer is gone; any other ``.tmp.*`` (e.g. the reference layout's ``.tmp.<uuid>``)
+    when it was last modified more than ``max_age`` seconds ago. Never raises: a store it cannot
+    read is left as it is (the puts that follow report the real problem).
+    """
+    now = time.time()
+    removed = 0
+    try:
+        shards = _scan(
+            os.fspath(root),
+            lambda e: bool(_SHARD_RE.fullmatch(e.name)) and e.is_dir(follow_symlinks=False),
+        )
+    except OSError:
+        return 0
+    for shard in shards:
+        try:
+            temps = _scan(
+                shard.path,
+                lambda e: e.name.startswith(f"{_TMP_PREFIX}.") and e.is_file(follow_symlinks=False),
+            )
+        except OSError:
+            continue
+        for entry in temps:
+            gone = temp_writer_gone(shard.path, entry.name)
+            with suppress(OSError):
+                if gone or (gone is None and now - entry.stat().st_mtime > max_age):
+                    os.remove(entry.path)
+                    removed += 1
+    return removed

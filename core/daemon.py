@@ -2,7 +2,9 @@
 
 :meth:`Daemon.handle_connection` takes an asyncio ``(StreamReader, StreamWriter)`` pair and cannot
 tell a Unix socket from the simulator's in-memory duplex. :meth:`Daemon.start` binds the real
-Unix-socket server (directory 0700, socket 0600).
+Unix-socket server (:func:`core.unix_server.bind_unix`: socket 0600) and removes the temp files
+a killed writer left in the blob store. Clients may open only ``.ipynb`` files under the notebook
+root (:mod:`core.notebook_root`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import contextlib
 import itertools
 import logging
 import os
-import socket
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,10 +21,10 @@ from pathlib import Path
 from types import TracebackType
 
 from . import protocol as p
-from .atomic import atomic_write
-from .blob_store import BlobStore, DiskBlobStore
+from .atomic import atomic_write, remove_stale_temps
+from .blob_store import BlobStore, DiskBlobStore, remove_stale_temp_files
 from .connection import Connection, Event, Handshake, Hello, Role
-from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
+from .errors import CoreError, HandshakeError, NotebookLoadError, SaveFailed, SaveRefused
 from .framing import DATA_MAX_SIZE
 from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook
 from .loader import (
@@ -36,18 +37,16 @@ from .loader import (
 )
 from .notebook_doc import DocStatistics
 from .notebook_file import read_notebook_file
+from .notebook_root import check_suffix, confine, inside, resolve_root
 from .room import NotebookRoom, RoomPhase, RoomRegistry
 from .session import PeerSession
+from .unix_server import bind_unix
 
 MAX_SYNC_MESSAGE = 1024 * 1024
 """The largest sync message the daemon applies from a peer: applying one holds the loop (a 10 MiB
 paste froze every room for over 130 s, issue 11), so larger ones close that peer in-protocol."""
 
 __all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "RoomFigures", "default_socket_path"]
-
-# Connections the kernel queues before ``accept``: asyncio's default of 100 resets the 101st of
-# a burst of simultaneous connects (200 peers joining at once lost 52).
-LISTEN_BACKLOG = socket.SOMAXCONN
 
 log = logging.getLogger("nbstream.daemon")
 
@@ -70,6 +69,7 @@ def default_socket_path() -> Path:
 class DaemonConfig:
     socket_path: Path | None = None
     blob_root: Path | None = None
+    notebook_root: Path | None = None  # only .ipynb files under it are served; None: the cwd
     batch_size: int = 3
     insert_path: InsertPath = "full"
     handshake_timeout: float = 10.0
@@ -130,6 +130,8 @@ class Daemon:
         before_batch: BatchHook | None = None,
     ) -> None:
         self.config = config or DaemonConfig()
+        # Fixed once: the cwd at construction when unset (CoreError if it is not a directory).
+        self.notebook_root = resolve_root(self.config.notebook_root)
         if blob_store is None:
             root = self.config.blob_root or default_state_dir() / "blobs"
             blob_store = DiskBlobStore(root)
@@ -165,9 +167,13 @@ class Daemon:
 
     async def start(self) -> None:
         """Bind the Unix socket (if ``config.socket_path`` is set) and start accepting."""
+        if isinstance(self.blob_store, DiskBlobStore):
+            swept = await asyncio.to_thread(remove_stale_temp_files, self.blob_store.root)
+            if swept:
+                log.info("removed %d stale temp files from %s", swept, self.blob_store.root)
         path = self.config.socket_path
         if path is not None:
-            self._server = await _bind_unix(path, self._on_unix_connection)
+            self._server = await bind_unix(path, self._on_unix_connection)
         self.started.set()
 
     async def serve_forever(self) -> None:
@@ -234,7 +240,9 @@ class Daemon:
             handshake, pipelined = await asyncio.wait_for(
                 self._read_handshake(reader, conn), self.config.handshake_timeout
             )
-            path, notebook_id = _check_notebook_path(handshake.path, self.config.max_notebook_bytes)
+            path, notebook_id = _check_notebook_path(
+                handshake.path, self.config.max_notebook_bytes, self.notebook_root
+            )
         except (asyncio.TimeoutError, CoreError, ConnectionError) as exc:
             self._handshake_failures += 1
             if isinstance(exc, asyncio.TimeoutError):
@@ -322,6 +330,8 @@ class Daemon:
                 await hook(room, index)
 
         try:
+            # The room is opening: a save of this notebook killed mid-write left its temp file.
+            await asyncio.to_thread(_remove_stale_save_temps, room.path)
             report = await stream_load(
                 room,
                 self.blob_store,
@@ -357,7 +367,7 @@ class Daemon:
                     f"save refused: the room is empty but the file on disk has {on_disk} cells"
                 )
         data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
-        await asyncio.to_thread(atomic_write, room.path, data)
+        await asyncio.to_thread(_write_saved, room.path, data, self.notebook_root)
         return room.path, len(data)
 
     # ------------------------------------------------------------------ waiting
@@ -420,10 +430,12 @@ class Daemon:
         )
 
 
-def _check_notebook_path(raw: str, max_bytes: int) -> tuple[Path, str]:
-    """Validate at handshake time: absolute, an existing readable regular file under the cap."""
+def _check_notebook_path(raw: str, max_bytes: int, root: Path) -> tuple[Path, str]:
+    """Validate at handshake time: absolute, inside ``root`` once resolved, an existing readable
+    regular file under the cap, named ``*.ipynb``."""
     if not os.path.isabs(raw):
         raise NotebookLoadError(f"notebook path must be absolute: {raw!r}")
+    real = confine(raw, root)
     try:
         st = os.stat(raw)
     except FileNotFoundError:
@@ -440,8 +452,35 @@ def _check_notebook_path(raw: str, max_bytes: int) -> tuple[Path, str]:
         )
     if not os.access(raw, os.R_OK):
         raise NotebookLoadError(f"permission denied: {raw}")
-    real = os.path.realpath(raw)
+    check_suffix(raw, real)
     return Path(real), real
+
+
+def _write_saved(path: Path, data: bytes, root: Path) -> None:
+    """Replace the notebook file (:func:`atomic_write`: all or nothing, owner and mode kept).
+
+    Refused when its directory no longer resolves to itself inside the root (a component swapped
+    for a symlink since the handshake); the name itself is replaced, never followed. An I/O
+    failure (a full disk) leaves the file as it was and is reported as :class:`SaveFailed`.
+    """
+    directory = os.path.realpath(path.parent)
+    if directory != str(path.parent) or not inside(directory, root):
+        raise SaveRefused(
+            f"save refused: {path.parent} now resolves to {directory}, "
+            f"not to itself inside the notebook root {root}"
+        )
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise SaveFailed(
+            f"save of {path} failed, the file is unchanged: {exc.strerror or exc}"
+        ) from None
+
+
+def _remove_stale_save_temps(path: Path) -> None:
+    removed = remove_stale_temps(str(path.parent), f".{path.name}.")
+    if removed:
+        log.info("removed %d stale temp files of %s", removed, path)
 
 
 def _cells_on_disk(path: Path) -> int:
@@ -450,29 +489,3 @@ def _cells_on_disk(path: Path) -> int:
         return len(parse_notebook(read_notebook_file(str(path))).cells)
     except CoreError:
         return 0
-
-
-async def _bind_unix(
-    path: Path,
-    callback: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> asyncio.AbstractServer:
-    """Bind a Unix socket: parent dir 0700, socket 0600, a stale socket file replaced."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
-    if path.exists() or path.is_symlink():
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise CoreError(f"{path} exists and is not a socket; refusing to replace it")
-        try:
-            _r, w = await asyncio.open_unix_connection(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            path.unlink()  # stale socket of a dead daemon
-        else:
-            w.close()
-            raise CoreError(f"a daemon is already listening on {path}")
-    old_umask = os.umask(0o177)
-    try:
-        server = await asyncio.start_unix_server(callback, path=str(path), backlog=LISTEN_BACKLOG)
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    return server

@@ -109,3 +109,7 @@ class InvalidBlobId(BlobStoreError):
 
 class SaveRefused(CoreError):
     """Writing the notebook back to disk is not allowed in the room's current state."""
+
+
+class SaveFailed(CoreError):
+    """Writing the notebook back failed (e.g. the disk is full); the file on disk is unchanged."""

@@ -99,7 +99,7 @@ HarnessFactory = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture
-async def make_harness() -> AsyncIterator[HarnessFactory]:
+async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
     harnesses: list[Harness] = []
     with tempfile.TemporaryDirectory(prefix="nbs-") as tmpdir:
         # Short path: AF_UNIX socket paths are limited to ~108 bytes.
@@ -107,6 +107,7 @@ async def make_harness() -> AsyncIterator[HarnessFactory]:
 
         async def factory(transport: str = "unix", **config: Any) -> Harness:
             config.setdefault("eviction_delay", 0.05)
+            config.setdefault("notebook_root", tmp_path)  # where the tests write notebooks
             hooks = config.pop("before_batch", None)
             cfg = DaemonConfig(
                 socket_path=tmp / f"s{len(harnesses)}" / "d.sock" if transport == "unix" else None,

@@ -26,7 +26,10 @@ PNG = base64.b64encode(random.Random(5).randbytes(12_000)).decode()  # over the 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     config = DaemonConfig(
-        socket_path=tmp_path / "d.sock", blob_root=tmp_path / "blobs", eviction_delay=0.01
+        socket_path=tmp_path / "d.sock",
+        blob_root=tmp_path / "blobs",
+        eviction_delay=0.01,
+        notebook_root=tmp_path,
     )
     async with Daemon(config) as d:
         yield d

@@ -19,6 +19,12 @@ from sim.workload.generator import write_notebook
 REPO = Path(__file__).resolve().parents[1]
 NBSTREAM = [sys.executable, "-m", "sim.cli.main"]
 NO_STATISTICS = f"{sys.executable} {REPO / 'tests' / 'servers' / 'no_statistics.py'} {{socket}}"
+
+
+def no_statistics(root: Path) -> str:
+    return f"{NO_STATISTICS} {root}"
+
+
 WAIT = 60.0
 
 
@@ -42,7 +48,16 @@ def served(tmp_path: Path) -> Iterator[Path]:
     """A real ``nbstream serve`` in its own process; its socket path."""
     sock = tmp_path / "s.sock"
     proc = subprocess.Popen(
-        [*NBSTREAM, "serve", "--socket", str(sock), "--blob-root", str(tmp_path / "blobs")],
+        [
+            *NBSTREAM,
+            "serve",
+            "--socket",
+            str(sock),
+            "--blob-root",
+            str(tmp_path / "blobs"),
+            "--root",
+            str(tmp_path),
+        ],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -78,17 +93,17 @@ def test_sim_connect_drives_a_running_server(served: Path, notebook: Path) -> No
 
 
 def test_sim_target_cmd_without_statistics_marks_phases_absent(notebook: Path) -> None:
-    done = nbstream("sim", str(notebook), "--target-cmd", NO_STATISTICS, "--json")
+    done = nbstream("sim", str(notebook), "--target-cmd", no_statistics(notebook.parent), "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["server"].startswith("server started by") and data["converged"]
     assert data["phases"] == {} and data["batches"] == [] and data["cells"] == 12
-    text = nbstream("sim", str(notebook), "--target-cmd", NO_STATISTICS)
+    text = nbstream("sim", str(notebook), "--target-cmd", no_statistics(notebook.parent))
     assert text.returncode == 0 and "phases: absent" in text.stdout
 
 
 def test_profile_target_cmd_runs_the_users_server(notebook: Path) -> None:
-    cmd = f"{sys.executable} -m sim.cli.main serve --socket {{socket}}"
+    cmd = f"{sys.executable} -m sim.cli.main serve --socket {{socket}} --root {notebook.parent}"
     done = nbstream("profile", str(notebook), "--target-cmd", cmd, "--runs", "2", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)

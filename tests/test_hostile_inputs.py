@@ -143,6 +143,49 @@ def _dev_zero(_tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
     return Path("/dev/zero")
 
 
+def _sparse_10_gib(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
+    path = tmp / "sparse.ipynb"
+    with path.open("wb") as f:
+        f.truncate(10 * 1024**3)  # 10 GiB of holes: no disk used, refused from its size
+    return path
+
+
+def _beside_the_root(tmp: Path) -> Path:
+    """A valid notebook just outside the root (the root is ``tmp``; the name is unique)."""
+    path = tmp.parent / f"{tmp.name}-outside.ipynb"
+    path.write_bytes(nb_bytes([code()]))
+    return path
+
+
+def _outside_the_root(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
+    return _beside_the_root(tmp)
+
+
+def _dot_dot_inside(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
+    (tmp / "sub").mkdir()
+    (tmp / "in.ipynb").write_bytes(nb_bytes([code()]))
+    return tmp / "sub" / ".." / "in.ipynb"
+
+
+def _symlink_out_of_the_root(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
+    path = tmp / "escape.ipynb"
+    path.symlink_to(_beside_the_root(tmp))
+    return path
+
+
+def _directory_symlink_out_of_the_root(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
+    outside = _beside_the_root(tmp)
+    (tmp / "up").symlink_to(tmp.parent, target_is_directory=True)
+    return tmp / "up" / outside.name
+
+
+def _symlink_to_a_non_notebook_name(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
+    (tmp / "notes.json").write_bytes(nb_bytes([code()]))
+    path = tmp / "notes.ipynb"
+    path.symlink_to(tmp / "notes.json")
+    return path
+
+
 def _socket_file(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
     path = tmp / "sock.ipynb"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -283,8 +326,8 @@ class NotebookCase:
     regex: bool = False  # error is a regex (full match) rather than a literal
     slow: bool = False  # only with -m slow
 
-    def expected(self, path: Path) -> str:
-        return self.error.replace("{path}", str(path))
+    def expected(self, path: Path, root: Path) -> str:
+        return self.error.replace("{path}", str(path)).replace("{root}", str(root))
 
 
 def _ids(cells: list[CellSnapshot]) -> list[str]:
@@ -367,7 +410,13 @@ NOTEBOOKS: list[NotebookCase] = [
     NotebookCase("directory", _directory, "refused", "{path} is a directory, not a notebook file"),
     NotebookCase("fifo", _fifo, "refused", "{path} is not a regular file"),
     NotebookCase("symlink-to-fifo", _symlink_to_fifo, "refused", "{path} is not a regular file"),
-    NotebookCase("char-device-dev-zero", _dev_zero, "refused", "{path} is not a regular file"),
+    NotebookCase(
+        "char-device-dev-zero",
+        _dev_zero,
+        "refused",
+        "{path} is not a regular file",
+        config={"notebook_root": Path("/")},  # inside the root: refused as a device
+    ),
     NotebookCase("unix-socket-file", _socket_file, "refused", "{path} is not a regular file"),
     NotebookCase("dangling-symlink", _dangling, "refused", "no such file: {path}"),
     NotebookCase(
@@ -389,6 +438,61 @@ NOTEBOOKS: list[NotebookCase] = [
         "refused",
         r"{path} is \d+ bytes, over the 65536-byte notebook size cap",
         config={"max_notebook_bytes": 65536},
+        regex=True,
+    ),
+    NotebookCase(
+        "sparse-10-GiB",
+        _sparse_10_gib,
+        "refused",
+        "{path} is 10737418240 bytes, over the 536870912-byte notebook size cap",
+    ),
+    # ---------------------------------------------------------------- outside the notebook root
+    NotebookCase(
+        "outside-the-root",
+        _outside_the_root,
+        "refused",
+        "{path} is outside the notebook root {root}",
+    ),
+    NotebookCase("dot-dot-inside-the-root", _dot_dot_inside, "loaded", cells=1),
+    NotebookCase(
+        "symlink-out-of-the-root",
+        _symlink_out_of_the_root,
+        "refused",
+        r"{path} is outside the notebook root {root} \(it resolves to /\S+-outside\.ipynb\)",
+        regex=True,
+    ),
+    NotebookCase(
+        "directory-symlink-out-of-the-root",
+        _directory_symlink_out_of_the_root,
+        "refused",
+        r"{path} is outside the notebook root {root} \(it resolves to /\S+-outside\.ipynb\)",
+        regex=True,
+    ),
+    NotebookCase(
+        "etc-passwd",
+        lambda _t, _m: Path("/etc/passwd"),
+        "refused",
+        "{path} is outside the notebook root {root}",
+    ),
+    NotebookCase(
+        "proc-self-environ",
+        lambda _t, _m: Path("/proc/self/environ"),
+        "refused",
+        r"{path} is outside the notebook root {root} \(it resolves to /proc/\d+/environ\)",
+        regex=True,
+    ),
+    NotebookCase(
+        "not-an-ipynb-name",
+        file(nb_bytes([code()]), name="notes.json"),
+        "refused",
+        "{path} is not a .ipynb file; only .ipynb files are served",
+    ),
+    NotebookCase(
+        "symlink-to-a-non-ipynb-name",
+        _symlink_to_a_non_notebook_name,
+        "refused",
+        r"{path} is not a \.ipynb file \(it resolves to /\S+/notes\.json\); "
+        r"only \.ipynb files are served",
         regex=True,
     ),
     # ---------------------------------------------------------------- races after the handshake
@@ -982,11 +1086,13 @@ async def test_hostile_notebook(
         outcome, message = "failed", str(exc)
     assert outcome == case.outcome, message
     if outcome != "loaded":
+        root = h.daemon.notebook_root
         if case.regex:
             pattern = case.error.replace("{path}", re.escape(str(path)))
+            pattern = pattern.replace("{root}", re.escape(str(root)))
             assert re.fullmatch(pattern, message), message
         else:
-            assert message == case.expected(path)
+            assert message == case.expected(path, root)
     assert "\n" not in message  # one line, fit for a CLI
 
     if outcome == "refused":
@@ -1116,6 +1222,29 @@ HANDSHAKES: list[HandshakeCase] = [
         "dot-dot-relative-path",
         _hello({"channel": "open_notebook", "path": "../../etc/passwd"}),
         r"must be absolute",
+    ),
+    HandshakeCase(
+        "absolute-dot-dot-out-of-the-root",  # the Python client normalises; a raw peer need not
+        lambda tmp: _hello(
+            {
+                "channel": "open_notebook",
+                "protocol_version": p.PROTOCOL_VERSION,
+                "path": f"{tmp}/sub/../../{tmp.name}-outside.ipynb",
+            }
+        ),
+        r"^/\S+/sub/\.\./\.\./\S+-outside\.ipynb is outside the notebook root /\S+ "
+        r"\(it resolves to /\S+-outside\.ipynb\)$",
+    ),
+    HandshakeCase(
+        "absolute-dot-dot-to-etc-passwd",
+        lambda tmp: _hello(
+            {
+                "channel": "open_notebook",
+                "protocol_version": p.PROTOCOL_VERSION,
+                "path": f"{tmp}" + "/.." * 12 + "/etc/passwd",
+            }
+        ),
+        r"^/\S+/etc/passwd is outside the notebook root /\S+ \(it resolves to /etc/passwd\)$",
     ),
     HandshakeCase(
         "path-with-nul",
@@ -1452,6 +1581,8 @@ async def test_cli_open_bad_notebooks_against_serve(tmp_path: Path) -> None:
         str(sock),
         "--blob-root",
         str(tmp_path / "blobs"),
+        "--root",
+        str(tmp_path),
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -1459,7 +1590,7 @@ async def test_cli_open_bad_notebooks_against_serve(tmp_path: Path) -> None:
     assert server.stdout is not None
     try:
         line = await asyncio.wait_for(server.stdout.readline(), 60)
-        assert f"serving on {sock}".encode() in line, line
+        assert f"serving on {sock} (notebooks under {tmp_path})".encode() in line, line
         bad_json = tmp_path / "bad.ipynb"
         bad_json.write_bytes(b'{"cells": [')
         not_list = tmp_path / "notlist.ipynb"
@@ -1478,6 +1609,10 @@ async def test_cli_open_bad_notebooks_against_serve(tmp_path: Path) -> None:
                 f"nbstream open: refused: no such file: {tmp_path / 'missing.ipynb'}",
             ),
             (fifo, f"nbstream open: refused: {fifo} is not a regular file"),
+            (
+                Path("/etc/passwd"),
+                f"nbstream open: refused: /etc/passwd is outside the notebook root {tmp_path}",
+            ),
         ]
         results = await asyncio.gather(
             *(_run("open", str(path), "--socket", str(sock)) for path, _ in expectations)

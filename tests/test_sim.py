@@ -194,7 +194,10 @@ async def test_open_command_against_a_real_daemon(
     notebook: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sock = Path(os.environ.get("TMPDIR", "/tmp")) / f"nbs-open-{os.getpid()}" / "d.sock"
-    async with Daemon(DaemonConfig(socket_path=sock, blob_root=tmp_path / "blobs")):
+    config = DaemonConfig(
+        socket_path=sock, blob_root=tmp_path / "blobs", notebook_root=notebook.parent
+    )
+    async with Daemon(config):
         args = argparse.Namespace(
             socket=str(sock),
             notebook=str(notebook),
@@ -211,7 +214,7 @@ async def test_open_command_against_a_real_daemon(
         assert exported == original  # the generator writes exactly what nbformat would
         bad = argparse.Namespace(
             socket=str(sock),
-            notebook=str(tmp_path / "missing.ipynb"),
+            notebook=str(notebook.parent / "missing.ipynb"),
             json=True,
             export=None,
             timeout=30.0,

@@ -28,7 +28,8 @@ def notebook(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_peer_loads_through_the_target(transport: str, notebook: Path) -> None:
-    target = BundledTarget(DaemonConfig(batch_size=3), transport=transport)  # type: ignore[arg-type]
+    config = DaemonConfig(batch_size=3, notebook_root=notebook.parent)
+    target = BundledTarget(config, transport=transport)  # type: ignore[arg-type]
     assert isinstance(target, Target)
     assert isinstance(target.daemon.blob_store, DiskBlobStore)  # the store users run
     async with target:
@@ -61,7 +62,8 @@ async def test_a_failed_load_is_reported_with_its_reason(notebook: Path) -> None
         if index == 1:
             raise RuntimeError("boom")
 
-    async with BundledTarget(blob_store=MemoryBlobStore(), before_batch=fail) as target:
+    config = DaemonConfig(notebook_root=notebook.parent)
+    async with BundledTarget(config, blob_store=MemoryBlobStore(), before_batch=fail) as target:
         client = NotebookClient(*await target.connect(), name="p")
         await client.open(notebook)
         phase, reason = await asyncio.wait_for(target.wait_load_finished(str(notebook)), 60)
@@ -100,7 +102,8 @@ async def test_the_server_announces_every_batch_in_a_status(notebook: Path) -> N
 
             await asyncio.wait_for(client.wait_for(announced), 60)
 
-    async with BundledTarget(DaemonConfig(batch_size=3), before_batch=paced) as target:
+    config = DaemonConfig(batch_size=3, notebook_root=notebook.parent)
+    async with BundledTarget(config, before_batch=paced) as target:
 
         def on_frame(arrival: Any) -> None:
             status = clients[0].load_status

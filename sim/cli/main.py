@@ -403,6 +403,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = DaemonConfig(
         socket_path=Path(args.socket) if args.socket else default_socket_path(),
         blob_root=Path(args.blob_root) if args.blob_root else None,
+        notebook_root=Path(args.root) if args.root else None,
         batch_size=args.batch_size,
         insert_path=args.insert,
     )
@@ -412,8 +413,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with Daemon(config):
-            print(f"nbstream {__version__} serving on {config.socket_path}", flush=True)
+        async with Daemon(config) as daemon:
+            print(
+                f"nbstream {__version__} serving on {config.socket_path} "
+                f"(notebooks under {daemon.notebook_root})",
+                flush=True,
+            )
             await stop.wait()
         print("nbstream: stopped", flush=True)
 
@@ -521,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
         "or ~/.cache/nbstream/daemon.sock)",
     )
     p.add_argument("--blob-root", help="blob store directory (default: next to the socket)")
+    p.add_argument(
+        "--root",
+        help="notebook root: clients may open and save only .ipynb files under it "
+        "(default: the current directory)",
+    )
     common_load(p)
     p.set_defaults(func=_cmd_serve)
 

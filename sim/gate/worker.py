@@ -9,6 +9,9 @@ notebooks come in as file paths (the gate generates them once, both sides load t
 Protocol: one JSON object per line. At start the worker prints ``{"ready": true, ...}`` or
 ``{"ready": false, "error": ...}`` (then exits 3). Each command line gets one reply line:
 
+The daemon is started with ``notebook_root`` = the notebook's directory when the tree's
+``DaemonConfig`` has that field (a base tree from before issue 12 does not).
+
 * ``{"cmd": "run", "path": P}`` → ``{"ok": true, "time_s": t, "cells": n}``: one timed streaming
   load of ``P`` by one peer over a ``socket.socketpair()`` (pipelined, as in production);
 * ``{"cmd": "counters", "path": P}`` → ``{"ok": true, "counters": {...}}``: one *lock-step* load
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import importlib
 import json
@@ -218,10 +222,14 @@ class Measurer:
         gc.collect()
         t0 = time.perf_counter()
         c0 = time.process_time()
-        if self.injection.insert_path is None:
-            config = api.DaemonConfig()  # each tree as it ships: its own defaults
-        else:
-            config = api.DaemonConfig(insert_path=self.injection.insert_path)
+        options: dict[str, Any] = {}  # none: each tree as it ships, its own defaults
+        if self.injection.insert_path is not None:
+            options["insert_path"] = self.injection.insert_path
+        if "notebook_root" in {f.name for f in dataclasses.fields(api.DaemonConfig)}:
+            # A tree that confines paths serves the directory of the gate's notebooks; an
+            # older base tree has no such option and serves any path.
+            options["notebook_root"] = Path(os.path.realpath(path)).parent
+        config = api.DaemonConfig(**options)
         daemon = api.Daemon(config, blob_store=api.MemoryBlobStore(), before_batch=hook)
         views.append(_ServerView(daemon))
         await daemon.start()

@@ -182,7 +182,9 @@ async def many_rooms(
                 await release.wait()
 
         target = BundledTarget(
-            DaemonConfig(eviction_delay=timeout), blob_store=MemoryBlobStore(), before_batch=gate
+            DaemonConfig(eviction_delay=timeout, notebook_root=Path(tmp)),
+            blob_store=MemoryBlobStore(),
+            before_batch=gate,
         )
         clients: list[NotebookClient] = []
         stalled_writer: asyncio.StreamWriter | None = None
@@ -278,7 +280,9 @@ async def stalled_peer(
                 await asyncio.wait_for(client.open(notebook), timeout)
 
     target = BundledTarget(
-        DaemonConfig(eviction_delay=timeout), blob_store=MemoryBlobStore(), before_batch=join
+        DaemonConfig(eviction_delay=timeout, notebook_root=notebook.parent),
+        blob_store=MemoryBlobStore(),
+        before_batch=join,
     )
     target_box.append(target)
     hooks = StreamHooks(stalled=True)

@@ -111,6 +111,8 @@ async def serve(workdir: Path) -> AsyncIterator[ServerProcess]:
             str(socket),
             "--blob-root",
             str(root / "blobs"),
+            "--root",
+            str(workdir),  # the figures' notebooks are written there
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
         )

@@ -395,7 +395,10 @@ async def run_scenario(
     run.owns_target = target is None
     if target is None:
         config = DaemonConfig(
-            batch_size=batch_size, insert_path=insert_path, eviction_delay=timeout
+            batch_size=batch_size,
+            insert_path=insert_path,
+            eviction_delay=timeout,
+            notebook_root=notebook.parent,  # the daemon serves the notebook's own directory
         )
         target = BundledTarget(
             config,

@@ -93,7 +93,12 @@ async def measure_load(
     """One streaming load of ``notebook`` to one peer over in-memory streams."""
     # In-memory blobs: no I/O to overlap, so manifests run inline and are timed as pure work.
     target = BundledTarget(
-        DaemonConfig(batch_size=batch_size, insert_path=insert_path, offload_blobs=False),
+        DaemonConfig(
+            batch_size=batch_size,
+            insert_path=insert_path,
+            offload_blobs=False,
+            notebook_root=notebook.resolve().parent,
+        ),
         blob_store=MemoryBlobStore(),
     )
     await target.start()

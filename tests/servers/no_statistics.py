@@ -1,7 +1,7 @@
 """A stand-in for a user's own server: the bundled daemon, but it does not implement the optional
 ``statistics`` request (it answers an ``error``, as a server of another kind may).
 
-Usage: python tests/servers/no_statistics.py SOCKET
+Usage: python tests/servers/no_statistics.py SOCKET ROOT
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ class NoStatistics(Daemon):
         raise CoreError("unsupported request: statistics")
 
 
-async def main(socket: str) -> None:
-    daemon = NoStatistics(DaemonConfig(socket_path=Path(socket), blob_root=Path(socket + ".blobs")))
+async def main(socket: str, root: str) -> None:
+    config = DaemonConfig(
+        socket_path=Path(socket), blob_root=Path(socket + ".blobs"), notebook_root=Path(root)
+    )
+    daemon = NoStatistics(config)
     await daemon.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -32,4 +35,4 @@ async def main(socket: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
