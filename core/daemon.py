@@ -22,6 +22,7 @@ from types import TracebackType
 from . import protocol as p
 from .atomic import atomic_write
 from .blob_store import BlobStore, DiskBlobStore
+from .budget import MemoryBudget
 from .connection import Connection, Event, Handshake, Hello, Role
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
 from .framing import DATA_MAX_SIZE
@@ -35,6 +36,11 @@ from .session import PeerSession
 MAX_SYNC_MESSAGE = 1024 * 1024
 """The largest sync message the daemon applies from a peer: applying one holds the loop (a 10 MiB
 paste froze every room for over 130 s, issue 11), so larger ones close that peer in-protocol."""
+
+FRAME_PROGRESS_TIMEOUT = 30.0
+"""Seconds a frame that has started arriving may take to complete (PROTOCOL.md "Limits")."""
+MEMORY_BUDGET = 256 * 1024 * 1024
+"""Bytes the daemon holds for all peers at most: partial frames and queued output."""
 
 __all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "RoomFigures", "default_socket_path"]
 
@@ -73,6 +79,8 @@ class DaemonConfig:
     read_chunk: int = 64 * 1024
     request_queue_size: int = 64
     offload_blobs: bool = True
+    frame_progress_timeout: float | None = FRAME_PROGRESS_TIMEOUT  # None: never
+    memory_budget: int | None = MEMORY_BUDGET  # None: unlimited (still counted)
     load_options: LoadOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +150,7 @@ class Daemon:
         self._protocol_errors = 0
         self._state_changed = asyncio.Event()  # replaced (after being set) on every change
         self._ended = [0.0, 0.0, 0, 0]  # sync_gen_s, send_s, frames_out, bytes_out
+        self.budget = MemoryBudget(self.config.memory_budget)
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Daemon:
@@ -255,6 +264,8 @@ class Daemon:
             pipelined,
             read_chunk=self.config.read_chunk,
             request_queue_size=self.config.request_queue_size,
+            frame_progress_timeout=self.config.frame_progress_timeout,
+            budget=self.budget,
         )
         self.sessions.add(session)
         self._changed()
