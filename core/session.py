@@ -368,8 +368,9 @@ class PeerSession:
                         frames.append(self._conn.send(SyncData(message)))
                 if status is not None:
                     frames.append(status)
-                if frames and not await self._send(*frames):
-                    return
+                if frames:
+                    # False: the budget closed this session; the next round sends `closing`.
+                    await self._send(*frames)
         except (ConnectionError, OSError) as exc:
             log.info("%s: write failed: %s", self.name, exc)
             self.reader_done.set()

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from automerge import core as am
 
 from core import protocol as p
 from core.blob_store import DiskBlobStore
@@ -34,9 +35,11 @@ from core.connection import (
     RequestEvent,
     ResponseEvent,
     Role,
+    SyncData,
 )
 from core.daemon import Daemon
 from core.framing import FrameType, encode_frame
+from core.notebook_doc import NotebookDoc
 from core.session import PeerSession
 
 from .conftest import Harness, HarnessFactory, simple_cells, write_notebook
@@ -187,6 +190,26 @@ async def test_a_client_asking_for_doc_bytes_without_reading_is_closed_over_budg
     assert isinstance(response, p.DocBytes) and response.data == room.doc.save()
     await others_still_served(h, nb)
     spammer.writer.close()
+
+
+async def test_a_sync_message_over_the_budget_closes_only_its_peer(
+    make_harness: HarnessFactory, tmp_path: Path
+) -> None:
+    """A joiner's first sync message carries the whole document: with a budget smaller than
+    that message it is refused before it is written, and the peer is told why."""
+    h = await make_harness("unix", memory_budget=200_000)
+    nb = big_notebook(tmp_path / "nb.ipynb", cells=16, source_bytes=24_000)
+    loader = await h.connect(nb)  # receives the document batch by batch: small messages
+    await asyncio.wait_for(loader.wait_loaded(), WAIT)
+    joiner, session = await raw_peer(h, nb)
+    joiner.send(SyncData(NotebookDoc.empty().generate_sync_message(am.SyncState()) or b""))
+    closing = await joiner.next(ClosingEvent)
+    assert isinstance(closing, ClosingEvent) and closing.message.reason == "over_budget"
+    await closed(h, session)
+    assert h.daemon.budget.statistics().peak <= 200_000
+    assert loader.doc.cell_count() == 16
+    await asyncio.wait_for(loader.ping(), WAIT)
+    joiner.writer.close()
 
 
 # =========================================================================== survivals
