@@ -389,8 +389,8 @@ class PeerSession:
     async def _request_loop(self) -> None:
         while True:
             request = await self._requests.get()
-            if request is None:
-                return
+            if request is None or self.close_reason is not None:
+                return  # a closing session answers nothing more (e.g. 64 queued doc saves)
             try:
                 response = await self._handle(request)
             except CoreError as exc:
