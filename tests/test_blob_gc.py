@@ -11,11 +11,11 @@ import random
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from core import protocol as p
-from core.blob_gc import LOCK_NAME, GcReport, content_ids
-from core.blob_store import DiskBlobStore, is_blob_id
+from core.blob_gc import LOCK_NAME, GcReport, LoadPins, content_ids
+from core.blob_store import BlobStore, DiskBlobStore, MemoryBlobStore, is_blob_id
 from core.client import NotebookClient
 from core.room import NotebookRoom
 
@@ -262,3 +262,33 @@ async def test_the_daemon_collects_periodically(
         daemon.wait_for(lambda: daemon.gc.last is not None and daemon.gc.last.deleted == 1), WAIT
     )
     assert store.list() == []
+
+
+def test_a_put_that_loses_the_race_to_a_sweep_stores_its_blob_again() -> None:
+    """The one instant the pin cannot cover: a sweep deletes the blob right after the put
+    stored it (a dedup hit) and before the pin. The put sees it gone and stores it again."""
+    store = MemoryBlobStore()
+    pins = LoadPins()
+    blob_id = store.put(b"an orphan's bytes", "text/plain")
+
+    class SweptAfterPut:
+        swept = False
+
+        def put(self, data: bytes, media_type: str) -> str:
+            got = store.put(data, media_type)
+            if not self.swept:  # not pinned yet: the sweep deletes it
+                self.swept = pins.delete_unless_pinned(store, got)
+                assert self.swept
+            return got
+
+        def exists(self, blob_id: str) -> bool:
+            return store.exists(blob_id)
+
+    token, pinning = pins.store_for_load(cast(BlobStore, SweptAfterPut()))
+    assert pinning.put(b"an orphan's bytes", "text/plain") == blob_id
+    assert store.get(blob_id) == b"an orphan's bytes"
+    assert not pins.delete_unless_pinned(store, blob_id)  # pinned while the load runs
+    pins.load_ended(token)
+    assert not pins.delete_unless_pinned(store, blob_id)  # ... and until the next collection
+    pins.begin_collection()
+    assert pins.delete_unless_pinned(store, blob_id)
