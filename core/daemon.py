@@ -22,7 +22,9 @@ from types import TracebackType
 
 from . import protocol as p
 from .atomic import atomic_write, remove_stale_temps
+from .blob_gc import BlobCollector, GcReport
 from .blob_store import BlobStore, DiskBlobStore, remove_stale_temp_files
+from .budget import MemoryBudget
 from .connection import Connection, Event, Handshake, Hello, Role
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveFailed, SaveRefused
 from .framing import DATA_MAX_SIZE
@@ -45,6 +47,13 @@ from .unix_server import bind_unix
 MAX_SYNC_MESSAGE = 1024 * 1024
 """The largest sync message the daemon applies from a peer: applying one holds the loop (a 10 MiB
 paste froze every room for over 130 s, issue 11), so larger ones close that peer in-protocol."""
+
+FRAME_PROGRESS_TIMEOUT = 30.0
+"""Seconds a frame that has started arriving may take to complete (PROTOCOL.md "Limits")."""
+MEMORY_BUDGET = 256 * 1024 * 1024
+"""Bytes the daemon holds for all peers at most: partial frames and queued output."""
+GC_INTERVAL = 600.0
+"""Seconds between two blob-store garbage collections."""
 
 __all__ = ["Daemon", "DaemonConfig", "DaemonStatistics", "RoomFigures", "default_socket_path"]
 
@@ -80,6 +89,9 @@ class DaemonConfig:
     read_chunk: int = 64 * 1024
     request_queue_size: int = 64
     offload_blobs: bool = True
+    frame_progress_timeout: float | None = FRAME_PROGRESS_TIMEOUT  # None: never
+    memory_budget: int | None = MEMORY_BUDGET  # None: unlimited (still counted)
+    gc_interval: float | None = GC_INTERVAL  # None: no periodic collection
     load_options: LoadOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +163,9 @@ class Daemon:
         self._protocol_errors = 0
         self._state_changed = asyncio.Event()  # replaced (after being set) on every change
         self._ended = [0.0, 0.0, 0, 0]  # sync_gen_s, send_s, frames_out, bytes_out
+        self.budget = MemoryBudget(self.config.memory_budget)
+        self.gc = BlobCollector()
+        self._gc_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Daemon:
@@ -174,6 +189,11 @@ class Daemon:
         path = self.config.socket_path
         if path is not None:
             self._server = await bind_unix(path, self._on_unix_connection)
+        interval = self.config.gc_interval
+        if interval is not None and self._gc_task is None:
+            self._gc_task = asyncio.create_task(
+                self.gc.collect_every(interval, self.collect_garbage), name="blob-gc"
+            )
         self.started.set()
 
     async def serve_forever(self) -> None:
@@ -193,12 +213,17 @@ class Daemon:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             self._server = None
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+            await asyncio.gather(self._gc_task, return_exceptions=True)
+            self._gc_task = None
         pending = [*self._connections, *self.loads.values()]
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=timeout)
         self.rooms.close()
+        self.gc.close()
 
     def _on_unix_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -270,6 +295,8 @@ class Daemon:
             pipelined,
             read_chunk=self.config.read_chunk,
             request_queue_size=self.config.request_queue_size,
+            frame_progress_timeout=self.config.frame_progress_timeout,
+            budget=self.budget,
         )
         self.sessions.add(session)
         self._changed()
@@ -332,13 +359,16 @@ class Daemon:
         try:
             # The room is opening: a save of this notebook killed mid-write left its temp file.
             await asyncio.to_thread(_remove_stale_save_temps, room.path)
-            report = await stream_load(
-                room,
-                self.blob_store,
-                self.config.load_options,
-                client_alive=lambda: session.alive,
-                before_batch=before_batch,
-            )
+            # What the load puts stays pinned until its hashes are in the document, so a
+            # collection running meanwhile never deletes it (core/blob_gc.py).
+            async with self.gc.load_store(self.blob_store) as store:
+                report = await stream_load(
+                    room,
+                    store,
+                    self.config.load_options,
+                    client_alive=lambda: session.alive,
+                    before_batch=before_batch,
+                )
         finally:
             self.loads.pop(room.notebook_id, None)
             self.rooms.release(room)
@@ -369,6 +399,25 @@ class Daemon:
         data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
         await asyncio.to_thread(_write_saved, room.path, data, self.notebook_root)
         return room.path, len(data)
+
+    # ------------------------------------------------------------------ blob garbage
+    async def collect_garbage(
+        self, *, before_sweep: Callable[[], Awaitable[None]] | None = None
+    ) -> GcReport:
+        """Delete the blobs no open room refers to (mark and sweep: core/blob_gc.py).
+
+        Safe while loads run; skipped (``skipped`` says why) while another process holds the same
+        disk store. ``before_sweep`` (tests) runs between the mark and the sweep.
+
+        Raises:
+            BlobStoreError: a manifest could not be read; nothing was deleted.
+        """
+        rooms = self.rooms.rooms
+        report = await self.gc.collect(
+            self.blob_store, lambda: [r.doc.fork() for r in rooms()], before_sweep=before_sweep
+        )
+        self._changed()
+        return report
 
     # ------------------------------------------------------------------ waiting
     def _changed(self) -> None:

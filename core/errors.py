@@ -46,6 +46,25 @@ class SyncMessageTooLarge(FrameTooLarge):
     close_reason = "sync_too_large"
 
 
+class FrameTimeout(RemoteProtocolError):
+    """A frame that had started arriving was not complete within the daemon's progress timeout.
+
+    Idle time between frames is never timed out; only a partial frame that stalls (a peer that
+    announces a large frame, sends part of it and stops) would otherwise hold its buffer forever."""
+
+    close_reason = "frame_timeout"
+
+
+class OverBudget(ProtocolError):
+    """The connection's buffered input and queued output pushed the daemon over its memory budget.
+
+    Not a protocol violation: a resource limit. The daemon closes the connections holding the
+    most bytes until the total fits again, so peers that read and write normally keep being
+    served."""
+
+    close_reason = "over_budget"
+
+
 class EmptyFrame(RemoteProtocolError):
     """A typed frame with no type byte."""
 

@@ -21,6 +21,13 @@
   trip per batch through a busy loop costs ordinary loads, and when a message goes out would
   depend on when answers arrive, which would make the gate's frame counts vary run to run.
 * The **request** task answers requests one by one.
+
+Limits (PROTOCOL.md "Limits"): a frame that has started arriving must be complete within
+``frame_progress_timeout`` seconds of waiting for the peer (idle time between frames is never
+timed out), else the session closes with ``frame_timeout``; and every byte the session holds for
+its peer — the decoder's partial frame, the queued responses, the transport's unsent bytes — is
+reported to the daemon's :class:`~core.budget.MemoryBudget` before it is buffered, which may
+close the session with ``over_budget``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from automerge import core as am
 
 from . import protocol as p
 from .blob_store import BlobStore
+from .budget import MemoryBudget
 from .connection import (
     ClosingEvent,
     Connection,
@@ -48,7 +56,15 @@ from .connection import (
     StatusEvent,
     SyncData,
 )
-from .errors import CoreError, LocalProtocolError, ProtocolError, SaveRefused, TransportClosed
+from .errors import (
+    CoreError,
+    FrameTimeout,
+    LocalProtocolError,
+    OverBudget,
+    ProtocolError,
+    SaveRefused,
+    TransportClosed,
+)
 from .room import NotebookRoom, RoomPhase
 
 __all__ = ["PeerSession", "SessionHost", "SessionStatistics"]
@@ -103,6 +119,8 @@ class PeerSession:
         *,
         read_chunk: int = 64 * 1024,
         request_queue_size: int = 64,
+        frame_progress_timeout: float | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.host = host
         self.room = room
@@ -115,6 +133,9 @@ class PeerSession:
         self.sync_state = am.SyncState()
         self._sub_key, self.sub = room.subscribe(name)
         self._control: deque[bytes] = deque()
+        self._control_bytes = 0  # bytes of the responses in _control (the budget counts them)
+        self._progress_timeout = frame_progress_timeout
+        self._budget = budget if budget is not None else MemoryBudget(None)
         self._requests: asyncio.Queue[p.Request | None] = asyncio.Queue(request_queue_size)
         self.reader_done = asyncio.Event()
         self.close_reason: str | None = None
@@ -162,9 +183,16 @@ class PeerSession:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.room.unsubscribe(self._sub_key)
+            self._budget.release(self)
+            self._control.clear()
+            self._control_bytes = 0
             self._writer.close()
-            with contextlib.suppress(Exception):
-                await self._writer.wait_closed()
+            try:
+                await asyncio.wait_for(self._writer.wait_closed(), timeout=1.0)
+            except Exception:
+                # A peer that does not read would keep the unsent bytes (and a close waiting
+                # for them to flush) forever: drop them.
+                self._writer.transport.abort()
 
     def _helper_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -183,13 +211,22 @@ class PeerSession:
             for event in self._pipelined:
                 await self._dispatch(event)
             self._pipelined.clear()
+            stalled = 0.0  # seconds spent waiting for the rest of the current partial frame
             while True:
-                data = await self._reader.read(self._read_chunk)
+                if self._conn.buffered and self._progress_timeout is not None:
+                    data, stalled = await self._read_rest(stalled)
+                else:
+                    stalled = 0.0
+                    data = await self._reader.read(self._read_chunk)
                 if not data:
                     self._conn.receive_data(b"")
                     return
+                if not self._account(len(data)):
+                    return  # closed over budget: the bytes are dropped, never buffered
                 self._bytes_in += len(data)
-                for event in self._conn.receive_data(data):
+                events = self._conn.receive_data(data)
+                self._account()
+                for event in events:
                     await self._dispatch(event)
         except ProtocolError as exc:
             log.info("%s: protocol error, closing: %s", self.name, exc)
@@ -201,6 +238,25 @@ class PeerSession:
         finally:
             self.reader_done.set()
             self.sub.mark()  # wake the writer so it can finish
+
+    async def _read_rest(self, stalled: float) -> tuple[bytes, float]:
+        """Read more of a partial frame; FrameTimeout once the wait for it passes the timeout.
+
+        Only the time spent waiting here counts (not the time the daemon itself spends between
+        reads, e.g. when its request queue is full), so a peer is timed out for its own stall.
+        """
+        assert self._progress_timeout is not None
+        loop = asyncio.get_running_loop()
+        remaining = self._progress_timeout - stalled
+        t0 = loop.time()
+        try:
+            data = await asyncio.wait_for(self._reader.read(self._read_chunk), max(remaining, 0))
+        except TimeoutError:
+            raise FrameTimeout(
+                f"frame not complete within {self._progress_timeout:g} s: {self._conn.buffered} "
+                "bytes of it received, then the peer stopped sending"
+            ) from None
+        return data, stalled + loop.time() - t0
 
     async def _dispatch(self, event: Event) -> None:
         # The connection already dropped what a client may not send (responses, broadcasts,
@@ -223,19 +279,57 @@ class PeerSession:
         self.close_reason = exc.close_reason
         self._control.append(self._conn.send(ClosingEvent(p.closing_for(exc))))
 
+    # ------------------------------------------------------------------ the memory budget
+    def _held(self) -> int:
+        """Bytes this session holds for its peer now."""
+        return self._conn.buffered + self._control_bytes + _unsent(self._writer)
+
+    def _account(self, more: int = 0) -> bool:
+        """Report what this session holds (plus ``more`` it is about to buffer) to the budget.
+
+        False when the budget closed this session instead (it must not buffer ``more``)."""
+        if self.close_reason == OverBudget.close_reason:
+            return False
+        return self._budget.update(self, self._held() + more)
+
+    def over_budget(self, detail: str) -> None:
+        """Close this session with ``over_budget`` (called by the budget, maybe for another
+        session's report): drop the queued responses, stop reading, send ``closing`` if the
+        peer still reads; whatever it does not read within a second is dropped."""
+        if self.close_reason == OverBudget.close_reason:
+            return
+        log.info("%s: closing: %s", self.name, detail)
+        self._control.clear()
+        self._control_bytes = 0
+        self._fail(OverBudget(detail))
+        self.reader_done.set()
+        self.sub.mark_status()
+
     # ------------------------------------------------------------------ writing
-    async def _send(self, *frames: bytes) -> None:
-        """Write ``frames`` in one write and wait for the peer to drain them."""
+    async def _send(self, *frames: bytes, queued: bool = False) -> bool:
+        """Write ``frames`` in one write and wait for the peer to drain them.
+
+        ``queued``: the frames come from the control queue (already counted by the budget);
+        otherwise they are new bytes, reported before they are written. False when the budget
+        closed the session instead of letting it write them."""
         data = b"".join(frames)
+        if not queued and not self._account(len(data)):
+            return False
         t0 = time.perf_counter()
         self._writer.write(data)
+        self._account()
         await self._writer.drain()
+        self._account()
         self._send_s += time.perf_counter() - t0
         self._frames_out += len(frames)
         self._bytes_out += len(data)
+        return True
 
     def _queue_control(self, frame: bytes) -> None:
+        if not self._account(len(frame)):
+            return  # closed over budget: the response is dropped with the connection
         self._control.append(frame)
+        self._control_bytes += len(frame)
         self.sub.mark_status()
 
     async def _write_loop(self) -> None:
@@ -252,7 +346,9 @@ class PeerSession:
                 else:
                     await sub.wait()
                 while self._control:
-                    await self._send(self._control.popleft())
+                    frame = self._control.popleft()
+                    self._control_bytes = max(0, self._control_bytes - len(frame))
+                    await self._send(frame, queued=True)
                 if self._closing or not self.alive:
                     return
                 if self._sent_at is not None and sub.dirty:
@@ -280,6 +376,7 @@ class PeerSession:
                 if status is not None:
                     frames.append(status)
                 if frames:
+                    # False: the budget closed this session; the next round sends `closing`.
                     await self._send(*frames)
         except (ConnectionError, OSError) as exc:
             log.info("%s: write failed: %s", self.name, exc)
@@ -304,8 +401,8 @@ class PeerSession:
     async def _request_loop(self) -> None:
         while True:
             request = await self._requests.get()
-            if request is None:
-                return
+            if request is None or self.close_reason is not None:
+                return  # a closing session answers nothing more (e.g. 64 queued doc saves)
             try:
                 response = await self._handle(request)
             except CoreError as exc:
@@ -359,6 +456,14 @@ class PeerSession:
             sync_gen_s=self._sync_gen_s,
             send_s=self._send_s,
         )
+
+
+def _unsent(writer: asyncio.StreamWriter) -> int:
+    """Bytes written to ``writer`` that its transport has not handed to the kernel yet."""
+    try:
+        return writer.transport.get_write_buffer_size()
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return 0
 
 
 def _wire_phase(phase: RoomPhase) -> p.LoadPhase:

@@ -89,6 +89,8 @@ def test_close_reasons_cover_the_error_tree() -> None:
         "bad_handshake",
         "bad_message",
         "sync_too_large",
+        "frame_timeout",
+        "over_budget",
     }
     assert errors.FrameTooLarge.close_reason in CLOSE_REASONS
 
