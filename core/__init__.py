@@ -48,7 +48,8 @@ if TYPE_CHECKING:
         TransportClosed,
         UnknownFrameType,
     )
-    from core.ipynb import ParsedNotebook, export_notebook, parse_notebook
+    from core.ipynb import ParsedNotebook, parse_notebook
+    from core.ipynb_export import export_notebook
     from core.loader import LoadReport
     from core.notebook_doc import CellSnapshot, DocStatistics, NotebookDoc
     from core.notebook_file import read_notebook_file
@@ -88,7 +89,7 @@ _EXPORTS = {
     "TransportClosed": "core.errors",
     "UnknownFrameType": "core.errors",
     "default_socket_path": "core.daemon",
-    "export_notebook": "core.ipynb",
+    "export_notebook": "core.ipynb_export",
     "parse_notebook": "core.ipynb",
     "read_notebook_file": "core.notebook_file",
 }

@@ -109,3 +109,10 @@ class InvalidBlobId(BlobStoreError):
 
 class SaveRefused(CoreError):
     """Writing the notebook back to disk is not allowed in the room's current state."""
+
+
+class InvalidNotebook(SaveRefused):
+    """The document holds elements that cannot be written as a valid, re-readable notebook.
+
+    The message names each one (cell index and id, field) and why; the file is left as it was.
+    """

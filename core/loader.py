@@ -216,10 +216,21 @@ async def stream_load(
             source.parse_s,
         )
         t0 = time.perf_counter()
-        metadata = source.header.metadata if source.header is not None else {}
+        header = source.header
+        metadata = header.metadata if header is not None else {}
         if metadata:
             async with room.lock:
                 doc.set_notebook_metadata(notebook_metadata_to_doc(metadata))
+            room.notify()
+        if (
+            header is not None
+            and header.nbformat == 4
+            and (header.extra or header.nbformat_minor > 5)
+        ):
+            async with room.lock:  # the keys nbstream does not model, and a newer minor (item 13)
+                doc.set_notebook_extra(
+                    notebook_metadata_to_doc(header.extra), header.nbformat_minor
+                )
             room.notify()
         report.metadata_s = time.perf_counter() - t0
         if not client_alive():
@@ -359,6 +370,8 @@ def _rollback(room: NotebookRoom, report: LoadReport, reason: str) -> None:
         room.doc.clear_all_cells()
         if room.doc.get_notebook_metadata():
             room.doc.set_notebook_metadata({})
+        if room.doc.get_notebook_extra() != ({}, None):
+            room.doc.set_notebook_extra({}, None)
     except CoreError as exc:  # keep the first reason; note the second
         reason = f"{reason} (and clearing the partial cells failed: {exc})"
         report.error = reason

@@ -60,7 +60,7 @@ class SessionHost(Protocol):
     @property
     def blob_store(self) -> BlobStore: ...
 
-    async def save_room(self, room: NotebookRoom) -> tuple[Path, int]: ...
+    async def save_room(self, room: NotebookRoom) -> tuple[Path, int, tuple[str, ...]]: ...
 
 
 REPLY_WAIT_S = 0.5
@@ -327,8 +327,8 @@ class PeerSession:
                 return p.ErrorResponse(request.id, f"no blob {request.hash}")
             return p.Blob(request.id, request.hash, meta.media_type, data)
         if isinstance(request, p.Save):
-            path, written = await self.host.save_room(room)
-            return p.Saved(request.id, str(path), written)
+            path, written, repairs = await self.host.save_room(room)
+            return p.Saved(request.id, str(path), written, repairs)
         raise SaveRefused(f"unsupported request {type(request).__name__}")  # pragma: no cover
 
     # ------------------------------------------------------------------ counters
