@@ -30,7 +30,8 @@ malformed input raises :class:`NotebookLoadError` with a precise message. Decisi
   :data:`CODE_CELL_KEYS`) — so ``execution_count``/``outputs`` of a markdown, raw or unknown-type
   cell too — go unchecked into ``CellRecord.extra`` (None when there are none). The export writes
   them back for a notebook of a newer minor (> 5), which nbformat validates with relaxed rules.
-* **Ids**: a non-empty string id is kept verbatim (no pattern check: we never rewrite a user's id);
+* **Ids**: a non-empty string id is kept verbatim (no pattern check here: the export gives an id
+  that nbformat 4.5 would reject a fresh one, and says so — PROTOCOL.md 10.5);
   a non-string id is an error. A missing or empty id (nbformat < 4.5, v3) gets a stable id,
   ``"cell-" + sha256(f"{index}:{cell_type}:{source}")[:8]`` (re-hashed with a ``:n`` suffix on the
   rare collision), so the same file always gets the same ids. A duplicate id keeps its first

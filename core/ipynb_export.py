@@ -318,6 +318,11 @@ class _Export:
         try:  # raw output JSON: read as our reader reads files (NaN kept, then repaired)
             value = jiter.from_json(ref.encode("utf-8"), allow_inf_nan=True)
         except ValueError as exc:
+            if "recursion limit" in str(exc):  # jiter stops at ~200 levels; the file allows 64
+                raise _Unwritable(
+                    f"{where} nests deeper than the {MAX_NESTING_DEPTH} levels "
+                    "a notebook file may have"
+                ) from None
             why = f"is not valid JSON ({exc})"
         else:
             if isinstance(value, dict):
