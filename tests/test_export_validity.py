@@ -167,6 +167,12 @@ def _check_native_metadata(nb: dict[str, Any]) -> None:
     }
 
 
+def _markdown_with_attachment_to_code(tx: Any, cells: bytes) -> None:
+    att = tx.put_object(_cell(tx, cells, 1), "attachments", am.ObjType.Map)
+    tx.put(att, "a.png", STR, '{"image/png":"iVBORw0KGgo="}')
+    tx.put(_cell(tx, cells, 1), "cell_type", STR, "code")
+
+
 def _exec_count(nb: dict[str, Any]) -> Any:
     return nb["cells"][0]["execution_count"]
 
@@ -255,6 +261,14 @@ CASES = [
         "refused",
         r"cells\[1\] \(id 'c2'\)\.cell_type is the number 3",
         undo=_set(1, "cell_type", STR, "markdown"),
+    ),
+    Case(
+        "markdown-with-attachments-turned-into-code",
+        _markdown_with_attachment_to_code,
+        "saved",
+        r"^cells\[1\] \(id 'c2'\)\.attachments not written: nbformat 4\.5 does not allow them "
+        r"on a code cell",
+        check=lambda nb: "attachments" not in nb["cells"][1] or pytest.fail("written"),
     ),
     Case(
         "duplicate-id",
