@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         FrameTooLarge,
         HandshakeError,
         InvalidBlobId,
+        InvalidNotebook,
         LocalProtocolError,
         MessageError,
         NotebookLoadError,
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
         TransportClosed,
         UnknownFrameType,
     )
-    from core.ipynb import ParsedNotebook, export_notebook, parse_notebook
+    from core.ipynb import ParsedNotebook, parse_notebook
+    from core.ipynb_export import export_notebook
     from core.loader import LoadReport
     from core.notebook_doc import CellSnapshot, DocStatistics, NotebookDoc
     from core.notebook_file import read_notebook_file
@@ -77,6 +79,7 @@ _EXPORTS = {
     "LocalProtocolError": "core.errors",
     "MemoryBlobStore": "core.blob_store",
     "MessageError": "core.errors",
+    "InvalidNotebook": "core.errors",
     "NotebookClient": "core.client",
     "NotebookDoc": "core.notebook_doc",
     "NotebookLoadError": "core.errors",
@@ -90,7 +93,7 @@ _EXPORTS = {
     "TransportClosed": "core.errors",
     "UnknownFrameType": "core.errors",
     "default_socket_path": "core.daemon",
-    "export_notebook": "core.ipynb",
+    "export_notebook": "core.ipynb_export",
     "parse_notebook": "core.ipynb",
     "read_notebook_file": "core.notebook_file",
 }
@@ -129,6 +132,7 @@ __all__ = [
     "FrameTooLarge",
     "HandshakeError",
     "InvalidBlobId",
+    "InvalidNotebook",
     "LoadFailed",
     "LoadReport",
     "LocalProtocolError",

@@ -28,7 +28,8 @@ from .budget import MemoryBudget
 from .connection import Connection, Event, Handshake, Hello, Role
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveFailed, SaveRefused
 from .framing import DATA_MAX_SIZE
-from .ipynb import MAX_NOTEBOOK_BYTES, export_notebook, parse_notebook
+from .ipynb import MAX_NOTEBOOK_BYTES, parse_notebook
+from .ipynb_export import export_for_save, read_previous
 from .loader import (
     InsertPath,
     LoadOptions,
@@ -379,8 +380,10 @@ class Daemon:
         return report
 
     # ------------------------------------------------------------------ saving
-    async def save_room(self, room: NotebookRoom) -> tuple[Path, int]:
-        """Write the room back to its .ipynb atomically. Refused unless the room is loaded."""
+    async def save_room(self, room: NotebookRoom) -> tuple[Path, int, tuple[str, ...]]:
+        """Write the room back to its .ipynb atomically. Refused unless the room is loaded, or
+        when the export cannot write it valid (:class:`InvalidNotebook`). Returns the path, the
+        bytes written and the export's repairs (PROTOCOL.md 10.6)."""
         state = room.state
         if state.phase is RoomPhase.STREAMING:
             raise SaveRefused("save refused: the notebook is still loading")
@@ -396,9 +399,11 @@ class Daemon:
                 raise SaveRefused(
                     f"save refused: the room is empty but the file on disk has {on_disk} cells"
                 )
-        data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
-        await asyncio.to_thread(_write_saved, room.path, data, self.notebook_root)
-        return room.path, len(data)
+        exported = await asyncio.to_thread(
+            export_for_save, snapshot, self.blob_store, read_previous(room.path)
+        )
+        await asyncio.to_thread(_write_saved, room.path, exported.data, self.notebook_root)
+        return room.path, len(exported.data), exported.repairs
 
     # ------------------------------------------------------------------ blob garbage
     async def collect_garbage(

@@ -66,6 +66,7 @@ class CellSnapshot:
     outputs: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
     attachments: Mapping[str, str] | None = None
+    extra: Mapping[str, str] | None = None  # keys nbstream does not model -> JSON text
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (used for materialized comparisons and diffs)."""
@@ -79,6 +80,8 @@ class CellSnapshot:
         }
         if self.attachments is not None:
             out["attachments"] = dict(self.attachments)
+        if self.extra is not None:
+            out["extra"] = dict(self.extra)
         return out
 
 

@@ -132,3 +132,10 @@ class SaveRefused(CoreError):
 
 class SaveFailed(CoreError):
     """Writing the notebook back failed (e.g. the disk is full); the file on disk is unchanged."""
+
+
+class InvalidNotebook(SaveRefused):
+    """The document holds elements that cannot be written as a valid, re-readable notebook.
+
+    The message names each one (cell index and id, field) and why; the file is left as it was.
+    """

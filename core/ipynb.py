@@ -1,4 +1,4 @@
-"""Read ``.ipynb`` bytes into cell records, and write a :class:`NotebookDoc` back as nbformat 4.5.
+"""Read ``.ipynb`` bytes into cell records (the export is :mod:`core.ipynb_export`).
 
 Parsing (:func:`parse_notebook`) uses jiter for the whole file, then validates the few fields the
 notebook document needs. The load reads through :mod:`core.ipynb_stream` instead, which gives the
@@ -23,43 +23,38 @@ malformed input raises :class:`NotebookLoadError` with a precise message. Decisi
 * **Cells**: ``cells`` absent → zero cells. ``cell_type`` must be a string (any value is kept).
   ``source`` absent → ``""``; a list of strings is joined with ``""``. For code cells
   ``execution_count`` must be an integer or null and ``outputs`` an array (kept as raw python
-  values: the manifest module decides per output); markdown/raw cells never carry either (their
-  ``execution_count``/``outputs`` keys are ignored, nbformat 4 does not allow them). ``metadata``
-  must be an object, ``attachments`` an object when present. Other cell and top-level keys are
-  dropped (nbformat 4.5 defines no others).
-* **Ids**: a non-empty string id is kept verbatim (no pattern check: we never rewrite a user's id);
+  values: the manifest module decides per output). ``metadata`` must be an object,
+  ``attachments`` an object when present.
+* **Unknown keys are kept**, as nbformat keeps them: every top-level key but :data:`TOP_KEYS`
+  (``ParsedNotebook.extra``) and every cell key but :data:`CELL_KEYS` (code cells:
+  :data:`CODE_CELL_KEYS`) — so ``execution_count``/``outputs`` of a markdown, raw or unknown-type
+  cell too — go unchecked into ``CellRecord.extra`` (None when there are none). The export writes
+  them back for a notebook of a newer minor (> 5), which nbformat validates with relaxed rules.
+* **Ids**: a non-empty string id is kept verbatim (no pattern check here: the export gives an id
+  that nbformat 4.5 would reject a fresh one, and says so — PROTOCOL.md 10.6);
   a non-string id is an error. A missing or empty id (nbformat < 4.5, v3) gets a stable id,
   ``"cell-" + sha256(f"{index}:{cell_type}:{source}")[:8]`` (re-hashed with a ``:n`` suffix on the
   rare collision), so the same file always gets the same ids. A duplicate id keeps its first
   occurrence; later ones get a fresh stable id the same way (nbformat's repair), counted in
   ``ParsedNotebook.repaired_ids``.
-
-Export (:func:`export_notebook`) writes nbformat 4.5 exactly as nbformat would
-(``json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\\n"``): sources, stream text and
-``text/*``/``application/javascript``/``image/svg+xml`` string values of output and attachment
-bundles are split with ``str.splitlines(keepends=True)`` like ``nbformat.v4.rwbase.split_lines``
-(joining the pieces gives back the exact original, ``\\r\\n`` and lone ``\\r`` included); JSON MIME
-values stay structured; metadata is written back verbatim from its JSON texts.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jiter
 
-from core.errors import BlobCorrupt, NotebookLoadError
+from core.errors import NotebookLoadError
 from core.ipynb_v3 import upgrade_v3
-from core.json_values import check_tree, from_json_text, inf_path, json_text, json_type
+from core.json_values import check_tree, inf_path, json_text, json_type
 
 if TYPE_CHECKING:
-    from core.blob_store import BlobStore
-    from core.notebook_doc import CellSnapshot, NotebookDoc
+    from core.notebook_doc import CellSnapshot
 
 MAX_NOTEBOOK_BYTES = 512 * 1024 * 1024
 MAX_NESTING_DEPTH = 64
@@ -73,7 +68,10 @@ _JITER_POSITION = re.compile(r"^(.*) at line (\d+) column (\d+)$", re.DOTALL)
 # A JSON string (escapes included) or one bracket; used only to locate a too-deep nesting.
 _DEPTH_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _NON_FINITE = (b"NaN", b"Infinity", b"-Infinity", b"+Infinity")
-_SPLIT_MIMES = frozenset({"application/javascript", "image/svg+xml"})
+# The keys nbstream models; every other key is kept as it was (``extra``), as nbformat keeps it.
+TOP_KEYS = frozenset({"cells", "metadata", "nbformat", "nbformat_minor"})
+CELL_KEYS = frozenset({"id", "cell_type", "source", "metadata", "attachments"})
+CODE_CELL_KEYS = CELL_KEYS | {"execution_count", "outputs"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +86,7 @@ class CellRecord:
     outputs: tuple[Any, ...]  # raw nbformat-4 output objects (python values)
     metadata: dict[str, Any]
     attachments: dict[str, Any] | None
+    extra: dict[str, Any] | None = None  # keys nbstream does not model for this cell type
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +100,7 @@ class ParsedNotebook:
     generated_ids: int = 0  # cells that had no (or an empty) id
     repaired_ids: int = 0  # later duplicates of an id, given a fresh one
     notes: tuple[str, ...] = ()  # non-fatal remarks (e.g. a newer minor read as 4.5)
+    extra: dict[str, Any] = field(default_factory=dict)  # top-level keys nbstream does not model
 
 
 def _depth_exceeded_at(data: bytes, max_depth: int) -> int | None:
@@ -209,6 +209,7 @@ def parse_notebook(
         generated_ids=ids.generated,
         repaired_ids=ids.repaired,
         notes=notes,
+        extra=header.extra,
     )
 
 
@@ -220,6 +221,7 @@ class NotebookHeader:
     nbformat_minor: int
     metadata: dict[str, Any]  # nbformat 4 only ({} for 3: upgrade_v3 reads its own)
     notes: tuple[str, ...]
+    extra: dict[str, Any]  # nbformat 4 only: the top-level keys other than TOP_KEYS
 
 
 def check_header(root: dict[str, Any]) -> NotebookHeader:
@@ -233,7 +235,7 @@ def check_header(root: dict[str, Any]) -> NotebookHeader:
     if type(minor) is not int:
         raise NotebookLoadError(f"'nbformat_minor' must be an integer (got {json_type(minor)})")
     if major == 3:
-        return NotebookHeader(3, minor, {}, ())
+        return NotebookHeader(3, minor, {}, (), {})
     if major != 4:
         raise NotebookLoadError(_UNSUPPORTED.format(major))
     notes: tuple[str, ...] = ()
@@ -244,7 +246,10 @@ def check_header(root: dict[str, Any]) -> NotebookHeader:
     metadata = root.get("metadata", {})
     if type(metadata) is not dict:
         raise NotebookLoadError(f"'metadata' must be an object (got {json_type(metadata)})")
-    return NotebookHeader(4, minor, metadata, notes)
+    extra = (
+        {} if TOP_KEYS.issuperset(root) else {k: v for k, v in root.items() if k not in TOP_KEYS}
+    )
+    return NotebookHeader(4, minor, metadata, notes, extra)
 
 
 def _source(cell: dict[str, Any], where: str) -> str:
@@ -275,6 +280,7 @@ class CellFields:
     outputs: tuple[Any, ...]
     metadata: dict[str, Any]
     attachments: dict[str, Any] | None
+    extra: dict[str, Any] | None  # None when the cell has no key outside CELL_KEYS
 
 
 def cell_fields(where: str, cell: Any) -> CellFields:
@@ -315,7 +321,11 @@ def cell_fields(where: str, cell: Any) -> CellFields:
                 f"{where}.outputs must be an array (got {json_type(raw_outputs)})"
             )
         outputs = tuple(raw_outputs)
-    return CellFields(cell_id, cell_type, source, count, outputs, metadata, attachments)
+        known = CODE_CELL_KEYS
+    else:
+        known = CELL_KEYS
+    extra = None if known.issuperset(cell) else {k: v for k, v in cell.items() if k not in known}
+    return CellFields(cell_id, cell_type, source, count, outputs, metadata, attachments, extra)
 
 
 class IdAssigner:
@@ -347,7 +357,7 @@ class IdAssigner:
                 self.generated += 1
             else:
                 self.repaired += 1
-            cell_id = _stable_id(index, fields.cell_type, fields.source, self._taken)
+            cell_id = stable_id(index, fields.cell_type, fields.source, self._taken)
             self._taken.add(cell_id)
             self._made.add(cell_id)
         self._seen.add(cell_id)
@@ -360,10 +370,11 @@ class IdAssigner:
             fields.outputs,
             fields.metadata,
             fields.attachments,
+            fields.extra,
         )
 
 
-def _stable_id(index: int, cell_type: str, source: str, taken: set[str]) -> str:
+def stable_id(index: int, cell_type: str, source: str, taken: set[str]) -> str:
     key = f"{index}:{cell_type}:{source}"
     attempt = 0
     while True:
@@ -396,92 +407,5 @@ def record_to_cell(record: CellRecord, output_refs: Sequence[str]) -> CellSnapsh
         attachments=None
         if attachments is None
         else {key: json_text(value) for key, value in attachments.items()},
+        extra=None if record.extra is None else notebook_metadata_to_doc(record.extra),
     )
-
-
-# --------------------------------------------------------------------------- export
-def split_lines(text: str) -> list[str]:
-    """nbformat's multi-line split: ``str.splitlines(keepends=True)``; ``"".join`` inverts it."""
-    return text.splitlines(True)
-
-
-def _values_from_doc(texts: Mapping[str, str]) -> dict[str, Any]:
-    return {key: from_json_text(text) for key, text in texts.items()}
-
-
-def _execution_count(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None  # "null" (or anything unparsable)
-
-
-def _split_bundle(bundle: Any) -> Any:
-    """nbformat.v4.rwbase._split_mimebundle (on a copy)."""
-    if type(bundle) is not dict:
-        return bundle
-    return {
-        mime: split_lines(value)
-        if type(value) is str and (mime.startswith("text/") or mime in _SPLIT_MIMES)
-        else value
-        for mime, value in bundle.items()
-    }
-
-
-def _split_output(output: dict[str, Any]) -> dict[str, Any]:
-    """nbformat.v4.rwbase.split_lines for one output (on a copy)."""
-    output = dict(output)
-    output_type = output.get("output_type")
-    if output_type == "stream" and type(output.get("text")) is str:
-        output["text"] = split_lines(output["text"])
-    elif output_type in ("execute_result", "display_data") and "data" in output:
-        output["data"] = _split_bundle(output["data"])
-    return output
-
-
-def _export_outputs(snapshot: CellSnapshot, index: int, store: BlobStore) -> list[dict[str, Any]]:
-    """The cell's outputs resolved; a corrupt blob is named with its cell and output."""
-    from core.manifest import resolve_ref  # lazy: parsing needs no manifest
-
-    outputs: list[dict[str, Any]] = []
-    for n, ref in enumerate(snapshot.outputs):
-        try:
-            outputs.append(_split_output(resolve_ref(ref, store)))
-        except BlobCorrupt as exc:
-            raise BlobCorrupt(
-                f"output {n} of cell {snapshot.id!r} (cell {index}) cannot be exported: {exc};"
-                " the notebook was not written (reopening it reloads the output from the file)"
-            ) from exc
-    return outputs
-
-
-def export_notebook_dict(doc: NotebookDoc, store: BlobStore) -> dict[str, Any]:
-    """The document as an nbformat 4.5 notebook dict (outputs resolved through ``store``)."""
-    cells: list[dict[str, Any]] = []
-    for snapshot in doc.get_cells():
-        cell: dict[str, Any] = {
-            "id": snapshot.id,
-            "cell_type": snapshot.cell_type,
-            "metadata": _values_from_doc(snapshot.metadata),
-            "source": split_lines(snapshot.source),
-        }
-        if snapshot.attachments is not None:
-            attachments = _values_from_doc(snapshot.attachments)
-            cell["attachments"] = {name: _split_bundle(b) for name, b in attachments.items()}
-        if snapshot.cell_type == "code":
-            cell["execution_count"] = _execution_count(snapshot.execution_count)
-            cell["outputs"] = _export_outputs(snapshot, len(cells), store)
-        cells.append(cell)
-    return {
-        "cells": cells,
-        "metadata": _values_from_doc(doc.get_notebook_metadata()),
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
-def export_notebook(doc: NotebookDoc, store: BlobStore) -> bytes:
-    """The document as ``.ipynb`` bytes, formatted exactly like nbformat writes nbformat 4.5."""
-    notebook = export_notebook_dict(doc, store)
-    text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
-    return (text + "\n").encode("utf-8")

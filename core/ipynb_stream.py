@@ -388,6 +388,7 @@ class NotebookScanner:
             generated_ids=self._ids.generated,
             repaired_ids=self._ids.repaired,
             notes=header.notes,
+            extra=header.extra,
         )
         return Finished(notebook, self._count)
 
@@ -432,6 +433,7 @@ def parse_notebook_chunks(
                 header.generated_ids,
                 header.repaired_ids,
                 header.notes,
+                header.extra,
             )
         else:
             kept.extend(source)

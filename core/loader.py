@@ -237,12 +237,24 @@ async def stream_load(
             source.parse_s,
         )
         t0 = time.perf_counter()
-        metadata = source.header.metadata if source.header is not None else {}
+        header = source.header
+        metadata = header.metadata if header is not None else {}
         if metadata:
             values = notebook_metadata_to_doc(metadata)
             async with room.lock:
                 room.load_metadata.update(values)  # before the write: a rollback may follow
                 doc.update_notebook_metadata(values)
+            room.notify()
+        if (
+            header is not None
+            and header.nbformat == 4
+            and (header.extra or header.nbformat_minor > 5)
+        ):
+            async with room.lock:  # the keys nbstream does not model, and a newer minor (item 13)
+                room.load_extra = True  # before the write: a rollback may follow
+                doc.set_notebook_extra(
+                    notebook_metadata_to_doc(header.extra), header.nbformat_minor
+                )
             room.notify()
         report.metadata_s = time.perf_counter() - t0
         if not client_alive():
@@ -403,8 +415,9 @@ def start_load_task(
 def _rollback(room: NotebookRoom, report: LoadReport, reason: str) -> None:
     """Remove what the load wrote, then release the claim as failed, then notify once.
 
-    Only the load's own cells (with whatever peers edited inside them) and the notebook
-    metadata keys it put (unless a peer changed them since) go; cells peers added stay.
+    Only the load's own cells (with whatever peers edited inside them), the notebook
+    metadata keys it put (unless a peer changed them since) and the top-level keys it does not
+    model go; cells peers added stay.
     Never awaits."""
     report.ok = False
     report.error = reason
@@ -413,6 +426,9 @@ def _rollback(room: NotebookRoom, report: LoadReport, reason: str) -> None:
         room.load_cells.clear()
         room.doc.remove_notebook_metadata(room.load_metadata)
         room.load_metadata.clear()
+        if room.load_extra:
+            room.doc.set_notebook_extra({}, None)
+            room.load_extra = False
     except CoreError as exc:  # keep the first reason; note the second
         reason = f"{reason} (and clearing the partial cells failed: {exc})"
         report.error = reason

@@ -7,8 +7,11 @@ Schema (see DESIGN.md)::
     ├── cells       : List of Map
     │   └── { id: Str, cell_type: Str, source: Text, execution_count: Str ("5" | "null"),
     │         outputs: List of Str (64-hex manifest hashes), metadata: Map (key -> JSON text),
-    │         attachments?: Map (name -> JSON text; absent when the cell had none) }
-    └── metadata    : Map (notebook metadata: top-level key -> JSON text)
+    │         attachments?: Map (name -> JSON text; absent when the cell had none),
+    │         extra?: Map (key nbstream does not model -> JSON text; absent when none) }
+    ├── metadata    : Map (notebook metadata: top-level key -> JSON text)
+    ├── extra?      : Map (top-level key nbstream does not model -> JSON text; absent when none)
+    └── nbformat_minor? : Str (the file's minor, only when above 5)
 
 Two insert paths exist on purpose:
 
@@ -49,6 +52,7 @@ from typing import Any
 
 from automerge import core as am
 
+from .doc_tree import read_tree
 from .doc_values import NULL_COUNT as _NULL_COUNT
 from .doc_values import STR as _STR
 from .doc_values import CellSnapshot, DocStatistics, NewCell, object_key
@@ -58,6 +62,8 @@ from .doc_values import str_value as _str_value
 from .errors import DocError, MessageError
 
 __all__ = ["CellSnapshot", "DocStatistics", "NewCell", "NotebookDoc", "object_key"]
+
+_ROOT_EXTRA = ("extra", "nbformat_minor")
 
 
 class NotebookDoc:
@@ -192,6 +198,7 @@ class NotebookDoc:
             outputs=outputs,
             metadata=self._read_str_map(obj, "metadata") or {},
             attachments=self._read_str_map(obj, "attachments"),
+            extra=self._read_str_map(obj, "extra"),
         )
 
     def find_cell_index(self, cell_id: str) -> int | None:
@@ -220,13 +227,27 @@ class NotebookDoc:
         """Notebook metadata: top-level key -> JSON text of its value."""
         return self._read_str_map(am.ROOT, "metadata") or {}
 
+    def get_notebook_extra(self) -> tuple[dict[str, str], str | None]:
+        """Top-level keys nbstream does not model (key -> JSON text), and ``nbformat_minor``."""
+        got = self._doc.get(am.ROOT, "nbformat_minor")
+        minor = _str_value(got[0]) if got is not None else None
+        return self._read_str_map(am.ROOT, "extra") or {}, minor
+
+    def read_tree(self) -> dict[str, Any]:
+        """The whole document as plain values, every CRDT type kept apart (:mod:`core.doc_tree`)."""
+        return read_tree(self._doc)
+
     def materialize(self) -> dict[str, Any]:
         """The whole notebook as plain JSON-able values (for convergence checks and diffs)."""
-        return {
+        out: dict[str, Any] = {
             "notebook_id": self.notebook_id,
             "cells": [c.to_dict() for c in self.get_cells()],
             "metadata": self.get_notebook_metadata(),
         }
+        extra, minor = self.get_notebook_extra()
+        if extra or minor is not None:
+            out["extra"], out["nbformat_minor"] = extra, minor
+        return out
 
     # ------------------------------------------------------------------ whole-cell writes
     @staticmethod
@@ -255,6 +276,11 @@ class NotebookDoc:
         ops = 7 + len(cell.source) + len(cell.outputs) + len(cell.metadata)
         if cell.attachments is not None:
             ops += 1 + len(cell.attachments)
+        if cell.extra is not None:
+            extra = tx.put_object(obj, "extra", am.ObjType.Map)
+            for key, value in cell.extra.items():
+                tx.put(extra, key, _STR, value)
+            ops += 1 + len(cell.extra)
         return ops, bytes(obj), bytes(text)
 
     def add_cell_full(self, index: int, cell: CellSnapshot) -> None:
@@ -415,6 +441,32 @@ class NotebookDoc:
             raise DocError(f"failed to remove notebook metadata: {exc}") from exc
         return len(doomed)
 
+    def set_notebook_extra(self, extra: Mapping[str, str], nbformat_minor: int | None) -> None:
+        """Replace the top-level keys nbstream does not model and the file's ``nbformat_minor``
+        (kept only above 5; None or <= 5 removes it). An empty ``extra`` removes the map."""
+        minor = str(nbformat_minor) if nbformat_minor is not None and nbformat_minor > 5 else None
+        old_extra, old_minor = self.get_notebook_extra()
+        has_extra, has_minor = (self._doc.get(am.ROOT, k) is not None for k in _ROOT_EXTRA)
+        try:
+            with self._counted() as (tx, count):
+                if extra != old_extra or (has_extra and not extra):
+                    if extra:
+                        obj = tx.put_object(am.ROOT, "extra", am.ObjType.Map)
+                        for key, value in extra.items():
+                            tx.put(obj, key, _STR, value)
+                        count.ops += 1 + len(extra)
+                    else:
+                        tx.delete(am.ROOT, "extra")
+                        count.ops += 1
+                if minor is None and has_minor:
+                    tx.delete(am.ROOT, "nbformat_minor")
+                    count.ops += 1
+                elif minor is not None and minor != old_minor:
+                    tx.put(am.ROOT, "nbformat_minor", _STR, minor)
+                    count.ops += 1
+        except Exception as exc:
+            raise DocError(f"failed to set the notebook's extra keys: {exc}") from exc
+
     # ------------------------------------------------------------------ naive (scanning) ops
     def add_cell(self, index: int, cell_id: str, cell_type: str) -> None:
         """Insert an empty cell at ``index`` (clamped); the first step of the naive path."""
@@ -498,7 +550,7 @@ class NotebookDoc:
 
     def add_cell_naive(self, index: int, cell: CellSnapshot) -> None:
         """The pre-#672 path: add_cell then one scanning call per field. O(n) per cell."""
-        self.add_cell(index, cell.id, cell.cell_type)
+        self.add_cells_full(index, (CellSnapshot(cell.id, cell.cell_type, extra=cell.extra),))
         if cell.source:
             self.update_source(cell.id, cell.source)
         self.set_outputs(cell.id, cell.outputs)
@@ -544,13 +596,4 @@ class NotebookDoc:
     # ------------------------------------------------------------------ counters
     def statistics(self) -> DocStatistics:
         c = self._counters
-        return DocStatistics(
-            cells_inserted=c.cells_inserted,
-            ops=c.ops,
-            transactions=c.transactions,
-            scan_steps=c.scan_steps,
-            sync_messages_generated=c.sync_messages_generated,
-            sync_bytes_generated=c.sync_bytes_generated,
-            sync_messages_received=c.sync_messages_received,
-            sync_bytes_received=c.sync_bytes_received,
-        )
+        return DocStatistics(**{name: getattr(c, name) for name in DocStatistics.__slots__})

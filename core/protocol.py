@@ -253,19 +253,23 @@ class DocBytes:
 
 @dataclass(frozen=True, slots=True)
 class Saved:
-    """Response to ``save``: the file written and its size."""
+    """Response to ``save``: the file written, its size, and the repairs the export made."""
 
     id: int
     path: str
     bytes_written: int
+    repairs: tuple[str, ...] = ()  # omitted when empty (PROTOCOL.md 10.6)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "result": "saved",
             "path": self.path,
             "bytes_written": self.bytes_written,
         }
+        if self.repairs:
+            out["repairs"] = list(self.repairs)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,8 +357,16 @@ def _response(obj: Mapping[str, Any], exc: _ExcType) -> Response:
     if result == "doc_bytes":
         return DocBytes(response_id, _b64(obj, "bytes", what, exc))
     if result == "saved":
+        repairs = obj.get("repairs")
+        if repairs is not None and not (
+            type(repairs) is list and all(type(r) is str for r in repairs)
+        ):
+            _fail(exc, f'{what}: "repairs" must be an array of strings')
         return Saved(
-            response_id, _str(obj, "path", what, exc), _int(obj, "bytes_written", what, exc)
+            response_id,
+            _str(obj, "path", what, exc),
+            _int(obj, "bytes_written", what, exc),
+            tuple(repairs or ()),
         )
     if result == "load_status":
         phase, reason, cells_loaded, total_cells = _load_status(obj, what, exc)

@@ -92,6 +92,7 @@ class NotebookRoom:
         # object of every cell it inserted, in order, and the notebook metadata it put.
         self.load_cells: list[bytes] = []
         self.load_metadata: dict[str, str] = {}
+        self.load_extra = False  # the load wrote the file's unmodelled top-level keys
         self.load_next_index = 0  # where the load's next batch goes, unless peers moved cells
         # True while the loader appends a large source in steps: the one time the writers hold
         # a large message until its peer answers (session.py), so ordinary loads keep a
@@ -156,6 +157,7 @@ class NotebookRoom:
         if self.load_cells:  # defensive: a failed load's rollback deletes its cells
             return False
         self.load_metadata.clear()
+        self.load_extra = False
         self.load_next_index = 0
         self.loads_started += 1
         self._loaded_event.clear()

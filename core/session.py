@@ -76,7 +76,7 @@ class SessionHost(Protocol):
     @property
     def blob_store(self) -> BlobStore: ...
 
-    async def save_room(self, room: NotebookRoom) -> tuple[Path, int]: ...
+    async def save_room(self, room: NotebookRoom) -> tuple[Path, int, tuple[str, ...]]: ...
 
     def statistics_response(self, request_id: int, room: NotebookRoom) -> p.StatisticsResponse:
         """The answer to a ``statistics`` request from a peer of ``room``."""
@@ -438,8 +438,8 @@ class PeerSession:
         if isinstance(request, p.Statistics):
             return self.host.statistics_response(request.id, room)
         if isinstance(request, p.Save):
-            path, written = await self.host.save_room(room)
-            return p.Saved(request.id, str(path), written)
+            path, written, repairs = await self.host.save_room(room)
+            return p.Saved(request.id, str(path), written, repairs)
         raise SaveRefused(f"unsupported request {type(request).__name__}")  # pragma: no cover
 
     # ------------------------------------------------------------------ counters

@@ -13,7 +13,7 @@ import pytest
 from core.blob_store import MemoryBlobStore
 from core.daemon import MAX_SYNC_MESSAGE
 from core.framing import FrameType, encode_frame, encode_untyped
-from core.ipynb import export_notebook
+from core.ipynb_export import export_notebook
 from core.protocol import PROTOCOL_VERSION, parse_connection_info
 from sim.cli.open_cmd import fetch_blobs
 from sim.workload.generator import generate_notebook

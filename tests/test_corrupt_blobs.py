@@ -79,7 +79,7 @@ async def test_a_save_with_a_corrupt_blob_is_refused_naming_the_output(
     flip_png_blob(daemon, client)
     with pytest.raises(
         Exception,
-        match=r"output 0 of cell 'img' \(cell 0\) cannot be exported: "
+        match=r"save refused: cells\[0\] \(id 'img'\)\.outputs\[0\] cannot be exported: "
         r"blob [0-9a-f]{64} is corrupt: content hash is [0-9a-f]{64}",
     ):
         await client.save()

@@ -21,8 +21,8 @@ from core.ipynb import (
     check_tree,
     notebook_metadata_to_doc,
     parse_notebook,
-    split_lines,
 )
+from core.ipynb_export import split_lines
 from core.notebook_file import read_notebook_file
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "notebooks"
@@ -213,9 +213,11 @@ def test_fields() -> None:
     a, b, c, d, e = parsed.cells
     assert a == CellRecord(0, "a", "code", "x = 1\ny", str(big), (1, {"a": 2}), {}, None)
     assert b == CellRecord(1, "b", "markdown", "# t", "null", (), {}, {"i.png": {}})
-    assert c == CellRecord(2, "c", "raw", "", "null", (), {}, None)  # non-code: ignored
+    # non-code: execution_count/outputs are not read, but kept unchecked as unknown keys
+    extra = {"execution_count": "x", "outputs": 3}
+    assert c == CellRecord(2, "c", "raw", "", "null", (), {}, None, extra)
     assert d.execution_count == "0"
-    assert e == CellRecord(4, "e", "code", "", "null", (), {}, None)
+    assert e == CellRecord(4, "e", "code", "", "null", (), {}, None, {"extra": 1})
     assert parsed.nbformat == 4 and parsed.nbformat_minor == 5 and parsed.notes == ()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from core.errors import NotebookLoadError
-from core.ipynb import MAX_NESTING_DEPTH, _stable_id, parse_notebook
+from core.ipynb import MAX_NESTING_DEPTH, parse_notebook, stable_id
 from core.ipynb_stream import (
     NEED_DATA,
     Cell,
@@ -101,6 +101,9 @@ def code(cell_id: str | None = "a", source: Any = "x = 1", **extra: Any) -> dict
     return cell
 
 
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
 def as_file(notebook: Any) -> bytes:
     """The way nbformat writes it (indent=1), which the scanner's fast path reads."""
     return (json.dumps(notebook, indent=1, ensure_ascii=False) + "\n").encode()
@@ -149,6 +152,11 @@ EDGE_CASES: dict[str, bytes] = {
     "minor-missing": b'{"cells": [], "nbformat": 4}',
     "metadata-not-object": as_file(nb([code()], metadata=[])),
     "extra-top-keys": as_file(nb([code()], extra={"deep": [1, 2, {"x": None}]})),
+    "extra-cell-keys": as_file(
+        nb([code("a", x_review={"ok": True}), {"cell_type": "sql", "outputs": [1], "dialect": "q"}])
+    ),
+    "markdown-with-outputs": as_file(nb([{"cell_type": "markdown", "outputs": [], "x": 1}])),
+    "newer-minor-fixture": (FIXTURES / "nbformat-4.7-unknown-keys.ipynb").read_bytes(),
     "escaped-key": b'{"cell\\u0073": [' + json.dumps(code("a")).encode() + b'], "nbformat": 4}',
     "bom": b"\xef\xbb\xbf" + as_file(nb([code()])),
     "bom-only": b"\xef\xbb\xbf",
@@ -209,7 +217,7 @@ def test_nesting_at_the_limit_streams_and_one_level_past_it_fails_the_same() -> 
 
 
 def test_a_generated_id_claimed_later_by_an_explicit_id_gives_the_whole_file_ids() -> None:
-    taken = _stable_id(0, "code", "x = 1", set())
+    taken = stable_id(0, "code", "x = 1", set())
     data = as_file(nb([code(None), code(taken)]))
     kind, parsed = assert_same(data)
     assert kind == "ok" and not streams(data)
@@ -295,7 +303,7 @@ def test_the_source_reads_only_what_the_first_batch_needs(tmp_path: Path) -> Non
 def test_the_source_restarts_from_the_whole_file_when_the_stream_cannot_be_exact(
     tmp_path: Path,
 ) -> None:
-    taken = _stable_id(0, "code", "x = 1", set())
+    taken = stable_id(0, "code", "x = 1", set())
     path = tmp_path / "clash.ipynb"
     path.write_bytes(as_file(nb([code(None), code("b"), code("c"), code(taken)])))
     source = NotebookSource(path)
@@ -336,7 +344,7 @@ async def test_a_load_that_restarts_ends_with_exactly_the_whole_file_cells(tmp_p
     from core.loader import LoadOptions, stream_load
     from core.room import NotebookRoom
 
-    taken = _stable_id(0, "code", "x = 1", set())
+    taken = stable_id(0, "code", "x = 1", set())
     cells = [code(None), *(code(f"c{i}") for i in range(7)), code(taken)]
     path = tmp_path / "clash.ipynb"
     path.write_bytes(as_file(nb(cells)))

@@ -234,6 +234,9 @@ def _random_cell(rng: random.Random, n: int) -> CellSnapshot:
         attachments=(
             None if rng.random() < 0.5 else {_text(rng, 2): "{}" for _ in range(rng.randint(0, 2))}
         ),
+        extra=None
+        if rng.random() < 0.7
+        else {_text(rng, 2): "1" for _ in range(rng.randint(0, 2))},
     )
 
 
@@ -261,7 +264,7 @@ def test_analytic_op_counters_equal_the_changes_read_back(seed: int) -> None:
     made = 0
     for step in range(250):
         ids = [c.id for c in doc.get_cells()]
-        action = rng.randrange(11)
+        action = rng.randrange(13)
         if action == 0 or not ids:
             batch = [_random_cell(rng, made + i) for i in range(rng.randint(1, 4))]
             made += len(batch)
@@ -299,6 +302,12 @@ def test_analytic_op_counters_equal_the_changes_read_back(seed: int) -> None:
             doc.clear_all_cells()
         elif action == 10:  # concurrent edits of the same keys, merged: conflicts
             other.set_notebook_metadata({rng.choice("kxyz"): rng.choice(["1", "2"])})
+            sync_pair(doc, other)
+        elif action == 11:  # the keys nbstream does not model, and a newer minor
+            extra = {rng.choice("ab"): rng.choice(["1", "[]"]) for _ in range(rng.randint(0, 2))}
+            doc.set_notebook_extra(extra, rng.choice([None, 4, 6, 7]))
+        elif action == 12:  # the same, concurrently from the other editor: conflicts
+            other.set_notebook_extra({"a": rng.choice(["1", "2"])}, rng.choice([6, 7]))
             sync_pair(doc, other)
         ref.update(doc)
         stats = doc.statistics()

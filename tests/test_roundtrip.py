@@ -20,12 +20,11 @@ from hypothesis import strategies as st
 from core.blob_store import BlobStore, DiskBlobStore, MemoryBlobStore
 from core.ipynb import (
     ParsedNotebook,
-    export_notebook,
-    export_notebook_dict,
     notebook_metadata_to_doc,
     parse_notebook,
     record_to_cell,
 )
+from core.ipynb_export import export_notebook, export_notebook_dict
 from core.manifest import outputs_to_refs
 from core.notebook_doc import NotebookDoc
 
@@ -38,6 +37,22 @@ _CELL_KEYS = {
     "code": ("id", "cell_type", "metadata", "source", "attachments", "execution_count", "outputs"),
     "other": ("id", "cell_type", "metadata", "source", "attachments"),
 }
+
+
+# The keys nbformat 4.5's schema allows on each output type.
+_OUTPUT_KEYS_45 = {
+    "stream": {"output_type", "name", "text"},
+    "display_data": {"output_type", "data", "metadata"},
+    "execute_result": {"output_type", "data", "metadata", "execution_count"},
+    "error": {"output_type", "ename", "evalue", "traceback"},
+}
+
+
+def _as_45(output: Any) -> Any:
+    """The export's 4.5 rule: an unknown output is left out, unknown keys are not written."""
+    if type(output) is not dict or output.get("output_type") not in _OUTPUT_KEYS_45:
+        return None
+    return {k: v for k, v in output.items() if k in _OUTPUT_KEYS_45[output["output_type"]]}
 
 
 def _joined(value: Any) -> Any:
@@ -85,7 +100,10 @@ def normalize(
       (the manifest always writes it, like nbformat's ``new_output``);
     * ``cell-defaults``: a code cell without ``execution_count``/``outputs`` gets null/``[]``; a
       markdown/raw cell loses them (nbformat 4 does not allow them there);
-    * ``extra-keys``: top-level and cell keys that nbformat 4.5 does not define are dropped.
+    * ``extra-keys``: top-level and cell keys that nbformat 4.5 does not define are dropped (an
+      export of nbformat <= 4.5 does not write them: they stay in the document);
+    * ``outputs-4.5``: an output of an unknown type is left out and keys nbformat 4.5 does not
+      allow on a known type are dropped (the export's repairs for nbformat <= 4.5).
 
     Cell and notebook metadata are compared verbatim.
     """
@@ -108,9 +126,12 @@ def normalize(
             if "execution_count" not in cell or "outputs" not in cell:
                 applied.add("cell-defaults")
             cell.setdefault("execution_count", None)
-            outputs = [_normalize_output(o) for o in cell.get("outputs", [])]
-            if outputs != cell.get("outputs", []):
-                for before, after in zip(cell.get("outputs", []), outputs, strict=True):
+            valid = [o for o in map(_as_45, cell.get("outputs", [])) if o is not None]
+            if valid != cell.get("outputs", []):
+                applied.add("outputs-4.5")
+            outputs = [_normalize_output(o) for o in valid]
+            if outputs != valid:
+                for before, after in zip(valid, outputs, strict=True):
                     if type(before) is dict and "metadata" not in before and "metadata" in after:
                         applied.add("output-metadata")
                     if before != after and (set(before) | {"metadata"}) == set(after):
@@ -159,7 +180,7 @@ def roundtrip(data: bytes, store: BlobStore, *, via_save: bool) -> tuple[ParsedN
     parsed, doc = load_into_doc(data, store)
     if via_save:
         doc = NotebookDoc.load(doc.save())
-    return parsed, export_notebook(doc, store)
+    return parsed, export_notebook(doc, store, lambda: json.loads(data.decode("utf-8-sig")))
 
 
 def _stores(tmp_path: Path) -> list[tuple[str, BlobStore]]:
@@ -189,12 +210,13 @@ def test_export_bytes_match_nbformat_writer(path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     store = MemoryBlobStore()
     _, doc = load_into_doc(path.read_bytes(), store)
-    as_dict = export_notebook_dict(doc, store)
+    on_disk = lambda: json.loads(path.read_bytes().decode("utf-8-sig"))  # noqa: E731
+    as_dict = export_notebook_dict(doc, store, on_disk)
     node = nbformat.from_dict(copy.deepcopy(as_dict))
     if nbformat.v4.rwbase.strip_transient(copy.deepcopy(node)) != node:
         pytest.skip("nbformat's writer strips transient keys (signature/trusted) that we keep")
     written = nbformat.v4.nbjson.writes(node) + "\n"
-    assert export_notebook(doc, store) == written.encode()
+    assert export_notebook(doc, store, on_disk) == written.encode()
 
 
 @needs_corpus
@@ -239,7 +261,7 @@ def test_export_shapes() -> None:
         {
             "nbformat": 4,
             "nbformat_minor": 5,
-            "metadata": {"kernelspec": {"name": "python3"}},
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
             "cells": [
                 {"id": "m", "cell_type": "markdown", "metadata": {}, "source": "a\r\nb\rc"},
                 {
@@ -299,7 +321,7 @@ def test_export_shapes() -> None:
         "application/json": {"k": ["v"]},
         "application/vnd.x+json": ["l1\n", "l2"],
     }
-    assert nb["metadata"] == {"kernelspec": {"name": "python3"}}
+    assert nb["metadata"] == {"kernelspec": {"name": "python3", "display_name": "Python 3"}}
     assert (nb["nbformat"], nb["nbformat_minor"]) == (4, 5)
 
 

@@ -44,9 +44,9 @@ class Host:
     blob_store: BlobStore = field(default_factory=MemoryBlobStore)
     saves: list[NotebookRoom] = field(default_factory=list)
 
-    async def save_room(self, room: NotebookRoom) -> tuple[Path, int]:
+    async def save_room(self, room: NotebookRoom) -> tuple[Path, int, tuple[str, ...]]:
         self.saves.append(room)
-        return room.path, 123
+        return room.path, 123, ()
 
 
 @dataclass

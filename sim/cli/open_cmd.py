@@ -19,7 +19,7 @@ from core.blob_store import MemoryBlobStore, is_blob_id
 from core.client import Arrival, LoadFailed, NotebookClient, OpenRefused
 from core.daemon import default_socket_path
 from core.errors import CoreError
-from core.ipynb import export_notebook
+from core.ipynb_export import export_notebook, read_previous
 
 __all__ = ["fetch_blobs", "open_notebook"]
 
@@ -118,7 +118,7 @@ async def open_notebook(args: argparse.Namespace) -> int:
         )
         if args.export is not None and summary["status"] == "ready":
             store = await fetch_blobs(client)
-            data = export_notebook(client.doc, store)
+            data = export_notebook(client.doc, store, read_previous(notebook))
             args.export.write_bytes(data)
             summary["exported"] = str(args.export)
     finally:
