@@ -16,6 +16,8 @@ import pytest
 
 from sim.workload.generator import write_notebook
 
+from .test_result_files import validate
+
 REPO = Path(__file__).resolve().parents[1]
 NBSTREAM = [sys.executable, "-m", "sim.cli.main"]
 NO_STATISTICS = f"{sys.executable} {REPO / 'tests' / 'servers' / 'no_statistics.py'} {{socket}}"
@@ -90,6 +92,7 @@ def test_sim_connect_drives_a_running_server(served: Path, notebook: Path) -> No
     assert len(data["batches"]) == 4  # 12 cells, 3 per batch, placed by the server's clock
     assert "peak_rss_kib" not in data  # another process's memory is not ours to report
     assert not list(notebook.parent.glob(".nbstream-*"))  # the copy is gone
+    validate("sim", data)
 
 
 def test_sim_target_cmd_without_statistics_marks_phases_absent(notebook: Path) -> None:
@@ -98,6 +101,7 @@ def test_sim_target_cmd_without_statistics_marks_phases_absent(notebook: Path) -
     data = json.loads(done.stdout)
     assert data["server"].startswith("server started by") and data["converged"]
     assert data["phases"] == {} and data["batches"] == [] and data["cells"] == 12
+    validate("sim", data)
     text = nbstream("sim", str(notebook), "--target-cmd", no_statistics(notebook.parent))
     assert text.returncode == 0 and "phases: absent" in text.stdout
 
@@ -109,6 +113,7 @@ def test_profile_target_cmd_runs_the_users_server(notebook: Path) -> None:
     data = json.loads(done.stdout)
     assert data["runs"] == 2 and data["phases"]["total_s"] > 0
     assert len([p for p in data["phases_per_run"] if p]) == 2  # two loads, not one and a sync
+    validate("profile", data)
 
 
 @pytest.mark.parametrize(

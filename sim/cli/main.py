@@ -84,6 +84,29 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.1f}"
 
 
+def _finish(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The result with its ``machine`` and ``git`` blocks, written to ``--output`` if asked."""
+    from sim.cli.provenance import stamp, write_result
+
+    data = stamp(data)
+    if args.output is not None:
+        try:
+            write_result(args.output, data)
+        except OSError as exc:
+            raise UsageError(f"--output {args.output}: {exc.strerror or exc}") from None
+    return data
+
+
+def _output_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="also write the result (JSON, with machine and git) to FILE; "
+        "compare two with `nbstream compare`",
+    )
+
+
 def _emit_json(data: dict[str, Any]) -> None:
     json.dump(data, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
@@ -155,7 +178,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
     result = asyncio.run(run())
     progress.done()
-    data = result.to_json()
+    data = _finish(result.to_json(), args)
     if args.json:
         _emit_json(data)
     else:
@@ -341,7 +364,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             )
 
     result = asyncio.run(run())
-    data = result.to_json()
+    data = _finish(result.to_json(), args)
     if args.json:
         _emit_json(data)
     elif not data["phases"]:
@@ -494,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     common_load(p)
     external_target(p)
+    _output_option(p)
     p.set_defaults(func=_cmd_sim)
 
     p = sub.add_parser("scale", help="size sweep: detect O(n²) loads (exponent per insert path)")
@@ -510,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive, default=3)
     p.add_argument("--json", action="store_true")
     external_target(p)
+    _output_option(p)
     common_load(p)
     p.set_defaults(func=_cmd_profile)
 
@@ -546,10 +571,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_gate_arguments(p)
     p.set_defaults(func=run_gate_command)
 
+    p = sub.add_parser("schema", help="print the JSON Schema (draft 2020-12) of a result kind")
+    p.add_argument(
+        "kind", choices=["sim", "profile", "scale", "gate", "gate-self-test"], help="result kind"
+    )
+    p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare two saved results of the same kind (exit 0 ok, 1 regression, 2 bad input)",
+    )
+    from sim.report.compare import add_compare_arguments
+
+    add_compare_arguments(p)
+    p.set_defaults(func=_cmd_compare)
+
     p = sub.add_parser("report", help="write reports/index.html and figures from result JSON files")
     add_report_arguments(p)
     p.set_defaults(func=run_report_command)
     return parser
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from sim.results.schemas import schema_for
+
+    _emit_json(schema_for(args.kind))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from sim.report.compare import CompareError, run_compare_command
+
+    try:
+        return run_compare_command(args)
+    except CompareError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _external_target(args: argparse.Namespace) -> SocketTarget | None:

@@ -1,0 +1,225 @@
+"""JSON Schemas (draft 2020-12) of the result files, as ``nbstream schema KIND`` prints them.
+
+Every result file carries ``command`` (its kind), ``schema`` (``nbstream/<kind>/<version>``),
+``machine`` and ``git`` (:mod:`sim.cli.provenance`). ``sim`` and ``profile`` are described to
+the last key; ``scale``, ``gate`` and ``gate-self-test`` by their envelope and top-level keys
+(their inner structure is the one their ``from_json`` reads, and is still changing under issue
+13). Every schema allows keys it does not name (``additionalProperties`` is not false): a newer
+producer may add keys without breaking an older reader, as the ``from_json`` readers do.
+``tests/test_result_schemas.py`` validates real outputs of every kind against these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sim.results.base import schema_id
+
+__all__ = ["KINDS", "schema_for"]
+
+Schema = dict[str, Any]
+
+NUM: Schema = {"type": "number"}
+INT: Schema = {"type": "integer"}
+NONNEG: Schema = {"type": "integer", "minimum": 0}
+STR: Schema = {"type": "string"}
+BOOL: Schema = {"type": "boolean"}
+
+
+def nullable(s: Schema) -> Schema:
+    return {"anyOf": [s, {"type": "null"}]}
+
+
+def obj(props: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [k for k in props if k not in optional],
+    }
+
+
+def arr(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+MACHINE = obj(
+    {
+        "cpu_model": STR,
+        "cpu_count": {"type": "integer", "minimum": 1},
+        "memory_bytes": nullable(NONNEG),
+        "python": STR,
+        "os": STR,
+        "automerge": nullable(STR),
+        "load_average": {"type": "array", "items": NUM, "minItems": 3, "maxItems": 3},
+        "timestamp": {"type": "string", "format": "date-time"},
+    }
+)
+GIT = nullable(obj({"commit": {"type": "string", "pattern": "^[0-9a-f]{40,64}$"}, "dirty": BOOL}))
+NOTEBOOK = obj({"path": STR, "cells": NONNEG, "bytes": NONNEG, "sha256": STR})
+PHASE_KEYS = ("read_s", "parse_s", "manifest_s", "insert_s", "sync_gen_s", "network_s", "total_s")
+PHASES: Schema = {
+    "description": "seconds per load phase; {} when the server reported none",
+    "anyOf": [
+        obj({k: NUM for k in PHASE_KEYS}),
+        {"type": "object", "maxProperties": 0},
+    ],
+}
+CHECK = obj({"name": STR, "ok": BOOL, "detail": STR})
+LOAD_BATCH = obj(
+    {
+        "index": NONNEG,
+        "cells": NONNEG,
+        "outputs": NONNEG,
+        "manifest_s": NUM,
+        "insert_s": NUM,
+        "notify_s": NUM,
+        "started_at": NUM,
+        "finished_at": NUM,
+        "doc_cells_after": NONNEG,
+    },
+    optional=("doc_cells_after",),
+)
+BATCH_ROW: Schema = {
+    "allOf": [
+        LOAD_BATCH,
+        obj({"latency_s": {"type": "object", "additionalProperties": nullable(NUM)}}),
+    ]
+}
+ARRIVAL = obj({"t": NUM, "bytes": NONNEG, "cells": NONNEG, "changed": BOOL})
+PEER = obj(
+    {
+        "name": STR,
+        "behaviour": STR,
+        "joined_at_batch": nullable(NONNEG),
+        "time_to_first_cell_s": nullable(NUM),
+        "time_to_full_s": nullable(NUM),
+        "converged": BOOL,
+        "frames_in": NONNEG,
+        "bytes_in": NONNEG,
+        "sync_frames_with_changes": NONNEG,
+        "arrivals": arr(ARRIVAL),
+    },
+    optional=("sync_frames_with_changes", "arrivals"),
+)
+LOAD = obj(
+    {
+        "notebook_id": STR,
+        "insert_path": STR,
+        "batch_size": NONNEG,
+        "ok": BOOL,
+        "error": nullable(STR),
+        "cells": NONNEG,
+        "total_cells": nullable(NONNEG),
+        "file_bytes": NONNEG,
+        "read_s": NUM,
+        "parse_s": NUM,
+        "metadata_s": NUM,
+        "total_s": NUM,
+        "batches": arr(LOAD_BATCH),
+    }
+)
+TARGETS = {
+    "type": "object",
+    "properties": {
+        "ttfc_over_full": obj({"peer": STR, "value": NUM, "target": NUM, "met": BOOL}),
+        "batch_latency_trend": obj(
+            {"peer": STR, "relative_slope": NUM, "robust_relative_slope": NUM, "flat": BOOL}
+        ),
+    },
+}
+COUNTERS = {"type": "object", "additionalProperties": INT}
+
+
+def _envelope(kind: str, props: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
+    body = obj(
+        {
+            "command": {"const": kind},
+            "schema": {"const": schema_id(kind)},
+            "machine": MACHINE,
+            "git": GIT,
+            **props,
+        },
+        optional=("machine", "git", *optional),
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://nbstream.invalid/schemas/{kind}/1",
+        "title": f"nbstream {kind} result",
+        **body,
+    }
+
+
+SIM = _envelope(
+    "sim",
+    {
+        "version": STR,
+        "seed": INT,
+        "scenario": STR,
+        "transport": STR,
+        "insert_path": STR,
+        "batch_size": {"type": "integer", "minimum": 1},
+        "notebook": NOTEBOOK,
+        "converged": BOOL,
+        "cells": NONNEG,
+        "ok": BOOL,
+        "peers": arr(PEER),
+        "batches": arr(BATCH_ROW),
+        "phases": PHASES,
+        "counters": COUNTERS,
+        "raw_automerge_s": NUM,
+        "daemon_overhead_ratio": NUM,
+        "loads": arr(LOAD),
+        "targets": TARGETS,
+        "peak_rss_kib": NONNEG,
+        "server": STR,
+        "checks": arr(CHECK),
+    },
+    optional=("loads", "targets", "peak_rss_kib", "server"),
+)
+PROFILE = _envelope(
+    "profile",
+    {
+        "notebook": NOTEBOOK,
+        "runs": {"type": "integer", "minimum": 1},
+        "batch_size": {"type": "integer", "minimum": 1},
+        "insert_path": STR,
+        "phases": PHASES,
+        "phases_per_run": arr(PHASES),
+        "time_to_first_cell_s": nullable(NUM),
+        "time_to_full_s": nullable(NUM),
+        "batches": arr(BATCH_ROW),
+        "counters": COUNTERS,
+        "raw_automerge_s": NUM,
+        "server": STR,
+        "ok": BOOL,
+        "checks": arr(CHECK),
+    },
+    optional=(
+        "runs",
+        "batch_size",
+        "insert_path",
+        "phases_per_run",
+        "time_to_first_cell_s",
+        "time_to_full_s",
+        "raw_automerge_s",
+        "server",
+        "ok",
+        "checks",
+    ),
+)
+SCALE = _envelope("scale", {"paths": {"type": "object"}}, optional=("paths",))
+GATE = _envelope("gate", {"verdict": STR}, optional=("verdict",))
+SELF_TEST = _envelope("gate-self-test", {})
+
+KINDS: dict[str, Schema] = {
+    "sim": SIM,
+    "profile": PROFILE,
+    "scale": SCALE,
+    "gate": GATE,
+    "gate-self-test": SELF_TEST,
+}
+
+
+def schema_for(kind: str) -> Schema:
+    """The JSON Schema of result files of ``kind`` (KeyError for an unknown kind)."""
+    return KINDS[kind]
