@@ -166,6 +166,7 @@ class NotebookClient:
             if not data:
                 self._conn.receive_data(b"")
                 raise TransportClosed("daemon closed the connection during the handshake")
+            self._bytes_in += len(data)  # the reply, and whatever frames came behind it
             events = self._conn.receive_data(data)
             if events:
                 first = events[0]

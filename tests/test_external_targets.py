@@ -143,3 +143,16 @@ def test_bad_targets_get_one_line_and_exit_2(notebook: Path, args: list[str], me
         lines = done.stderr.strip().splitlines()
         assert message in lines[-1], lines
         assert "Traceback" not in done.stderr
+
+
+def test_open_json_counts_the_blob_traffic_of_export(served: Path, notebook: Path) -> None:
+    plain = nbstream("open", "--json", "--socket", str(served), str(notebook))
+    assert plain.returncode == 0, plain.stderr
+    synced = json.loads(plain.stdout)
+    assert "blob_bytes" not in synced
+    out = notebook.parent / "exported.ipynb"
+    done = nbstream("open", "--json", "--socket", str(served), "--export", str(out), str(notebook))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["blobs"] > 0 and data["blob_frames"] > 0 and data["blob_bytes"] > 0
+    assert data["bytes"] >= data["blob_bytes"] + 1 and data["frames"] > data["blob_frames"]

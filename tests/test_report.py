@@ -397,7 +397,7 @@ def test_headline_values_appear(full_report: tuple[Path, str, int]) -> None:
     assert "50 / 50" in page  # cells
     assert ">yes<" in page  # converged
     assert "12.0 ms" in page  # the loader's time to first cell
-    assert "0.17" in page  # first cell / full: 0.012 / 0.07
+    assert "17.1%" in page  # first cell / full: 0.012 / 0.07
     assert "1.02" in page and "1.93" in page
     assert "linear" in page and "quadratic" in page
     assert "gate" in page and "pass" in page
@@ -536,3 +536,30 @@ def test_asv_only_report_and_single_file_input(tmp_path: Path) -> None:
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "asv_history.png" not in page and not (out / "asv_history.png").exists()
     assert "latency_timeline.png" in page and "ttfc_vs_size.png" in page
+
+
+def test_the_headline_speaks_for_the_default_scenario_not_a_stress_run() -> None:
+    """`sim-many.json` sorts before `sim.json`: the 100-peer run used to be the headline."""
+    from sim.report.data import NotebookInfo as Info
+    from sim.report.data import RunResult
+    from sim.report.html import _headline_sim
+    from sim.results.sim import PeerRow
+
+    def run(name: str, scenario: str, peers: int) -> RunResult:
+        rows = tuple(
+            PeerRow(f"p{i}", "normal", None, 0.01, 0.1, True, 1, 1, ()) for i in range(peers)
+        )
+        return RunResult(
+            Path(name),
+            name,
+            "sim",
+            Info("nb", 3, 10, "x"),
+            None,
+            (),
+            rows,  # type: ignore[arg-type]
+            scenario=scenario,
+        )
+
+    many, default = run("sim-many.json", "many-peers", 100), run("sim.json", "default", 3)
+    assert _headline_sim([many, default]) is default
+    assert _headline_sim([many, run("x.json", "slow-reader", 2)]).label == "x.json"

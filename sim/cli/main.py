@@ -12,13 +12,13 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from core import __version__
 from core.errors import CoreError
+from sim.cli.text import Progress, count, print_profile, print_sim, size, table
 from sim.gate.command import add_gate_arguments, run_gate_command
 from sim.harness.scenarios import SCENARIOS
 from sim.report.command import add_report_arguments, run_report_command
@@ -42,48 +42,6 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------------- output helpers
-class Progress:
-    """A live one-line progress display on a terminal; silent otherwise (CI logs stay clean)."""
-
-    def __init__(self, stream: TextIO = sys.stderr, *, force: bool = False) -> None:
-        self.stream = stream
-        self.enabled = force or stream.isatty()
-        self._last = 0.0
-
-    def __call__(self, message: str) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._last < 0.05:
-            return
-        self._last = now
-        self.stream.write(f"\r\x1b[K{message}")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-
-
-def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append(
-            "  ".join(
-                str(c).rjust(w) if i else str(c).ljust(w)
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-    return "\n".join(lines)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.1f}"
-
-
 def _finish(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The result with its ``machine`` and ``git`` blocks, written to ``--output`` if asked."""
     from sim.cli.provenance import stamp, write_result
@@ -182,85 +140,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(data)
     else:
-        _print_sim(data, scenario.description)
+        print_sim(data, scenario.description)
     return 0 if result.ok else 1
-
-
-def _print_sim(data: dict[str, Any], description: str) -> None:
-    nb = data["notebook"]
-    print(f"nbstream sim — scenario {data['scenario']!r}: {description}")
-    print(f"notebook: {nb['path']} ({nb['cells']} cells, {nb['bytes'] / 1e6:.2f} MB)")
-    print(
-        f"transport {data['transport']}, insert path {data['insert_path']}, "
-        f"batch size {data['batch_size']}, seed {data['seed']}\n"
-    )
-    peers = [p["name"] for p in data["peers"]][:6]
-    rows = []
-    for b in data["batches"]:
-        lat = b["latency_s"]
-        rows.append(
-            [
-                str(b["index"]),
-                str(b["cells"]),
-                _ms(b["manifest_s"]),
-                _ms(b["insert_s"]),
-                *(_ms(lat.get(p)) for p in peers),
-            ]
-        )
-    print("per-batch latency (ms): server phases, then batch start → cells at each peer")
-    print(_table(rows, ["batch", "cells", "manifest", "insert", *peers]))
-    print()
-    prow = [
-        [
-            p["name"],
-            p["behaviour"],
-            "-" if p["joined_at_batch"] is None else str(p["joined_at_batch"]),
-            _ms(p["time_to_first_cell_s"]),
-            _ms(p["time_to_full_s"]),
-            str(p["frames_in"]),
-            "yes" if p["converged"] else "no",
-        ]
-        for p in data["peers"]
-    ]
-    print(
-        _table(
-            prow, ["peer", "behaviour", "joined", "first cell ms", "full ms", "frames", "converged"]
-        )
-    )
-    ph = data["phases"]
-    if ph:
-        print("\nphases (ms): " + ", ".join(f"{k[:-2]} {_ms(v)}" for k, v in ph.items()))
-    else:
-        print("\nphases: absent (the server does not answer `statistics`, PROTOCOL.md 6.7)")
-    print(
-        f"raw Automerge build+sync of the same cells: {_ms(data['raw_automerge_s'])} ms; "
-        f"daemon time-to-full / raw = {data['daemon_overhead_ratio']:.2f}x"
-    )
-    if data.get("peak_rss_kib") is not None:
-        print(f"peak RSS of the run (daemon and peers): {data['peak_rss_kib'] / 1024:.1f} MiB")
-    c = data["counters"]
-    if c:
-        print("counters: " + ", ".join(f"{k} {v}" for k, v in c.items()))
-    targets = data.get("targets", {})
-    if "ttfc_over_full" in targets:
-        t = targets["ttfc_over_full"]
-        trend = targets.get("batch_latency_trend")
-        line = (
-            f"targets: {t['peer']}'s first cell at {100 * t['value']:.0f}% of its time to full "
-            f"(target <= 25%: {'met' if t['met'] else 'MISSED'})"
-        )
-        if trend is not None:
-            line += (
-                f"; its per-batch latency trend {trend['robust_relative_slope']:+.2f} over the "
-                f"load ({'flat' if trend['flat'] else 'NOT flat'})"
-            )
-        print(line)
-    print()
-    for check in data["checks"]:
-        mark = "ok  " if check["ok"] else "FAIL"
-        detail = check["detail"] if not check["ok"] else check["detail"].split("\n")[0]
-        print(f"[{mark}] {check['name']}" + (f" — {detail}" if detail else ""))
-    print(f"\nconverged: {'yes' if data['converged'] else 'NO'}")
 
 
 # --------------------------------------------------------------------------- scale
@@ -311,7 +192,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
                 ]
             )
         print(
-            _table(
+            table(
                 rows,
                 [
                     "path",
@@ -344,7 +225,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- profile
 def _cmd_profile(args: argparse.Namespace) -> int:
     from core.ipynb import parse_notebook
-    from sim.harness.profile import PHASES, profile_notebook
+    from sim.harness.profile import profile_notebook
 
     notebook = _notebook_arg(args.notebook)
     try:
@@ -367,43 +248,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     data = _finish(result.to_json(), args)
     if args.json:
         _emit_json(data)
-    elif not data["phases"]:
-        nb = data["notebook"]
-        print(
-            f"profile of {nb['path']} ({nb['cells']} cells) on {data.get('server')}, "
-            f"median of {data['runs']} runs: phases absent (the server does not answer "
-            "`statistics`, PROTOCOL.md 6.7)"
-        )
-        print(
-            f"time to first cell {_ms(data['time_to_first_cell_s'])} ms, "
-            f"time to full {_ms(data['time_to_full_s'])} ms, raw Automerge "
-            f"{_ms(data['raw_automerge_s'])} ms"
-        )
     else:
-        ph = data["phases"]
-        total = ph["total_s"] or 1.0
-        names = {
-            "read_s": "read",
-            "parse_s": "parse",
-            "manifest_s": "manifests/blobs",
-            "insert_s": "insert (add_cell_full)",
-            "sync_gen_s": "sync generation",
-            "network_s": "network (write+drain)",
-            "total_s": "load total",
-        }
-        rows = [[names[k], _ms(ph[k]), f"{100 * ph[k] / total:.0f}%"] for k in PHASES]
-        nb = data["notebook"]
-        print(
-            f"profile of {nb['path']} ({nb['cells']} cells, {nb['bytes'] / 1e6:.2f} MB), "
-            f"median of {data['runs']} runs"
-        )
-        print(_table(rows, ["phase", "ms", "of load"]))
-        print(
-            f"time to first cell {_ms(data['time_to_first_cell_s'])} ms, "
-            f"time to full {_ms(data['time_to_full_s'])} ms, raw Automerge "
-            f"{_ms(data['raw_automerge_s'])} ms"
-        )
-        print("note: sync generation and network overlap the load; they are not additive.")
+        print_profile(data)
     return 0 if result.ok else 1
 
 
@@ -411,9 +257,15 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     if args.cells < 0:
         raise UsageError("--cells must be >= 0")
-    info = write_notebook(args.out, cells=args.cells, seed=args.seed)
+    out = args.out.expanduser()
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: no such directory {out.parent} (create it first)")
+    umask = os.umask(0)
+    os.umask(umask)
+    info = write_notebook(out, cells=args.cells, seed=args.seed, mode=0o666 & ~umask)
     print(
-        f"wrote {info.path}: {info.cells} cells, {info.images} images, {info.bytes} bytes, "
+        f"wrote {info.path}: {count(info.cells, 'cell')}, {count(info.images, 'image')}, "
+        f"{size(info.bytes)}, "
         f"sha256 {info.sha256} (generator v{info.generator_version})"
     )
     return 0

@@ -121,6 +121,16 @@ async def open_notebook(args: argparse.Namespace) -> int:
             data = export_notebook(client.doc, store, read_previous(notebook))
             args.export.write_bytes(data)
             summary["exported"] = str(args.export)
+            # `bytes` and `frames` are everything received, the blob channel included: what it
+            # cost to hold the notebook with its outputs (blob_* is that channel's share).
+            after = client.statistics()
+            summary.update(
+                blobs=len(store.list()),
+                blob_frames=after.frames_in - stats.frames_in,
+                blob_bytes=after.bytes_in - stats.bytes_in,
+                frames=after.frames_in,
+                bytes=after.bytes_in,
+            )
     finally:
         await client.close()
     if args.json:

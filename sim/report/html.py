@@ -117,10 +117,19 @@ def _table(
 # --------------------------------------------------------------------------- sections
 
 
+def _headline_sim(sims: Sequence[RunResult]) -> RunResult | None:
+    """The run the headline speaks for: the default scenario if present, else the one with the
+    fewest peers (a 100-peer stress run says how the daemon copes, not what a user sees)."""
+    if not sims:
+        return None
+    return min(sims, key=lambda s: (s.scenario != "default", len(s.peers)))
+
+
 def _headline(inputs: Inputs) -> str:
     cards: list[str] = []
     sims = inputs.sims
-    run: RunResult | None = sims[0] if sims else (inputs.runs[0] if inputs.runs else None)
+    main_sim = _headline_sim(sims)
+    run: RunResult | None = main_sim or (inputs.runs[0] if inputs.runs else None)
     if run is not None:
         cells = run.cells if run.cells is not None else run.notebook.cells
         tone = "" if run.cells is None or run.cells == run.notebook.cells else "bad"
@@ -144,15 +153,17 @@ def _headline(inputs: Inputs) -> str:
                 "good" if ok else "bad",
             )
         )
-        peer = loader_peer(sims[0])
+        assert main_sim is not None
+        peer = loader_peer(main_sim)
         if peer is not None:
             ttfc, full = peer.time_to_first_cell_s, peer.time_to_full_s
-            cards.append(_card("time to first cell", esc(_ms(ttfc)), f"peer {esc(peer.name)}"))
+            where = f"peer {esc(peer.name)} · {esc(main_sim.label)}"
+            cards.append(_card("time to first cell", esc(_ms(ttfc)), where))
             ratio = ttfc / full if ttfc is not None and full else None
             cards.append(
                 _card(
                     "first cell / full",
-                    esc(_num(ratio)),
+                    "n/a" if ratio is None else esc(f"{100 * ratio:.1f}%"),
                     f"full load {esc(_ms(full))}; lower = more progressive",
                 )
             )

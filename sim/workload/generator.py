@@ -251,13 +251,16 @@ def write_notebook(
     seed: int = DEFAULT_SEED,
     *,
     images: int | None = None,
+    mode: int | None = None,
 ) -> GeneratedInfo:
-    """Generate a notebook and write it atomically to ``path`` (for ``nbstream generate``)."""
+    """Generate a notebook and write it atomically to ``path`` (for ``nbstream generate``).
+
+    ``mode``: the new file's permission bits (None: 0600, or those of the file replaced)."""
     n_images = _resolve_images(cells, images)
     data = generate_notebook(cells, seed, images=n_images)
     target = pathlib.Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, data)
+    atomic_write(target, data, mode=mode)
     digest = notebook_fingerprint(data)
     return GeneratedInfo(target, cells, n_images, len(data), digest, GENERATOR_VERSION)
 
