@@ -20,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 
 from . import protocol as p
-from .atomic import atomic_write
 from .blob_store import BlobStore, DiskBlobStore
 from .connection import Connection, Event, Handshake, Hello, Role
 from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
@@ -30,6 +29,7 @@ from .loader import InsertPath, LoadOptions, LoadReport, start_load_task, stream
 from .notebook_doc import DocStatistics
 from .notebook_file import read_notebook_file
 from .room import NotebookRoom, RoomPhase, RoomRegistry
+from .room_file import RoomFiles
 from .session import PeerSession
 
 MAX_SYNC_MESSAGE = 1024 * 1024
@@ -73,6 +73,9 @@ class DaemonConfig:
     read_chunk: int = 64 * 1024
     request_queue_size: int = 64
     offload_blobs: bool = True
+    # Where unsaved work goes when its notebook's directory cannot take a recovery file
+    # (None: the state directory's "recovered", e.g. ~/.cache/nbstream/recovered).
+    recovery_dir: Path | None = None
     load_options: LoadOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +132,13 @@ class Daemon:
         self.blob_store = blob_store
         self.rooms = RoomRegistry(eviction_delay=self.config.eviction_delay)
         self.rooms.on_evict = lambda _room: self._changed()
+        self.files = RoomFiles(
+            self.rooms,
+            blob_store,
+            self.config.recovery_dir or default_state_dir() / "recovered",
+            self.save_room,
+        )
+        self.rooms.before_evict = self.files.settle
         self.before_batch = before_batch
         self.load_reports: list[LoadReport] = []
         self.loads: dict[str, asyncio.Task[LoadReport]] = {}
@@ -185,6 +195,13 @@ class Daemon:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+        # Unsaved work is saved (or written to a recovery file) before the rooms go.
+        await self.rooms.wait_settling()
+        for room in self.rooms.rooms():
+            try:
+                await self.files.settle(room, stopping=True)
+            except Exception:  # one room's fault must not stop the others being saved
+                log.exception("%s: saving before the stop failed", room.notebook_id)
         self.rooms.close()
 
     def _on_unix_connection(
@@ -239,7 +256,13 @@ class Daemon:
             await self._reply_error(writer, conn, msg)
             return
 
-        room = self.rooms.get_or_create(notebook_id, path)
+        try:  # by file identity: hard links share a room; a changed file may be reloaded
+            room = await self.files.open_room(path, notebook_id)
+        except CoreError as exc:
+            self._handshake_failures += 1
+            await self._reply_error(writer, conn, str(exc))
+            return
+        notebook_id = room.notebook_id  # another name of the file joins the room's id
         will_load = room.needs_load()
         info = p.NotebookConnectionInfo(
             notebook_id=notebook_id, cell_count=0 if will_load else room.doc.cell_count()
@@ -324,6 +347,8 @@ class Daemon:
             )
         finally:
             self.loads.pop(room.notebook_id, None)
+            if room.file is not None:  # the room follows the file it loaded
+                self.rooms.rekey(room, room.file.key)
             self.rooms.release(room)
         self.load_reports.append(report)
         self._changed()
@@ -333,7 +358,8 @@ class Daemon:
 
     # ------------------------------------------------------------------ saving
     async def save_room(self, room: NotebookRoom) -> tuple[Path, int]:
-        """Write the room back to its .ipynb atomically. Refused unless the room is loaded."""
+        """Write the room back to its .ipynb atomically. Refused unless the room is loaded, and
+        (SaveConflict, with a ``file_conflict`` broadcast) when the file changed on disk."""
         state = room.state
         if state.phase is RoomPhase.STREAMING:
             raise SaveRefused("save refused: the notebook is still loading")
@@ -341,17 +367,18 @@ class Daemon:
             raise SaveRefused(f"save refused: the load failed ({state.reason})")
         if state.phase is not RoomPhase.READY:
             raise SaveRefused("save refused: the notebook was never loaded")
-        snapshot = room.doc.fork()
-        if snapshot.cell_count() == 0:
-            # An empty room never overwrites a non-empty file.
-            on_disk = await asyncio.to_thread(_cells_on_disk, room.path)
-            if on_disk:
-                raise SaveRefused(
-                    f"save refused: the room is empty but the file on disk has {on_disk} cells"
-                )
-        data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
-        await asyncio.to_thread(atomic_write, room.path, data)
-        return room.path, len(data)
+        async with room.save_lock:  # one check-and-write at a time per room
+            snapshot = room.doc.fork()
+            if snapshot.cell_count() == 0:
+                # An empty room never overwrites a non-empty file.
+                on_disk = await asyncio.to_thread(_cells_on_disk, room.path)
+                if on_disk:
+                    raise SaveRefused(
+                        f"save refused: the room is empty but the file on disk has {on_disk} cells"
+                    )
+            data = await asyncio.to_thread(export_notebook, snapshot, self.blob_store)
+            written = await self.files.write(room, data, snapshot.heads())
+        return room.path, written
 
     # ------------------------------------------------------------------ waiting
     def _changed(self) -> None:

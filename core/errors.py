@@ -109,3 +109,18 @@ class InvalidBlobId(BlobStoreError):
 
 class SaveRefused(CoreError):
     """Writing the notebook back to disk is not allowed in the room's current state."""
+
+
+class SaveConflict(SaveRefused):
+    """The notebook file changed on disk since the room loaded or last saved it.
+
+    The save is refused and the file left as it is (nbstream does not merge); the message names
+    the file and what changed."""
+
+
+class SaveFailed(CoreError):
+    """Writing the notebook file failed (disk full, permission denied): the file is unchanged."""
+
+
+class RecoveryFailed(CoreError):
+    """Unsaved work could be written neither beside its notebook nor in the recovery directory."""

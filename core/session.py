@@ -40,6 +40,7 @@ from automerge import core as am
 from . import protocol as p
 from .blob_store import BlobStore
 from .connection import (
+    BroadcastEvent,
     ClosingEvent,
     Connection,
     Event,
@@ -207,7 +208,7 @@ class PeerSession:
             before = room.doc.heads()
             room.doc.receive_sync_message(self.sync_state, event.data)
             if room.doc.heads() != before:
-                room.notify()  # the peer edited: everyone (this peer included) syncs
+                room.peer_edited()  # the peer edited: everyone (this peer included) syncs
             else:
                 self.sub.mark()  # maybe the peer needs data from us
         elif isinstance(event, RequestEvent):
@@ -248,6 +249,8 @@ class PeerSession:
                     await sub.wait()
                 while self._control:
                     await self._send(self._control.popleft())
+                while sub.broadcasts:
+                    await self._send(self._conn.send(BroadcastEvent(sub.broadcasts.popleft())))
                 if self._closing or not self.alive:
                     return
                 if self._sent_at is not None and sub.dirty:
