@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -436,3 +437,37 @@ async def test_a_reused_inode_number_does_not_join_a_room_of_a_deleted_file(
     assert len(h.daemon.rooms) == 2 and stale.peer_count == 0
     assert a.info is not None and a.info.notebook_id == str(new)
     assert h.daemon.rooms.by_key((st.st_dev, st.st_ino)) is not stale
+
+
+V3 = {
+    "nbformat": 3,
+    "nbformat_minor": 0,
+    "metadata": {"name": "old"},
+    "worksheets": [
+        {"cells": [{"cell_type": "code", "input": "1 + 1", "language": "python", "outputs": []}]}
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", ["streamed", "read-whole-nbformat-3"])
+async def test_the_load_records_exactly_the_bytes_it_read(
+    make_harness: HarnessFactory, tmp_path: Path, kind: str
+) -> None:
+    h = await make_harness("unix", eviction_delay=LONG)
+    nb = tmp_path / "nb.ipynb"
+    if kind == "streamed":
+        write_notebook(nb, simple_cells(40))
+    else:  # the scanner cannot stream it: the source reads the same open file again, whole
+        nb.write_text(json.dumps(V3))
+    a = await _open(h, nb, "a")
+    assert a.doc.cell_count() == (40 if kind == "streamed" else 1)
+    identity = _only_room(h).file
+    st = os.stat(nb)
+    assert identity is not None
+    assert (identity.dev, identity.ino, identity.size, identity.mtime_ns) == (
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+    )
+    assert identity.sha256 == hashlib.sha256(nb.read_bytes()).hexdigest()
