@@ -202,7 +202,10 @@ class NotebookRoom:
         if self.doc.cell_count() > 0:  # defensive: a failed load always clears its cells
             return False
         self.loads_started += 1
-        self._edits_at_load = self.edits
+        if self.doc.cell_count() == 0 and not self.doc.get_notebook_metadata():
+            # Nothing a peer wrote is in the doc: the load's end can be a clean point. (A doc
+            # still holding a peer's work keeps the old count, so the load ends dirty.)
+            self._edits_at_load = self.edits
         self._loaded_event.clear()
         self._state = LoadState(RoomPhase.STREAMING)
         self._broadcast_status()
