@@ -119,7 +119,7 @@ class SaveConflict(SaveRefused):
 
 
 class SaveFailed(CoreError):
-    """Writing the notebook file failed (disk full, permission denied): the file is unchanged."""
+    """Writing the notebook back failed (e.g. the disk is full); the file on disk is unchanged."""
 
 
 class RecoveryFailed(CoreError):

@@ -49,6 +49,8 @@ RECOVERY_INFIX = ".nbstream-recovered-"
 log = logging.getLogger("nbstream.daemon")
 
 SaveRoom = Callable[[NotebookRoom], Awaitable[tuple[Path, int]]]
+WriteFile = Callable[[Path, bytes], None]
+"""Replaces a notebook file with new bytes, all or nothing; raises a CoreError (SaveFailed)."""
 
 
 def conflict_event(path: Path, detail: str, recovery: Path | None = None) -> dict[str, Any]:
@@ -78,12 +80,27 @@ def _relink(target: Path, name: Path) -> None:
         raise
 
 
-def replace_checked(
-    path: Path, expected: FileIdentity | None, data: bytes, names: Sequence[Path]
-) -> Written:
-    """Replace ``path`` with ``data`` if it is still ``expected``; re-link the other ``names``.
+def write_notebook_file(path: Path, data: bytes) -> None:
+    """The default :data:`WriteFile`: :func:`~core.atomic.atomic_write`, OSError as SaveFailed."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise SaveFailed(
+            f"save of {path} failed, the file is unchanged: {exc.strerror or exc}"
+        ) from None
 
-    Raises SaveConflict (the file changed) or SaveFailed (the write failed; the file is
+
+def replace_checked(
+    path: Path,
+    expected: FileIdentity | None,
+    data: bytes,
+    names: Sequence[Path],
+    write: WriteFile = write_notebook_file,
+) -> Written:
+    """Replace ``path`` with ``data`` (by ``write``) if it is still ``expected``; re-link the
+    other ``names``.
+
+    Raises SaveConflict (the file changed) or what ``write`` raises (SaveFailed: the file is
     untouched). Blocking."""
     if expected is not None:
         change = file_change(path, expected)
@@ -92,10 +109,7 @@ def replace_checked(
                 f"save refused: {path} {change.detail} since it was loaded or last saved;"
                 " the file on disk was not overwritten"
             )
-    try:
-        atomic_write(path, data)
-    except OSError as exc:
-        raise SaveFailed(f"save failed: cannot write {path}: {exc.strerror or exc}") from None
+    write(path, data)
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -177,12 +191,18 @@ class RoomFiles:
     """The daemon's rooms and their files: open by identity, checked writes, settle, recover."""
 
     def __init__(
-        self, rooms: RoomRegistry, store: BlobStore, recovery_dir: Path, save: SaveRoom
+        self,
+        rooms: RoomRegistry,
+        store: BlobStore,
+        recovery_dir: Path,
+        save: SaveRoom,
+        write_file: WriteFile = write_notebook_file,
     ) -> None:
         self.rooms = rooms
         self.store = store
         self.recovery_dir = recovery_dir
         self._save = save
+        self.write_file = write_file  # how a checked save replaces the file
         self.recoveries: list[Path] = []  # every recovery file written, in order
 
     # ------------------------------------------------------------------ opening
@@ -273,7 +293,9 @@ class RoomFiles:
         Call with ``room.save_lock`` held. Returns the bytes written."""
         names = self.rooms.names(room)
         try:
-            written = await asyncio.to_thread(replace_checked, room.path, room.file, data, names)
+            written = await asyncio.to_thread(
+                replace_checked, room.path, room.file, data, names, self.write_file
+            )
         except SaveConflict as exc:
             room.conflict = conflict_event(room.path, str(exc))
             room.broadcast(room.conflict)

@@ -321,19 +321,21 @@ async def test_a_disk_error_on_the_eviction_save_goes_to_a_recovery_file(
     original = nb.read_bytes()
     a = await _open(h, nb, "a")
     await _edit(a, _only_room(h), 0, "the disk is full")
-    real_write = room_file.atomic_write
+    real_replace = os.replace
 
-    def full_for_the_notebook(path: Any, data: bytes, **kw: Any) -> None:
-        if Path(path) == nb:
+    def full_for_the_notebook(src: Any, dst: Any, **kw: Any) -> None:
+        if Path(dst) == nb:  # the notebook's save fails at its last step; nothing else does
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(path, data, **kw)
+        real_replace(src, dst, **kw)
 
-    monkeypatch.setattr(room_file, "atomic_write", full_for_the_notebook)
+    monkeypatch.setattr(os, "replace", full_for_the_notebook)
     await a.close()
     await asyncio.wait_for(h.daemon.wait_for(lambda: h.daemon.rooms.evicted == 1), WAIT)
     assert nb.read_bytes() == original
     (recovery,) = _recovered(tmp_path)
     assert _sources(recovery)[0] == "the disk is full"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["nb.ipynb", recovery.name])  # no temp file left behind
 
 
 async def test_an_unexportable_room_is_recovered_as_its_automerge_document(
