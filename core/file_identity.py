@@ -90,17 +90,24 @@ def _sha256_of(path: str) -> str:
 
 
 def file_change(path: str | os.PathLike[str], recorded: FileIdentity) -> FileChange:
-    """Is the file at ``path`` still the one ``recorded`` describes? Never raises for the file.
+    """Is the file at ``path`` (a resolved path) still the one ``recorded`` describes? Never
+    raises for the file.
 
     ``detail`` says what changed, e.g. ``"was modified on disk (size 1200 -> 1350 bytes)"``; it
     is meant to follow the file's name in a message. Blocking (it may hash the file)."""
     name = os.fspath(path)
+    parent = os.path.dirname(name)
+    real_parent = os.path.realpath(parent)
+    if real_parent != parent:  # a directory on the way was replaced (e.g. by a symlink)
+        return FileChange(f"is no longer there: its directory now resolves to {real_parent}", None)
     try:
-        st = os.stat(name)
+        st = os.lstat(name)  # the name itself: a symlink put there is a change, never followed
     except FileNotFoundError:
         return FileChange("was deleted or renamed on disk", None)
     except OSError as exc:
         return FileChange(f"can no longer be checked ({exc.strerror or exc})", None)
+    if stat.S_ISLNK(st.st_mode):
+        return FileChange("was replaced on disk by a symbolic link", None)
     if not stat.S_ISREG(st.st_mode):
         return FileChange("was replaced on disk by something that is not a regular file", None)
     if recorded.same_stat(st) and not recorded.racy:

@@ -91,6 +91,14 @@ def _replaced_by_rename(nb: Path) -> None:
     os.replace(other, nb)
 
 
+def _replaced_by_a_symlink(nb: Path) -> None:
+    """Refused, not followed: the link's target must not be written through it."""
+    target = nb.with_name("elsewhere.ipynb")
+    write_notebook(target, simple_cells(2, prefix="elsewhere"))
+    nb.unlink()
+    nb.symlink_to(target)
+
+
 OUTSIDE = {
     "in-place-other-size": (_in_place_other_size, "was modified on disk (size "),
     "in-place-same-size-same-mtime": (
@@ -98,6 +106,7 @@ OUTSIDE = {
         "was modified on disk (same size",
     ),
     "replaced-by-rename": (_replaced_by_rename, "was replaced on disk by another file"),
+    "replaced-by-a-symlink": (_replaced_by_a_symlink, "was replaced on disk by a symbolic link"),
 }
 
 
@@ -131,6 +140,28 @@ async def test_an_outside_edit_makes_the_save_a_conflict_and_every_peer_is_told(
     with pytest.raises(CoreError, match="save refused"):
         await asyncio.wait_for(b.save(), WAIT)
     assert nb.read_bytes() == outside
+
+
+async def test_a_directory_swapped_for_a_symlink_is_a_conflict(
+    make_harness: HarnessFactory, tmp_path: Path
+) -> None:
+    h = await make_harness("unix", eviction_delay=LONG)
+    (tmp_path / "sub").mkdir()
+    nb = write_notebook(tmp_path / "sub" / "nb.ipynb", simple_cells(3))
+    a = await _open(h, nb, "a")
+    await _edit(a, _only_room(h), 0, "mine")
+    (tmp_path / "sub").rename(tmp_path / "moved")
+    (tmp_path / "outside").mkdir()
+    write_notebook(tmp_path / "outside" / "nb.ipynb", simple_cells(1))
+    theirs = (tmp_path / "outside" / "nb.ipynb").read_bytes()
+    (tmp_path / "sub").symlink_to(tmp_path / "outside")
+    with pytest.raises(CoreError) as refused:
+        await asyncio.wait_for(a.save(), WAIT)
+    assert str(refused.value).startswith(
+        f"save refused: {nb} is no longer there: its directory now resolves to {tmp_path}/outside"
+    )
+    assert (tmp_path / "outside" / "nb.ipynb").read_bytes() == theirs
+    assert _sources(tmp_path / "moved" / "nb.ipynb")[0] == "x = 0\nprint(x)"
 
 
 async def test_a_touched_file_or_an_equal_copy_is_not_a_conflict(
