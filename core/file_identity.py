@@ -96,10 +96,6 @@ def file_change(path: str | os.PathLike[str], recorded: FileIdentity) -> FileCha
     ``detail`` says what changed, e.g. ``"was modified on disk (size 1200 -> 1350 bytes)"``; it
     is meant to follow the file's name in a message. Blocking (it may hash the file)."""
     name = os.fspath(path)
-    parent = os.path.dirname(name)
-    real_parent = os.path.realpath(parent)
-    if real_parent != parent:  # a directory on the way was replaced (e.g. by a symlink)
-        return FileChange(f"is no longer there: its directory now resolves to {real_parent}", None)
     try:
         st = os.lstat(name)  # the name itself: a symlink put there is a change, never followed
     except FileNotFoundError:
