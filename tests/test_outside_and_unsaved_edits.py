@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import core.daemon
 from core import room_file
 from core.client import NotebookClient
 from core.errors import CoreError
@@ -378,8 +379,9 @@ async def test_an_unexportable_room_is_recovered_as_its_automerge_document(
     def broken(*_args: Any, **_kw: Any) -> bytes:
         raise ValueError("cannot export this")
 
-    monkeypatch.setattr("core.daemon.export_notebook", broken)
-    monkeypatch.setattr(room_file, "export_notebook", broken)
+    for name in ("export_notebook", "export_for_save"):  # the save's export, whichever it is
+        monkeypatch.setattr(core.daemon, name, broken, raising=False)
+    monkeypatch.setattr(room_file, "export_notebook", broken)  # the recovery's first try
     await a.close()
     await asyncio.wait_for(h.daemon.wait_for(lambda: h.daemon.rooms.evicted == 1), WAIT)
     (recovery,) = _recovered(tmp_path)
