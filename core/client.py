@@ -25,6 +25,7 @@ from automerge import core as am
 
 from . import protocol as p
 from .connection import (
+    BroadcastEvent,
     ClosingEvent,
     Connection,
     Event,
@@ -97,6 +98,7 @@ class NotebookClient:
         self.on_frame = on_frame
         self.load_status: p.LoadStatus | None = None
         self.closing: p.Closing | None = None
+        self.broadcasts: list[dict[str, object]] = []  # BROADCAST bodies, in arrival order
         self._reader = reader
         self._writer = writer
         self._read_chunk = read_chunk
@@ -220,6 +222,8 @@ class NotebookClient:
             self.load_status = event.message
         elif isinstance(event, ClosingEvent):
             self.closing = event.message
+        elif isinstance(event, BroadcastEvent):
+            self.broadcasts.append(event.message)
         count = self.doc.cell_count()
         if count and self._first_cell_at is None:
             self._first_cell_at = now

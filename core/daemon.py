@@ -42,6 +42,7 @@ from .notebook_doc import DocStatistics
 from .notebook_file import read_notebook_file
 from .notebook_root import check_suffix, confine, inside, resolve_root
 from .room import NotebookRoom, RoomPhase, RoomRegistry
+from .room_file import RoomFiles
 from .session import PeerSession
 from .unix_server import bind_unix
 
@@ -93,6 +94,9 @@ class DaemonConfig:
     frame_progress_timeout: float | None = FRAME_PROGRESS_TIMEOUT  # None: never
     memory_budget: int | None = MEMORY_BUDGET  # None: unlimited (still counted)
     gc_interval: float | None = GC_INTERVAL  # None: no periodic collection
+    # Where unsaved work goes when its notebook's directory cannot take a recovery file
+    # (None: the state directory's "recovered", e.g. ~/.cache/nbstream/recovered).
+    recovery_dir: Path | None = None
     load_options: LoadOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +155,15 @@ class Daemon:
         self.blob_store = blob_store
         self.rooms = RoomRegistry(eviction_delay=self.config.eviction_delay)
         self.rooms.on_evict = lambda _room: self._changed()
+        self.files = RoomFiles(
+            self.rooms,
+            blob_store,
+            self.config.recovery_dir or default_state_dir() / "recovered",
+            self.save_room,
+            # The checked save writes through the root-confined, owner-keeping write (11.1/11.2).
+            write_file=lambda path, data: _write_saved(path, data, self.notebook_root),
+        )
+        self.rooms.before_evict = self.files.settle
         self.before_batch = before_batch
         self.load_reports: list[LoadReport] = []
         self.loads: dict[str, asyncio.Task[LoadReport]] = {}
@@ -223,6 +236,13 @@ class Daemon:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+        # Unsaved work is saved (or written to a recovery file) before the rooms go.
+        await self.rooms.wait_settling()
+        for room in self.rooms.rooms():
+            try:
+                await self.files.settle(room, stopping=True)
+            except Exception:  # one room's fault must not stop the others being saved
+                log.exception("%s: saving before the stop failed", room.notebook_id)
         self.rooms.close()
         self.gc.close()
 
@@ -280,7 +300,13 @@ class Daemon:
             await self._reply_error(writer, conn, msg)
             return
 
-        room = self.rooms.get_or_create(notebook_id, path)
+        try:  # by file identity: hard links share a room; a changed file may be reloaded
+            room = await self.files.open_room(path, notebook_id)
+        except CoreError as exc:
+            self._handshake_failures += 1
+            await self._reply_error(writer, conn, str(exc))
+            return
+        notebook_id = room.notebook_id  # another name of the file joins the room's id
         will_load = room.needs_load()
         info = p.NotebookConnectionInfo(
             notebook_id=notebook_id, cell_count=0 if will_load else room.doc.cell_count()
@@ -372,6 +398,8 @@ class Daemon:
                 )
         finally:
             self.loads.pop(room.notebook_id, None)
+            if room.file is not None:  # the room follows the file it loaded
+                self.rooms.rekey(room, room.file.key)
             self.rooms.release(room)
         self.load_reports.append(report)
         self._changed()
@@ -381,7 +409,8 @@ class Daemon:
 
     # ------------------------------------------------------------------ saving
     async def save_room(self, room: NotebookRoom) -> tuple[Path, int, tuple[str, ...]]:
-        """Write the room back to its .ipynb atomically. Refused unless the room is loaded, or
+        """Write the room back to its .ipynb atomically. Refused unless the room is loaded, when
+        the file changed on disk (:class:`SaveConflict`, with a ``file_conflict`` broadcast), or
         when the export cannot write it valid (:class:`InvalidNotebook`). Returns the path, the
         bytes written and the export's repairs (PROTOCOL.md 10.6)."""
         state = room.state
@@ -391,19 +420,20 @@ class Daemon:
             raise SaveRefused(f"save refused: the load failed ({state.reason})")
         if state.phase is not RoomPhase.READY:
             raise SaveRefused("save refused: the notebook was never loaded")
-        snapshot = room.doc.fork()
-        if snapshot.cell_count() == 0:
-            # An empty room never overwrites a non-empty file.
-            on_disk = await asyncio.to_thread(_cells_on_disk, room.path)
-            if on_disk:
-                raise SaveRefused(
-                    f"save refused: the room is empty but the file on disk has {on_disk} cells"
-                )
-        exported = await asyncio.to_thread(
-            export_for_save, snapshot, self.blob_store, read_previous(room.path)
-        )
-        await asyncio.to_thread(_write_saved, room.path, exported.data, self.notebook_root)
-        return room.path, len(exported.data), exported.repairs
+        async with room.save_lock:  # one check-and-write at a time per room
+            snapshot = room.doc.fork()
+            if snapshot.cell_count() == 0:
+                # An empty room never overwrites a non-empty file.
+                on_disk = await asyncio.to_thread(_cells_on_disk, room.path)
+                if on_disk:
+                    raise SaveRefused(
+                        f"save refused: the room is empty but the file on disk has {on_disk} cells"
+                    )
+            exported = await asyncio.to_thread(
+                export_for_save, snapshot, self.blob_store, read_previous(room.path)
+            )
+            written = await self.files.write(room, exported.data, snapshot.heads())
+        return room.path, written, exported.repairs
 
     # ------------------------------------------------------------------ blob garbage
     async def collect_garbage(

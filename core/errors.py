@@ -130,6 +130,13 @@ class SaveRefused(CoreError):
     """Writing the notebook back to disk is not allowed in the room's current state."""
 
 
+class SaveConflict(SaveRefused):
+    """The notebook file changed on disk since the room loaded or last saved it.
+
+    The save is refused and the file left as it is (nbstream does not merge); the message names
+    the file and what changed."""
+
+
 class SaveFailed(CoreError):
     """Writing the notebook back failed (e.g. the disk is full); the file on disk is unchanged."""
 
@@ -139,3 +146,7 @@ class InvalidNotebook(SaveRefused):
 
     The message names each one (cell index and id, field) and why; the file is left as it was.
     """
+
+
+class RecoveryFailed(CoreError):
+    """Unsaved work could be written neither beside its notebook nor in the recovery directory."""

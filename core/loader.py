@@ -271,6 +271,7 @@ async def stream_load(
     finally:
         source.close()
     report.ok = True
+    room.record_load(source.identity())  # what was loaded: the baseline of saves and dirtiness
     room.finish_loading()
     report.finished_at = time.perf_counter()
     report.total_s = report.finished_at - report.started_at

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.file_identity import FileIdentity
 from core.ipynb import (
     MAX_NESTING_DEPTH,
     MAX_NOTEBOOK_BYTES,
@@ -79,6 +80,12 @@ class NotebookSource:
     @property
     def file_bytes(self) -> int:
         return 0 if self._file is None else self._file.bytes_read
+
+    def identity(self) -> FileIdentity | None:
+        """What was loaded (the file as opened, the hash of every byte read), once finished."""
+        if not self.finished or self._file is None:
+            return None
+        return self._file.identity()
 
     @property
     def buffered(self) -> int:

@@ -48,6 +48,7 @@ from . import protocol as p
 from .blob_store import BlobStore
 from .budget import MemoryBudget
 from .connection import (
+    BroadcastEvent,
     ClosingEvent,
     Connection,
     Event,
@@ -268,7 +269,7 @@ class PeerSession:
             before = room.doc.heads()
             room.doc.receive_sync_message(self.sync_state, event.data)
             if room.doc.heads() != before:
-                room.notify()  # the peer edited: everyone (this peer included) syncs
+                room.peer_edited()  # the peer edited: everyone (this peer included) syncs
             else:
                 self.sub.mark()  # maybe the peer needs data from us
         elif isinstance(event, RequestEvent):
@@ -349,6 +350,8 @@ class PeerSession:
                     frame = self._control.popleft()
                     self._control_bytes = max(0, self._control_bytes - len(frame))
                     await self._send(frame, queued=True)
+                while sub.broadcasts:
+                    await self._send(self._conn.send(BroadcastEvent(sub.broadcasts.popleft())))
                 if self._closing or not self.alive:
                     return
                 if self._sent_at is not None and sub.dirty:

@@ -283,9 +283,11 @@ async def test_a_hard_link_keeps_the_old_content(
 
 
 # --------------------------------------------------------------------------- survivals
-async def test_a_symlink_swapped_in_before_a_save_is_replaced_not_followed(
+async def test_a_symlink_swapped_in_before_a_save_is_refused_not_followed(
     tmp_path: Path, make_harness: HarnessFactory
 ) -> None:
+    """A symlink at the notebook's path since the load is a change on disk (PROTOCOL.md 11.2,
+    11.4): the save is refused, the link and its target outside the root are left as they are."""
     nb = write_notebook(tmp_path / "nb.ipynb", simple_cells(3))
     victim = tmp_path.parent / f"{tmp_path.name}-victim"  # outside the root
     victim.write_bytes(b"precious")
@@ -295,12 +297,12 @@ async def test_a_symlink_swapped_in_before_a_save_is_replaced_not_followed(
     await asyncio.wait_for(client.wait_loaded(), WAIT)
     nb.unlink()
     nb.symlink_to(victim)
-    saved = await asyncio.wait_for(client.save(), WAIT)
-    assert Path(saved.path) == nb and not nb.is_symlink()
-    assert len(json.loads(nb.read_bytes())["cells"]) == 3
-    assert victim.read_bytes() == b"precious"
-    assert stat.S_IMODE(nb.stat().st_mode) == 0o600  # the link's target lends nothing
+    with pytest.raises(CoreError, match=r"save refused: .* by a symbolic link"):
+        await asyncio.wait_for(client.save(), WAIT)
+    assert nb.is_symlink() and victim.read_bytes() == b"precious"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
     assert _temps(tmp_path) == []
+    await client.ping()  # the session is still served
 
 
 async def test_a_save_on_a_full_disk_keeps_the_file_and_says_so(
