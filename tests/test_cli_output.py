@@ -66,3 +66,37 @@ def test_a_tiny_notebook_gets_no_verdicts_it_cannot_support(
         out = capsys.readouterr().out
         assert expected in out
         assert "MISSED" not in out and "NOT flat" not in out and "1 peers" not in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["sim", "--bogus"], ["sim", "--seed", "x"], ["profile", "--runs", "0"], ["nope"], []],
+)
+def test_usage_errors_are_one_line_pointing_at_help(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("--help)"), err
+
+
+OWN_COMMANDS = ["sim", "profile", "generate", "serve", "open", "compare", "schema", "report"]
+
+
+@pytest.mark.parametrize("command", OWN_COMMANDS)
+def test_every_option_has_help_and_the_help_fits_100_columns(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sim.cli.main import _SUBPARSERS, build_parser
+
+    monkeypatch.setenv("COLUMNS", "200")  # the help wraps at 100 even on a wide terminal
+    build_parser()
+    parser = _SUBPARSERS[command]
+    for action in parser._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest}: no help"
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100

@@ -10,11 +10,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from core import __version__
 from core.errors import CoreError
@@ -311,13 +312,41 @@ def _cmd_open(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+_SUBPARSERS: dict[str, argparse.ArgumentParser] = {}  # command -> its parser (build_parser)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help within 100 columns; ``(default: X)`` on every option that has a default."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=min(100, shutil.get_terminal_size((100, 24)).columns))
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line and exit 2: ``nbstream sim: <what> (see nbstream sim --help)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nbstream",
         description="Benchmark-and-simulation harness around a progressive notebook sync core.",
     )
     parser.add_argument("--version", action="version", version=f"nbstream {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     def external_target(p: argparse.ArgumentParser) -> None:
         g = p.add_mutually_exclusive_group()
@@ -337,11 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--target-timeout",
             type=float,
             default=30.0,
-            help="seconds --target-cmd may take to listen on {socket} (30)",
+            help="seconds --target-cmd may take to listen on {socket}",
         )
 
     def common_load(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--batch-size", type=_positive, default=3, help="cells per batch (3)")
+        p.add_argument("--batch-size", type=_positive, default=3, help="cells per batch")
         p.add_argument(
             "--insert",
             choices=["full", "naive"],
@@ -351,19 +380,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sim", help="simulate peers loading a notebook (the main job)")
     p.add_argument("notebook", nargs="?", help="a .ipynb (default: the bundled reference notebook)")
-    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
+    p.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="default",
+        metavar="NAME",
+        help="who joins, leaves, fails: " + ", ".join(sorted(SCENARIOS)),
+    )
     p.add_argument(
         "--peers", type=_positive, default=None, help="number of peers (scenario-specific)"
     )
-    p.add_argument("--transport", choices=["memory", "socketpair", "unix"], default="memory")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument(
+        "--transport",
+        choices=["memory", "socketpair", "unix"],
+        default="memory",
+        help="how peers reach the bundled daemon",
+    )
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of every random choice")
     p.add_argument("--fail-at", type=int, default=None, help="failure scenario: batch to fail at")
     p.add_argument(
         "--joins",
         choices=["hook", "progress"],
         default="hook",
         help="what times joins and leaves: the bundled daemon's in-process batch hook (exact; "
-        "needed by the failure scenario) or the load-status progress a peer receives (hook)",
+        "needed by the failure scenario) or the load-status progress a peer receives",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="safety timeout per wait (s)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -383,17 +423,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="profile one load by phase")
     p.add_argument("notebook", nargs="?", help="a .ipynb (default: the bundled reference notebook)")
-    p.add_argument("--runs", type=_positive, default=3)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--runs", type=_positive, default=3, help="loads to take the median of")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     external_target(p)
     _output_option(p)
     common_load(p)
     p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser("generate", help="write a deterministic reference-shaped notebook")
-    p.add_argument("--cells", type=int, default=DEFAULT_CELLS)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--cells", type=int, default=DEFAULT_CELLS, help="cells to generate")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the generator's seed")
+    p.add_argument(
+        "--out", required=True, type=Path, help="the .ipynb to write (its directory must exist)"
+    )
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("serve", help="run the daemon on a Unix socket")
@@ -412,11 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("open", help="open a notebook through a running daemon")
-    p.add_argument("notebook")
+    p.add_argument("notebook", help="the .ipynb to open (the daemon reads it)")
     p.add_argument("--socket", help="daemon socket (default as for serve)")
     p.add_argument("--export", type=Path, help="write the synced notebook as .ipynb")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the load")
     p.set_defaults(func=_cmd_open)
 
     p = sub.add_parser("gate", help="CI performance gate: compare the working tree with a base ref")
@@ -441,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write reports/index.html and figures from result JSON files")
     add_report_arguments(p)
     p.set_defaults(func=run_report_command)
+    _SUBPARSERS.clear()
+    _SUBPARSERS.update(sub.choices)
     return parser
 
 
@@ -483,7 +527,9 @@ def _positive(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser: "nbstream sim: ... (see nbstream sim --help)"
+        _SUBPARSERS[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code: int = args.func(args)
     except UsageError as exc:
