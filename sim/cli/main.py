@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from core import __version__
 from core.errors import CoreError
-from sim.cli.text import Progress, count, print_profile, print_sim, size, table
+from sim.cli.live import Progress
+from sim.cli.text import count, print_profile, print_sim, size, table
 from sim.gate.command import add_gate_arguments, run_gate_command
 from sim.harness.scenarios import SCENARIOS
 from sim.report.command import add_report_arguments, run_report_command
@@ -161,7 +162,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         if len(set(chosen)) < 2 or min(chosen) < 1:
             raise UsageError("--sizes needs at least two distinct positive sizes")
         sizes = {str(p): chosen for p in paths}
-    progress = Progress(force=not args.json)
+    progress = Progress(label="nbstream scale", heartbeat=True)
     result = asyncio.run(
         run_scale(
             paths,

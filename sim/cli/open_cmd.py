@@ -1,6 +1,7 @@
 """``nbstream open``: open a notebook through a running daemon and watch the cells arrive.
 
-Shows a live progress bar (cells received / total) on a terminal, then a summary; ``--json``
+Shows a live spinner and cell count on a terminal (a bar once the total is known, then a
+"fetching outputs" phase for ``--export``), then the summary on its own line; ``--json``
 prints the summary as JSON (keys ``cells``, ``outputs``, ``time_to_first_cell_s``,
 ``time_to_full_s``, ``status``, ``reason``). ``--export`` fetches the output manifests and blobs
 the cells reference (``get_blob`` requests) and writes the synced notebook as nbformat 4.5.
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +22,17 @@ from core.client import Arrival, LoadFailed, NotebookClient, OpenRefused
 from core.daemon import default_socket_path
 from core.errors import CoreError
 from core.ipynb_export import export_notebook, read_previous
+from sim.cli.live import CellProgress
 
 __all__ = ["fetch_blobs", "open_notebook"]
 
 
-def _bar(done: int, total: int | None, width: int = 30) -> str:
-    if not total:
-        return f"[{'?' * width}] {done} cells"
-    filled = min(width, width * done // total)
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} cells"
+async def fetch_blobs(
+    client: NotebookClient, on_blob: Callable[[int], None] | None = None
+) -> MemoryBlobStore:
+    """Copy every manifest the doc references, and every blob those manifests reference.
 
-
-async def fetch_blobs(client: NotebookClient) -> MemoryBlobStore:
-    """Copy every manifest the doc references, and every blob those manifests reference."""
+    ``on_blob(n)`` is called after each of them with the count fetched so far."""
     store = MemoryBlobStore()
     wanted = [ref for cell in client.doc.get_cells() for ref in cell.outputs if is_blob_id(ref)]
     seen: set[str] = set()
@@ -46,6 +46,8 @@ async def fetch_blobs(client: NotebookClient) -> MemoryBlobStore:
         except CoreError:
             continue  # exported as the "could not be resolved" placeholder
         store.put(blob.data, blob.media_type)
+        if on_blob is not None:
+            on_blob(len(seen))
         if blob.media_type == "application/x-jupyter-output+json":
             wanted.extend(_nested_blob_ids(blob.data))
     return store
@@ -73,18 +75,16 @@ def _nested_blob_ids(manifest: bytes) -> list[str]:
 async def open_notebook(args: argparse.Namespace) -> int:
     socket_path = Path(args.socket) if args.socket else default_socket_path()
     notebook = Path(args.notebook).expanduser().absolute()
-    tty = sys.stderr.isatty() and not args.json
+    bar = CellProgress(enabled=sys.stderr.isatty() and not args.json)
 
     def on_frame(arrival: Arrival) -> None:
-        if tty:
-            status = client.load_status
-            total = status.total_cells if status is not None else None
-            sys.stderr.write("\r\x1b[K" + _bar(arrival.cell_count, total))
-            sys.stderr.flush()
+        status = client.load_status
+        bar.update(arrival.cell_count, status.total_cells if status is not None else None)
 
     try:
         reader, writer = await asyncio.open_unix_connection(str(socket_path))
     except OSError as exc:
+        bar.close()
         print(
             f"nbstream open: cannot connect to {socket_path}: {exc.strerror or exc} "
             "(is `nbstream serve` running?)",
@@ -104,8 +104,6 @@ async def open_notebook(args: argparse.Namespace) -> int:
             summary.update(status="failed", reason=str(exc))
         except asyncio.TimeoutError:
             summary.update(status="timeout", reason=f"not loaded within {args.timeout:g} s")
-        if tty:
-            sys.stderr.write("\r\x1b[K")
         stats = client.statistics()
         cells = client.doc.get_cells()
         summary.update(
@@ -117,7 +115,8 @@ async def open_notebook(args: argparse.Namespace) -> int:
             bytes=stats.bytes_in,
         )
         if args.export is not None and summary["status"] == "ready":
-            store = await fetch_blobs(client)
+            bar.phase("fetching outputs")
+            store = await fetch_blobs(client, lambda n: bar.update(n, None))
             data = export_notebook(client.doc, store, read_previous(notebook))
             args.export.write_bytes(data)
             summary["exported"] = str(args.export)
@@ -132,6 +131,7 @@ async def open_notebook(args: argparse.Namespace) -> int:
                 bytes=after.bytes_in,
             )
     finally:
+        bar.close()
         await client.close()
     if args.json:
         json.dump(summary, sys.stdout, indent=1, sort_keys=True)

@@ -3,38 +3,12 @@ summaries of ``sim`` and ``profile`` (``--json`` and ``--output`` are the machin
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from sim.results.sim import PHASE_NAMES as PHASES
 
-__all__ = ["Progress", "count", "ms", "print_profile", "print_sim", "size", "table"]
-
-
-class Progress:
-    """A live one-line progress display on a terminal; silent otherwise (CI logs stay clean)."""
-
-    def __init__(self, stream: TextIO = sys.stderr, *, force: bool = False) -> None:
-        self.stream = stream
-        self.enabled = force or stream.isatty()
-        self._last = 0.0
-
-    def __call__(self, message: str) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._last < 0.05:
-            return
-        self._last = now
-        self.stream.write(f"\r\x1b[K{message}")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+__all__ = ["count", "ms", "print_profile", "print_sim", "size", "table"]
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
