@@ -37,7 +37,6 @@ import asyncio
 import builtins
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -47,6 +46,7 @@ from typing import Any
 
 from core.blob_store import BlobMeta, BlobStore, BlobStoreStatistics, DiskBlobStore, is_blob_id
 from core.errors import BlobCorrupt, BlobStoreError, CoreError
+from core.manifest import manifest_blob_ids
 from core.notebook_doc import NotebookDoc
 
 __all__ = [
@@ -56,7 +56,6 @@ __all__ = [
     "LoadPins",
     "PinningStore",
     "StoreLock",
-    "content_ids",
     "mark",
     "sweep",
 ]
@@ -179,26 +178,6 @@ class PinningStore:
 
 
 # ------------------------------------------------------------------------------ mark, sweep
-def content_ids(manifest: bytes) -> set[str]:
-    """The blob ids a manifest references (``{"blob": <64 hex>, ...}`` at any depth)."""
-    try:
-        value = json.loads(manifest)
-    except (ValueError, RecursionError):
-        return set()
-    found: set[str] = set()
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            ref = item.get("blob")
-            if isinstance(ref, str) and is_blob_id(ref):
-                found.add(ref)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
-
-
 def mark(output_refs: Iterable[str], store: BlobStore) -> set[str]:
     """Every blob reachable from the documents' output entries (manifest ids and raw JSON).
 
@@ -215,7 +194,7 @@ def mark(output_refs: Iterable[str], store: BlobStore) -> set[str]:
         except BlobCorrupt:
             continue  # unusable: resolves to a placeholder; its content refs are unknown
         if raw is not None:
-            marked |= content_ids(raw)
+            marked |= manifest_blob_ids(raw)
     return marked
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "UNRESOLVED_OUTPUT_TEXT",
     "has_large_value",
     "is_binary_mime",
+    "manifest_blob_ids",
     "normalize_output",
     "output_to_ref",
     "outputs_to_refs",
@@ -441,6 +442,27 @@ def resolve_ref(ref: str, store: BlobStore) -> dict[str, Any]:
     if not isinstance(value, dict):
         return _placeholder(INVALID_OUTPUT_TEXT)
     return value
+
+
+def manifest_blob_ids(manifest: bytes) -> set[str]:
+    """The content blob ids a manifest references (``{"blob": <64 hex>, ...}`` at any depth);
+    empty for bytes that are not JSON. What a blob collector keeps and a client fetches."""
+    try:
+        value = json.loads(manifest)
+    except (ValueError, RecursionError):
+        return set()
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("blob")
+            if isinstance(ref, str) and is_blob_id(ref):
+                found.add(ref)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def resolve_refs(refs: Sequence[str], store: BlobStore) -> list[dict[str, Any]]:

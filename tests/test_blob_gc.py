@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from core import protocol as p
-from core.blob_gc import LOCK_NAME, GcReport, LoadPins, content_ids
+from core.blob_gc import LOCK_NAME, GcReport, LoadPins
 from core.blob_store import BlobStore, DiskBlobStore, MemoryBlobStore, is_blob_id
 from core.client import NotebookClient
+from core.manifest import manifest_blob_ids
 from core.room import NotebookRoom
 
 from .conftest import Harness, HarnessFactory, write_notebook
@@ -80,7 +81,7 @@ async def check_outputs(client: NotebookClient, nb: Path, expected: list[dict[st
             )
             assert isinstance(manifest, p.Blob), manifest
             manifests += 1
-            for blob_id in content_ids(manifest.data):
+            for blob_id in manifest_blob_ids(manifest.data):
                 blob = await asyncio.wait_for(
                     client.request(p.GetBlob(client.next_id(), blob_id)), WAIT
                 )

@@ -22,6 +22,7 @@ from core.client import Arrival, LoadFailed, NotebookClient, OpenRefused
 from core.daemon import default_socket_path
 from core.errors import CoreError
 from core.ipynb_export import export_notebook, read_previous
+from core.manifest import manifest_blob_ids
 from sim.cli.live import CellProgress
 
 __all__ = ["fetch_blobs", "open_notebook"]
@@ -49,27 +50,8 @@ async def fetch_blobs(
         if on_blob is not None:
             on_blob(len(seen))
         if blob.media_type == "application/x-jupyter-output+json":
-            wanted.extend(_nested_blob_ids(blob.data))
+            wanted.extend(manifest_blob_ids(blob.data))
     return store
-
-
-def _nested_blob_ids(manifest: bytes) -> list[str]:
-    try:
-        value: Any = json.loads(manifest)
-    except ValueError:
-        return []
-    found: list[str] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            ref = item.get("blob")
-            if isinstance(ref, str) and is_blob_id(ref):
-                found.append(ref)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 async def open_notebook(args: argparse.Namespace) -> int:
