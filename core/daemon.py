@@ -21,12 +21,12 @@ from pathlib import Path
 from types import TracebackType
 
 from . import protocol as p
-from .atomic import atomic_write, remove_stale_temps
+from .atomic import remove_stale_temps
 from .blob_gc import BlobCollector, GcReport
 from .blob_store import BlobStore, DiskBlobStore, remove_stale_temp_files
 from .budget import MemoryBudget
 from .connection import Connection, Event, Handshake, Hello, Role
-from .errors import CoreError, HandshakeError, NotebookLoadError, SaveFailed, SaveRefused
+from .errors import CoreError, HandshakeError, NotebookLoadError, SaveRefused
 from .framing import DATA_MAX_SIZE
 from .ipynb import MAX_NOTEBOOK_BYTES, parse_notebook
 from .ipynb_export import export_for_save, read_previous
@@ -42,7 +42,7 @@ from .notebook_doc import DocStatistics
 from .notebook_file import read_notebook_file
 from .notebook_root import check_suffix, confine, inside, resolve_root
 from .room import NotebookRoom, RoomPhase, RoomRegistry
-from .room_file import RoomFiles
+from .room_file import RoomFiles, write_notebook_file
 from .session import PeerSession
 from .unix_server import bind_unix
 
@@ -553,12 +553,7 @@ def _write_saved(path: Path, data: bytes, root: Path) -> None:
             f"save refused: {path.parent} now resolves to {directory}, "
             f"not to itself inside the notebook root {root}"
         )
-    try:
-        atomic_write(path, data)
-    except OSError as exc:
-        raise SaveFailed(
-            f"save of {path} failed, the file is unchanged: {exc.strerror or exc}"
-        ) from None
+    write_notebook_file(path, data)
 
 
 def _remove_stale_save_temps(path: Path) -> None:
