@@ -84,33 +84,17 @@ class LoadOptions:
             raise ValueError(f"insert_path must be 'full' or 'naive', got {self.insert_path!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class BatchTiming:
-    """Server-side phase times of one batch (seconds, from ``time.perf_counter``)."""
+BatchTiming = p.BatchFigures
+"""Server-side phase times of one batch (seconds; ``started_at``/``finished_at`` are
+``time.perf_counter`` readings): the record the ``statistics`` response carries as it is."""
 
-    index: int
-    cells: int
-    outputs: int
-    manifest_s: float
-    insert_s: float
-    notify_s: float
-    started_at: float
-    finished_at: float
-    doc_cells_after: int
 
-    def to_dict(self, origin: float) -> dict[str, Any]:
-        """JSON-able, with ``started_at``/``finished_at`` relative to ``origin``."""
-        return {
-            "index": self.index,
-            "cells": self.cells,
-            "outputs": self.outputs,
-            "manifest_s": self.manifest_s,
-            "insert_s": self.insert_s,
-            "notify_s": self.notify_s,
-            "started_at": self.started_at - origin,
-            "finished_at": self.finished_at - origin,
-            "doc_cells_after": self.doc_cells_after,
-        }
+def _batch_dict(b: BatchTiming, origin: float) -> dict[str, Any]:
+    """JSON-able, with ``started_at``/``finished_at`` relative to ``origin``."""
+    out = dataclasses.asdict(b)
+    out["started_at"] -= origin
+    out["finished_at"] -= origin
+    return out
 
 
 @dataclass(slots=True)
@@ -147,7 +131,7 @@ class LoadReport:
             "parse_s": self.parse_s,
             "metadata_s": self.metadata_s,
             "total_s": self.total_s,
-            "batches": [b.to_dict(self.started_at) for b in self.batches],
+            "batches": [_batch_dict(b, self.started_at) for b in self.batches],
         }
 
 
@@ -164,7 +148,7 @@ def load_figures(report: LoadReport) -> p.LoadFigures:
         metadata_s=report.metadata_s,
         total_s=report.total_s,
         started_at=report.started_at,
-        batches=tuple(p.BatchFigures(*dataclasses.astuple(b)) for b in report.batches),
+        batches=tuple(report.batches),
     )
 
 

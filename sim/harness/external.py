@@ -25,7 +25,7 @@ from types import TracebackType
 from core import protocol as p
 from core.client import NotebookClient
 from core.errors import CoreError
-from core.loader import BatchTiming, LoadReport
+from core.loader import LoadReport
 from sim.harness.target import ServerFigures
 from sim.net.connect import StreamPair, Transport
 from sim.net.streams import StreamHooks
@@ -199,27 +199,23 @@ class CommandTarget(SocketTarget):
 
 def _report(notebook_id: str, load: p.LoadFigures) -> LoadReport:
     """The ``statistics`` load as the harness's LoadReport (clock readings kept absolute)."""
-    report = LoadReport(notebook_id, "server", 0)
-    report.ok, report.error, report.cells = load.ok, load.error, load.cells
-    report.total_cells, report.file_bytes = load.total_cells, load.file_bytes
-    report.read_s, report.parse_s, report.metadata_s = load.read_s, load.parse_s, load.metadata_s
-    report.total_s, report.started_at = load.total_s, load.started_at
-    report.finished_at = load.started_at + load.total_s
-    report.batches = [
-        BatchTiming(
-            b.index,
-            b.cells,
-            b.outputs,
-            b.manifest_s,
-            b.insert_s,
-            b.notify_s,
-            b.started_at,
-            b.finished_at,
-            b.doc_cells_after,
-        )
-        for b in load.batches
-    ]
-    return report
+    return LoadReport(
+        notebook_id,
+        "server",
+        0,
+        ok=load.ok,
+        error=load.error,
+        cells=load.cells,
+        total_cells=load.total_cells,
+        file_bytes=load.file_bytes,
+        read_s=load.read_s,
+        parse_s=load.parse_s,
+        metadata_s=load.metadata_s,
+        total_s=load.total_s,
+        started_at=load.started_at,
+        finished_at=load.started_at + load.total_s,
+        batches=list(load.batches),
+    )
 
 
 @contextlib.contextmanager

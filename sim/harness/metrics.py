@@ -27,7 +27,7 @@ __all__ = ["batch_rows", "load_summary", "peer_row", "phases", "raw_automerge_se
 
 
 def load_batch(b: BatchTiming, origin: float) -> LoadBatch:
-    """``b`` as result data, times relative to ``origin`` (as ``BatchTiming.to_dict``)."""
+    """``b`` as result data, times relative to ``origin`` (as ``LoadReport.to_dict`` has it)."""
     return LoadBatch(
         index=b.index,
         cells=b.cells,

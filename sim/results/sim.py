@@ -83,8 +83,8 @@ class Phases:
 
 @dataclass(frozen=True, slots=True)
 class LoadBatch:
-    """One batch of a load (``core.loader.BatchTiming.to_dict``); times relative to the load's
-    start."""
+    """One batch of a load (a batch of ``core.loader.LoadReport.to_dict``); times relative to
+    the load's start."""
 
     index: int
     cells: int
