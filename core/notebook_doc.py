@@ -356,55 +356,10 @@ class NotebookDoc:
             raise DocError(f"failed to delete cells: {exc}") from exc
         return len(indices)
 
-    def clear_all_cells(self) -> int:
-        """Delete every cell from the end; ``notebook_id`` and metadata stay. Errors propagate."""
-        cells = self._cells_obj()
-        if cells is None:
-            return 0
-        count = self._doc.length(cells)
-        if count == 0:
-            return 0
-        try:
-            with self._counted() as (tx, ops):
-                for index in range(count - 1, -1, -1):
-                    tx.delete(cells, index)
-                ops.ops += count
-        except Exception as exc:
-            raise DocError(f"failed to clear cells: {exc}") from exc
-        return count
-
-    def set_notebook_metadata(self, metadata: Mapping[str, str]) -> None:
-        """Replace notebook metadata (key -> JSON text). Keys not in ``metadata`` are removed.
-
-        A key that already holds its new value is left alone (the same put would make 0 ops, or
-        1 if the key had conflicting values: an op count the API cannot predict)."""
-        try:
-            with self._counted() as (tx, count):
-                meta = self._metadata_obj(tx)
-                old: list[str] = []
-                if meta is None:
-                    meta = tx.put_object(am.ROOT, "metadata", am.ObjType.Map)
-                    count.ops += 1
-                else:
-                    old = tx.keys(meta)
-                for key in old:
-                    if key not in metadata:
-                        tx.delete(meta, key)
-                        count.ops += 1
-                present = set(old)
-                for key, value in metadata.items():
-                    if key in present:
-                        got = tx.get(meta, key)
-                        if got is not None and _str_value(got[0]) == value:
-                            continue
-                    tx.put(meta, key, _STR, value)
-                    count.ops += 1
-        except Exception as exc:
-            raise DocError(f"failed to set notebook metadata: {exc}") from exc
-
     def update_notebook_metadata(self, metadata: Mapping[str, str]) -> None:
-        """Put every key of ``metadata`` (key -> JSON text); other keys stay. A key already
-        holding its value is left alone (see :meth:`set_notebook_metadata`)."""
+        """Put every key of ``metadata`` (key -> JSON text); other keys stay. A key that already
+        holds its value is left alone: the same put would make 0 ops, or 1 if the key had
+        conflicting values (an op count the API cannot predict)."""
         if not metadata:
             return
         current = self.get_notebook_metadata()

@@ -525,7 +525,7 @@ def test_metadata_the_file_already_had_is_written_as_it_was(tmp_path: Path) -> N
     from core.errors import InvalidNotebook
 
     doc = NotebookDoc("x")
-    doc.set_notebook_metadata({"kernelspec": '{"name":"python3"}'})
+    doc.update_notebook_metadata({"kernelspec": '{"name":"python3"}'})
     previous = {"metadata": {"kernelspec": {"name": "python3"}}, "cells": []}
     exported = export_for_save(doc, MemoryBlobStore(), lambda: previous)
     assert json.loads(exported.data)["metadata"] == previous["metadata"]

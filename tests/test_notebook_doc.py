@@ -85,15 +85,15 @@ def test_add_cell_full_ordering() -> None:
     assert [c.source for c in cells] == ["first", "second", "third"]
 
 
-def test_clear_all_cells_keeps_notebook_id() -> None:
+def test_deleting_every_cell_keeps_notebook_id() -> None:
     doc = NotebookDoc("nb-clear")
     for i in range(3):
         doc.add_cell(i, f"c{i}", "code")
-    assert doc.clear_all_cells() == 3
+    assert doc.delete_cells(doc.cell_keys()) == 3
     assert doc.cell_count() == 0
     assert doc.get_cells() == []
     assert doc.notebook_id == "nb-clear"
-    assert doc.clear_all_cells() == 0
+    assert doc.delete_cells(doc.cell_keys()) == 0
 
 
 # ---------------------------------------------------------------- naive path vs add_cell_full
@@ -173,15 +173,17 @@ def test_set_outputs_execution_count_metadata_delete() -> None:
 
 def test_notebook_metadata_roundtrip() -> None:
     doc = NotebookDoc("nb")
-    doc.set_notebook_metadata({"kernelspec": '{"name":"python3"}', "x": "1"})
-    doc.set_notebook_metadata({"kernelspec": '{"name":"python3"}'})
-    assert doc.get_notebook_metadata() == {"kernelspec": '{"name":"python3"}'}
+    doc.update_notebook_metadata({"kernelspec": '{"name":"python3"}', "x": "1"})
+    doc.update_notebook_metadata({"x": "2"})
+    assert doc.get_notebook_metadata() == {"kernelspec": '{"name":"python3"}', "x": "2"}
+    assert doc.remove_notebook_metadata({"x": "1", "kernelspec": '{"name":"python3"}'}) == 1
+    assert doc.get_notebook_metadata() == {"x": "2"}  # a key changed since stays
 
 
 def test_save_load_roundtrip() -> None:
     doc = NotebookDoc("nb")
     doc.add_cells_full(0, [_cell(i) for i in range(6)])
-    doc.set_notebook_metadata({"a": "[1]"})
+    doc.update_notebook_metadata({"a": "[1]"})
     loaded = NotebookDoc.load(doc.save())
     assert loaded.materialize() == doc.materialize()
     with pytest.raises(DocError, match="cannot load Automerge document"):
@@ -196,7 +198,7 @@ def test_empty_doc_bootstraps_by_sync() -> None:
     assert sync_pair(server, client) > 0
     assert client.materialize() == server.materialize()
     # Clearing on the server propagates; the id survives.
-    server.clear_all_cells()
+    server.delete_cells(server.cell_keys())
     sync_pair(server, client)
     assert client.cell_count() == 0 and client.notebook_id == "nb-sync"
 
@@ -210,7 +212,9 @@ def test_bad_sync_messages_raise_message_error() -> None:
 
 def test_missing_cells_list_is_reported() -> None:
     doc = NotebookDoc.empty()
-    assert doc.cell_count() == 0 and doc.get_cells() == [] and doc.clear_all_cells() == 0
+    assert (
+        doc.cell_count() == 0 and doc.get_cells() == [] and doc.delete_cells(doc.cell_keys()) == 0
+    )
     with pytest.raises(DocError, match="no 'cells' list"):
         doc.add_cell_full(0, CellSnapshot(id="a", cell_type="code"))
 
@@ -295,13 +299,15 @@ def test_analytic_op_counters_equal_the_changes_read_back(seed: int) -> None:
             current = doc.get_notebook_metadata()
             keep = {k: v for k, v in current.items() if rng.random() < 0.6}
             keep.update({rng.choice("kxyz"): rng.choice(["1", "2", _text(rng, 3)])})
-            doc.set_notebook_metadata(keep if rng.random() < 0.9 else {})
+            doc.update_notebook_metadata(keep)
+            if rng.random() < 0.5:  # a rollback: the keys written, unless changed since
+                doc.remove_notebook_metadata({k: v for k, v in keep.items() if rng.random() < 0.7})
         elif action == 8:
-            doc.set_notebook_metadata(doc.get_notebook_metadata())  # the same: no change
+            doc.update_notebook_metadata(doc.get_notebook_metadata())  # the same: no change
         elif action == 9 and rng.random() < 0.2:
-            doc.clear_all_cells()
+            doc.delete_cells([k for k in doc.cell_keys() if rng.random() < 0.7])
         elif action == 10:  # concurrent edits of the same keys, merged: conflicts
-            other.set_notebook_metadata({rng.choice("kxyz"): rng.choice(["1", "2"])})
+            other.update_notebook_metadata({rng.choice("kxyz"): rng.choice(["1", "2"])})
             sync_pair(doc, other)
         elif action == 11:  # the keys nbstream does not model, and a newer minor
             extra = {rng.choice("ab"): rng.choice(["1", "[]"]) for _ in range(rng.randint(0, 2))}

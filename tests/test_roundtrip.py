@@ -172,7 +172,7 @@ def load_into_doc(data: bytes, store: BlobStore) -> tuple[ParsedNotebook, Notebo
     cells = [record_to_cell(r, outputs_to_refs(r.outputs, store)) for r in parsed.cells]
     doc = NotebookDoc("roundtrip")
     doc.add_cells_full(0, cells)
-    doc.set_notebook_metadata(notebook_metadata_to_doc(parsed.metadata))
+    doc.update_notebook_metadata(notebook_metadata_to_doc(parsed.metadata))
     return parsed, doc
 
 
