@@ -57,10 +57,6 @@ class Progress:
             self._status = console.status("", spinner="dots")
             self._status.start()
 
-    @property
-    def enabled(self) -> bool:
-        return self._status is not None or self.heartbeat
-
     def __call__(self, message: str) -> None:
         if self._status is not None:
             self._status.update(message)
