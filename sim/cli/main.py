@@ -211,26 +211,33 @@ def _print_sim(data: dict[str, Any], description: str) -> None:
 
 # --------------------------------------------------------------------------- scale
 def _cmd_scale(args: argparse.Namespace) -> int:
-    from sim.harness.scale import run_scale
+    from sim.harness.scale import DEFAULT_SIZES, check_sweep, run_scale
 
     paths: list[Any] = ["full", "naive"] if args.insert == "both" else [args.insert]
+    try:
+        repeats = _positive(args.repeats)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"--repeats: {exc}; see --help") from None
     sizes: dict[str, Sequence[int]] | None = None
     if args.sizes:
         try:
             chosen = [int(s) for s in args.sizes.split(",")]
         except ValueError:
             raise UsageError(
-                f"--sizes must be comma-separated integers, got {args.sizes!r}"
+                f"--sizes must be comma-separated integers, got {args.sizes!r}; see --help"
             ) from None
-        if len(set(chosen)) < 2 or min(chosen) < 1:
-            raise UsageError("--sizes needs at least two distinct positive sizes")
         sizes = {str(p): chosen for p in paths}
+    try:
+        for p in paths:
+            check_sweep((sizes or {}).get(p) or DEFAULT_SIZES[p], repeats, args.batch_size)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; see --help") from None
     progress = Progress(force=not args.json)
     result = asyncio.run(
         run_scale(
             paths,
             sizes=sizes,
-            repeats=args.repeats,
+            repeats=repeats,
             seed=args.seed,
             batch_size=args.batch_size,
             progress=progress,
@@ -421,7 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scale", help="size sweep: detect O(n²) loads (exponent per insert path)")
     p.add_argument("--insert", choices=["full", "naive", "both"], default="both")
     p.add_argument("--sizes", help="comma-separated cell counts (default per path)")
-    p.add_argument("--repeats", type=_positive, default=2)
+    p.add_argument(
+        "--repeats",
+        default="2",
+        help="loads per size (2); sizes x repeats must give at least 3 loads per path",
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--batch-size", type=_positive, default=3)
     p.add_argument("--json", action="store_true")

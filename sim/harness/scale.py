@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_SIZES",
     "LoadMeasurement",
     "ScaleResult",
+    "check_sweep",
     "measure_load",
     "run_scale",
     "scale_checks",
@@ -70,6 +71,35 @@ DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
 }
 
 Progress = Callable[[str], None]
+MIN_LOADS = 3  # a fit with a confidence interval needs 3 points (1 degree of freedom)
+MIN_BATCHES = 3  # the per-batch trend of the largest load needs 3 batches
+
+
+def check_sweep(sizes: Sequence[int], repeats: int, batch_size: int) -> None:
+    """Raise ValueError (one line, naming the option) unless the sweep can be fitted."""
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    bad = [n for n in sizes if n < 1]
+    if bad:
+        raise ValueError(f"--sizes must be positive cell counts, got {bad[0]}")
+    distinct = sorted(set(sizes))
+    if len(distinct) < 2:
+        raise ValueError(
+            f"--sizes needs at least two distinct sizes to fit an exponent, got {distinct}"
+        )
+    loads = len(distinct) * repeats
+    if loads < MIN_LOADS:
+        raise ValueError(
+            f"{len(distinct)} sizes x {repeats} repeat{'s' if repeats > 1 else ''} = {loads} "
+            f"loads per path; an exponent with a confidence interval needs at least {MIN_LOADS} "
+            "(add a size to --sizes or use --repeats 2)"
+        )
+    if distinct[-1] < MIN_BATCHES * batch_size:
+        raise ValueError(
+            f"the largest of --sizes must give at least {MIN_BATCHES} batches for the per-batch "
+            f"trend: >= {MIN_BATCHES * batch_size} cells with --batch-size {batch_size}, "
+            f"got {distinct[-1]}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +253,8 @@ async def run_scale(
     chosen: dict[str, list[int]] = {
         str(p): list((sizes or {}).get(p) or DEFAULT_SIZES[p]) for p in paths
     }
+    for chosen_sizes in chosen.values():
+        check_sweep(chosen_sizes, repeats, batch_size)
     t0 = time.monotonic()
     measured: dict[str, list[LoadMeasurement]] = {str(p): [] for p in paths}
     raw_points: list[tuple[int, float]] = []
