@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from core import __version__
 from core.errors import CoreError
 from sim.gate.command import add_gate_arguments, run_gate_command
+from sim.harness.scale import DEFAULT_INSTRUCTION_MAX_CELLS
 from sim.harness.scenarios import SCENARIOS
 from sim.report.command import add_report_arguments, run_report_command
 from sim.workload.generator import (
@@ -241,6 +242,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             progress=progress,
+            instructions_max_cells=args.instructions_max_cells,
         )
     )
     progress.done()
@@ -278,6 +280,16 @@ def _cmd_scale(args: argparse.Namespace) -> int:
                 ],
             )
         )
+        for name, pr in data["paths"].items():
+            instr = pr.get("instructions")
+            if instr and instr["available"]:
+                counts = ", ".join(f"{p['cells']}: {p['instructions']:,}" for p in instr["points"])
+                print(
+                    f"{name}: instructions per load {counts}; exponent "
+                    f"{instr['exponent']:.3f} ({instr['verdict']}, exact: decides the exit status)"
+                )
+            elif instr:
+                print(f"{name}: instructions not counted: {instr['reason']}")
         raw = data["raw_automerge"]
         if "exponent" in raw:
             print(f"raw Automerge build+sync exponent: {raw['exponent']:.3f}")
@@ -433,6 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="2",
         help="loads per size (2); sizes x repeats must give at least 3 loads per path",
     )
+    p.add_argument(
+        "--instructions-max-cells",
+        type=_non_negative,
+        default=DEFAULT_INSTRUCTION_MAX_CELLS,
+        metavar="N",
+        help="count the full path's instructions under valgrind at its sizes up to N cells "
+        f"(default {DEFAULT_INSTRUCTION_MAX_CELLS}; 0: off); the exit status comes from "
+        "instructions, ops and scan steps, never from time",
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--batch-size", type=_positive, default=3)
     p.add_argument("--json", action="store_true")
@@ -477,6 +498,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_arguments(p)
     p.set_defaults(func=run_report_command)
     return parser
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -30,9 +30,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sim.analysis.stats import judge_counters, judge_exponent, judge_time
+from sim.analysis.stats import (
+    judge_counters,
+    judge_exponent,
+    judge_instructions,
+    judge_memory,
+    judge_time,
+)
+from sim.gate import valgrind
+from sim.gate.instructions import (
+    changed_functions,
+    count_instructions,
+    instruction_plan,
+    phase_counts,
+    warm_up_size,
+)
 from sim.gate.worker import GateError, Worker, workers
 from sim.results.gate import Comparison, GateErrorResult, GateResult, GateThresholds
+from sim.results.gate_signals import InstructionJudgement
 from sim.results.self_test import SelfTestResult, SelfTestRun
 from sim.workload.generator import write_notebook
 
@@ -63,6 +78,16 @@ SELF_TEST_QUADRATIC_PAIRS = 5  # the quadratic path is flagged by its counters; 
 SWEEP_DIVISORS = (8, 4, 2, 1)  # sweep sizes: cells/8, cells/4, cells/2, cells
 SWEEP_REPEATS = 3
 COUNTER_RUNS = 2  # lock-step counter runs per side (they double as the warm-up)
+# Instructions per load may grow by this much (relative) before the gate fails: 4x the largest
+# spread measured between repeated loads of unchanged code (0.24 %), 1/5 of the smallest
+# constant slowdown the gate must catch (5 %). See docs/gate.md.
+DEFAULT_INSTRUCTION_TOLERANCE = 0.01
+# The exponent of instructions against cells may grow by this much: the spread above moves it
+# by at most log(1.0024^2)/log(2) ≈ 0.007 over the default 25 -> 50 cells.
+DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE = 0.05
+# Peak memory of the main load may grow by this much (see docs/gate.md for the spreads).
+DEFAULT_MEMORY_TOLERANCES = {"python_heap_peak_kib": 0.03, "rss_peak_kib": 0.10}
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +99,10 @@ class GateSettings:
     counter_tolerance: float = DEFAULT_COUNTER_TOLERANCE
     seed: int = 0
     sweep_repeats: int = SWEEP_REPEATS
+    instruction_tolerance: float = DEFAULT_INSTRUCTION_TOLERANCE
+    instruction_exponent_tolerance: float = DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE
+    memory_tolerance: float = DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"]
+    instructions: bool = True  # count instructions under valgrind when it is available
 
     def sweep_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({max(2, self.cells // d) for d in SWEEP_DIVISORS}))
@@ -142,16 +171,19 @@ class Workload:
     cells: int
     main: Path
     sweep: tuple[tuple[int, Path], ...]
+    files: Mapping[int, Path] = dataclasses.field(default_factory=dict)  # every size, by cells
 
 
 def make_workload(directory: Path, settings: GateSettings) -> Workload:
     """Generate the notebooks both sides load (once; the sweep's largest is the main one)."""
     paths: dict[int, Path] = {}
-    for n in (*settings.sweep_sizes(), settings.cells):
+    extra = (*instruction_plan(settings.cells), warm_up_size(settings.cells))
+    for n in (*settings.sweep_sizes(), settings.cells, *extra):
         if n not in paths:
             paths[n] = directory / f"gate-{n}-cells-seed{settings.seed}.ipynb"
             write_notebook(paths[n], n, settings.seed)
-    return Workload(settings.cells, paths[settings.cells], tuple(sorted(paths.items())))
+    sweep = tuple((n, paths[n]) for n in sorted({*settings.sweep_sizes(), settings.cells}))
+    return Workload(settings.cells, paths[settings.cells], sweep, paths)
 
 
 def _run_both(pair: Sequence[Worker], message: Mapping[str, Any], cells: int) -> list[Any]:
@@ -176,22 +208,49 @@ def _timed(worker: Worker, path: Path, cells: int) -> tuple[float, float]:
     return float(reply["time_s"]), float(reply["cpu_s"])
 
 
+def memory_tolerances(settings: GateSettings) -> dict[str, float]:
+    """Per metric: ``--memory-tolerance`` for the Python heap; the RSS rule scales with it."""
+    scale = settings.memory_tolerance / DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"]
+    return {
+        "python_heap_peak_kib": settings.memory_tolerance,
+        "rss_peak_kib": DEFAULT_MEMORY_TOLERANCES["rss_peak_kib"] * scale,
+    }
+
+
 def compare(
-    base: Worker, candidate: Worker, workload: Workload, settings: GateSettings
+    base: Worker,
+    candidate: Worker,
+    workload: Workload,
+    settings: GateSettings,
+    *,
+    instructions: InstructionJudgement | None = None,
+    progress: Progress | None = None,
 ) -> Comparison:
-    """Measure both sides (counters, interleaved timed pairs, sweep) and judge."""
+    """Measure both sides (counters and memory, interleaved timed pairs, sweep) and judge."""
+    say = progress or (lambda _message: None)
     both = (base, candidate)
     counter_runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
+    memory_runs: tuple[dict[str, list[float]], dict[str, list[float]]] = ({}, {})
+    # The first load of each fresh process (also the warm-up): its RSS high-water growth.
+    replies = _run_both(both, {"cmd": "run", "path": str(workload.main)}, workload.cells)
+    for mem, reply in zip(memory_runs, replies, strict=True):
+        hwm = reply.get("rss_hwm_kib")
+        if hwm:
+            mem["rss_peak_kib"] = [float(hwm["after"]) - float(hwm["before"])]
     for _ in range(COUNTER_RUNS):
         replies = _run_both(both, {"cmd": "counters", "path": str(workload.main)}, workload.cells)
-        for runs, reply in zip(counter_runs, replies, strict=True):
+        for runs, mem, reply in zip(counter_runs, memory_runs, replies, strict=True):
             runs.append(reply["counters"])
-    _run_both(both, {"cmd": "run", "path": str(workload.main)}, workload.cells)  # warm-up
+            for key, value in (reply.get("memory") or {}).items():
+                mem.setdefault(key, []).append(float(value))
+    say(f"counters and peak memory: {COUNTER_RUNS + 1} loads per side done")
 
     times: dict[Worker, list[tuple[float, float]]] = {base: [], candidate: []}
     for i in range(settings.pairs):  # A B, B A, A B, ...: order effects cancel
         for w in both if i % 2 == 0 else both[::-1]:
             times[w].append(_timed(w, workload.main, workload.cells))
+        if (i + 1) % 10 == 0 or i + 1 == settings.pairs:
+            say(f"timing: {i + 1}/{settings.pairs} pairs")
 
     sizes: list[int] = []
     sweep: dict[Worker, list[float]] = {base: [], candidate: []}
@@ -202,6 +261,7 @@ def compare(
             for w in both if k % 2 == 0 else both[::-1]:
                 sweep[w].append(_timed(w, path, n)[1])  # CPU time: the work done
             k += 1
+    say(f"sweep: {settings.sweep_repeats} repeats of {len(workload.sweep)} sizes done")
     threshold = settings.time_threshold
     return Comparison(
         time=judge_time(
@@ -214,6 +274,42 @@ def compare(
         exponent=judge_exponent(
             sizes, sweep[base], sweep[candidate], tolerance=settings.exponent_tolerance
         ),
+        instructions=instructions,
+        memory=judge_memory(*memory_runs, tolerances=memory_tolerances(settings)),
+    )
+
+
+def measure_instructions(
+    specs: Sequence[tuple[str, Path, str | None]],
+    workload: Workload,
+    settings: GateSettings,
+    progress: Progress | None = None,
+) -> InstructionJudgement:
+    """Count both sides' instructions per load (or say why not) and judge them."""
+    if not settings.instructions:
+        return InstructionJudgement(False, "switched off (--no-instructions)")
+    reason = valgrind.unavailable()
+    if reason is not None:
+        return InstructionJudgement(False, reason)
+    t0 = time.perf_counter()
+    runs = count_instructions(
+        specs,
+        workload.files,
+        instruction_plan(settings.cells),
+        warm_up=warm_up_size(settings.cells),
+        progress=progress,
+    )
+    largest = max(n for n, _ in runs.base)
+    b, c = runs.first("base", largest), runs.first("candidate", largest)
+    pb, pc = phase_counts(b), phase_counts(c)
+    return judge_instructions(
+        runs.counts("base"),
+        runs.counts("candidate"),
+        tolerance=settings.instruction_tolerance,
+        exponent_tolerance=settings.instruction_exponent_tolerance,
+        phases=[(name, pb[name], pc[name]) for name in pb],
+        functions=changed_functions(b, c),
+        elapsed_s=time.perf_counter() - t0,
     )
 
 
@@ -221,7 +317,10 @@ def compare(
 
 
 def run_gate(
-    settings: GateSettings, base_ref: str | None = None, cwd: Path | None = None
+    settings: GateSettings,
+    base_ref: str | None = None,
+    cwd: Path | None = None,
+    progress: Progress | None = None,
 ) -> GateResult:
     """Compare the working tree of the repository at ``cwd`` with ``base_ref``."""
     t0 = time.perf_counter()
@@ -234,10 +333,16 @@ def run_gate(
         base_worktree(root, commit) as base_tree,
     ):
         workload = make_workload(Path(nb_dir), settings)
-        with workers(
-            (f"base {ref} ({commit[:10]})", base_tree, None), ("candidate", root, None)
-        ) as (base, candidate):
-            comparison = compare(base, candidate, workload, settings)
+        specs: tuple[tuple[str, Path, str | None], ...] = (
+            (f"base {ref} ({commit[:10]})", base_tree, None),
+            ("candidate", root, None),
+        )
+        # Instructions first, both sides at once: nothing else runs while the clocks are read.
+        instructions = measure_instructions(specs, workload, settings, progress)
+        with workers(*specs) as (base, candidate):
+            comparison = compare(
+                base, candidate, workload, settings, instructions=instructions, progress=progress
+            )
     return GateResult(
         base_ref=ref,
         base_commit=commit,
@@ -247,7 +352,12 @@ def run_gate(
         cells=settings.cells,
         seed=settings.seed,
         thresholds=GateThresholds(
-            settings.time_threshold, settings.exponent_tolerance, settings.counter_tolerance
+            settings.time_threshold,
+            settings.exponent_tolerance,
+            settings.counter_tolerance,
+            settings.instruction_tolerance,
+            settings.instruction_exponent_tolerance,
+            settings.memory_tolerance,
         ),
         comparison=comparison,
         elapsed_s=time.perf_counter() - t0,
@@ -383,6 +493,28 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="relative counter increase allowed (default 0: any increase fails)",
     )
+    parser.add_argument(
+        "--instruction-tolerance",
+        type=_float_at_least(0.0),
+        default=DEFAULT_INSTRUCTION_TOLERANCE,
+        metavar="FRACTION",
+        help="relative increase of instructions per load (valgrind) allowed "
+        f"(default {DEFAULT_INSTRUCTION_TOLERANCE:g})",
+    )
+    parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="do not count instructions under valgrind (the signal is reported unavailable)",
+    )
+    parser.add_argument(
+        "--memory-tolerance",
+        type=_float_at_least(0.0),
+        default=DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"],
+        metavar="FRACTION",
+        help="relative growth of the load's peak Python heap allowed (default "
+        f"{DEFAULT_MEMORY_TOLERANCES['python_heap_peak_kib']:g}; the RSS high-water rule, "
+        f"{DEFAULT_MEMORY_TOLERANCES['rss_peak_kib']:g} by default, scales with it)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="workload notebook seed (default 0)")
     parser.add_argument(
         "--json", action="store_true", help="print the JSON result instead of the Markdown table"
@@ -421,6 +553,9 @@ def _settings(args: argparse.Namespace) -> GateSettings:
         exponent_tolerance=args.exponent_tolerance,
         counter_tolerance=args.counter_tolerance,
         seed=args.seed,
+        instruction_tolerance=args.instruction_tolerance,
+        memory_tolerance=args.memory_tolerance,
+        instructions=not args.no_instructions,
     )
 
 
@@ -440,6 +575,10 @@ def _emit(args: argparse.Namespace, payload: Mapping[str, Any], markdown: str) -
     print(json.dumps(payload, indent=2) if args.json else markdown)
 
 
+def _stderr_progress(message: str) -> None:
+    print(f"nbstream gate: {message}", file=sys.stderr, flush=True)
+
+
 def run_gate_command(args: argparse.Namespace) -> int:
     """``nbstream gate``: 0 pass, 1 regression (or self-test targets missed), 2 error."""
     command = "gate-self-test" if args.self_test else "gate"
@@ -449,7 +588,7 @@ def run_gate_command(args: argparse.Namespace) -> int:
             result = run_self_test(settings, args.reruns, progress=sys.stderr)
             _emit(args, result.to_json(), result.to_markdown())
             return 0 if result.targets_met else 1
-        gate = run_gate(settings, args.base)
+        gate = run_gate(settings, args.base, progress=_stderr_progress)
         _emit(args, gate.to_json(), gate.to_markdown())
         return 1 if gate.regressed else 0
     except Exception as exc:  # every failure is exit 2 with one line, never a traceback

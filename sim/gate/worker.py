@@ -10,10 +10,19 @@ Protocol: one JSON object per line. At start the worker prints ``{"ready": true,
 ``{"ready": false, "error": ...}`` (then exits 3). Each command line gets one reply line:
 
 * ``{"cmd": "run", "path": P}`` → ``{"ok": true, "time_s": t, "cells": n}``: one timed streaming
-  load of ``P`` by one peer over a ``socket.socketpair()`` (pipelined, as in production);
-* ``{"cmd": "counters", "path": P}`` → ``{"ok": true, "counters": {...}}``: one *lock-step* load
-  (before every batch, and at the end, the exchange is left to go quiet), which makes frame and
-  byte counts independent of scheduling, so they can be compared exactly;
+  load of ``P`` by one peer over a ``socket.socketpair()`` (pipelined, as in production); on
+  Linux every reply also has ``"rss_hwm_kib": {"before": a, "after": b}``, the process's RSS
+  high-water mark (``VmHWM``, never reset) before and after the load: in a fresh process,
+  ``b - a`` is the first load's peak resident growth, Automerge's native heap included;
+* ``{"cmd": "counters", "path": P}`` → ``{"ok": true, "counters": {...}, "memory": {...}}``: one
+  *lock-step* load (before every batch, and at the end, the exchange is left to go quiet), which
+  makes frame and byte counts independent of scheduling, so they can be compared exactly;
+  ``memory`` has the load's peak Python heap (``tracemalloc``, ``python_heap_peak_kib``);
+* ``{"cmd": "instructions", "path": P}`` → as ``counters``, with the load bracketed by the
+  markers of :mod:`sim.gate.valgrind` (calls of ``sched_get_priority_max``/``_min``, which
+  nothing else in the process makes): a worker run under callgrind with that module's options
+  dumps the instruction count of exactly that region; the reply adds ``"pid"`` (to find the
+  dump) and ``"markers": n`` (how many regions were bracketed so far);
 * ``{"cmd": "quit"}`` → the worker exits.
 
 A failure replies ``{"ok": false, "error": ...}``. Self-test fault injection (the gate sets it on
@@ -37,7 +46,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import tracemalloc
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -190,6 +200,7 @@ class Measurer:
         self.api = api
         self.injection = injection
         self.loop = asyncio.new_event_loop()
+        self.markers = 0
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -205,7 +216,12 @@ class Measurer:
     def counters(self, path: str) -> dict[str, Any]:
         return self._run(self._load(path, lockstep=True))
 
-    async def _load(self, path: str, *, lockstep: bool) -> dict[str, Any]:
+    def instructions(self, path: str) -> dict[str, Any]:
+        self.markers += 1
+        reply = self._run(self._load(path, lockstep=True, mark=True))
+        return {**reply, "pid": os.getpid(), "markers": self.markers}
+
+    async def _load(self, path: str, *, lockstep: bool, mark: bool = False) -> dict[str, Any]:
         api = self.api
         holder: list[Any] = []
         views: list[_ServerView] = []
@@ -216,6 +232,12 @@ class Measurer:
 
         hook: Callable[[Any, int], Awaitable[None]] | None = before_batch if lockstep else None
         gc.collect()
+        memory = lockstep and not mark
+        hwm0 = _rss_kib("VmHWM")  # the process's peak so far (never reset)
+        if memory:
+            _start_memory()
+        if mark:
+            os.sched_get_priority_max(os.SCHED_OTHER)  # callgrind: zero the counts here
         t0 = time.perf_counter()
         c0 = time.process_time()
         if self.injection.insert_path is None:
@@ -240,8 +262,15 @@ class Measurer:
                 _spin(c0, (time.process_time() - c0) * self.injection.slowdown)
             elapsed = time.perf_counter() - t0
             cpu = time.process_time() - c0
+            if mark:
+                os.sched_get_priority_min(os.SCHED_OTHER)  # callgrind: dump the counts here
             cells = int(client.doc.cell_count())
             result: dict[str, Any] = {"ok": True, "time_s": elapsed, "cpu_s": cpu, "cells": cells}
+            if memory:
+                result["memory"] = _stop_memory()
+            hwm = _rss_kib("VmHWM")
+            if hwm0 is not None and hwm is not None:
+                result["rss_hwm_kib"] = {"before": hwm0, "after": hwm}
             if lockstep:
                 await _settle(client, views[0])
                 result["counters"] = _counters(client, views[0], cells)
@@ -255,6 +284,28 @@ class Measurer:
                 await asyncio.gather(server_task, return_exceptions=True)
             server_end.close()
             client_end.close()
+
+
+def _rss_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _start_memory() -> None:
+    tracemalloc.start()
+
+
+def _stop_memory() -> dict[str, float]:
+    """The load's peak Python heap (KiB), traced since :func:`_start_memory`."""
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"python_heap_peak_kib": peak / 1024}
 
 
 def _spin(c0: float, total: float) -> None:
@@ -308,6 +359,8 @@ def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
                     reply = measurer.timed(str(request["path"]))
                 elif cmd == "counters":
                     reply = measurer.counters(str(request["path"]))
+                elif cmd == "instructions":
+                    reply = measurer.instructions(str(request["path"]))
                 else:
                     reply = {"ok": False, "error": f"unknown command {cmd!r}"}
             except Exception as exc:
@@ -324,7 +377,15 @@ def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
 class Worker:
     """One side's measuring subprocess (this file run as a script), spoken to in JSON lines."""
 
-    def __init__(self, label: str, root: Path, *, inject: str | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        root: Path,
+        *,
+        inject: str | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        """``wrapper`` is an argv prefix the process runs under (e.g. valgrind's)."""
         self.label = label
         self.root = root
         env = dict(os.environ)
@@ -337,7 +398,7 @@ class Worker:
         self._buf = b""
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, os.path.realpath(__file__), "--root", str(root)],
+                [*wrapper, sys.executable, os.path.realpath(__file__), "--root", str(root)],
                 cwd=root,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -379,8 +440,8 @@ class Worker:
             raise self._fail(f"garbled reply from the measuring process: {line[:80]!r}") from None
         return reply
 
-    def wait_ready(self) -> None:
-        reply = self.receive(timeout=READY_TIMEOUT_S)
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        reply = self.receive(timeout=timeout)
         if not reply.get("ready"):
             raise GateError(f"{self.label}: cannot be measured: {reply.get('error')}")
 
@@ -418,12 +479,14 @@ class Worker:
 
 
 @contextlib.contextmanager
-def workers(*specs: tuple[str, Path, str | None]) -> Iterator[list[Worker]]:
+def workers(
+    *specs: tuple[str, Path, str | None], wrapper: Sequence[str] = ()
+) -> Iterator[list[Worker]]:
     """Start one worker per ``(label, root, inject)`` concurrently; always stopped afterwards."""
     started: list[Worker] = []
     try:
         for label, root, inject in specs:
-            started.append(Worker(label, root, inject=inject))
+            started.append(Worker(label, root, inject=inject, wrapper=wrapper))
         for w in started:
             w.wait_ready()
         yield started
