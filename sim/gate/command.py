@@ -26,87 +26,47 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sim.analysis.stats import (
-    judge_counters,
-    judge_exponent,
-    judge_instructions,
-    judge_memory,
-    judge_time,
-)
-from sim.gate import valgrind
-from sim.gate.instructions import (
-    changed_functions,
-    count_instructions,
-    instruction_plan,
-    phase_counts,
-    warm_up_size,
+from sim.gate.measure import Workload, compare, make_workload, measure_instructions
+from sim.gate.settings import (
+    DEFAULT_BASES,
+    DEFAULT_CELLS,
+    DEFAULT_COUNTER_TOLERANCE,
+    DEFAULT_EXPONENT_TOLERANCE,
+    DEFAULT_INSTRUCTION_TOLERANCE,
+    DEFAULT_MEMORY_TOLERANCES,
+    DEFAULT_PAIRS,
+    DEFAULT_RERUNS,
+    DEFAULT_TIME_THRESHOLD,
+    SELF_TEST_QUADRATIC_PAIRS,
+    SELF_TEST_SLOWDOWN,
+    GateSettings,
+    Progress,
 )
 from sim.gate.worker import GateError, Worker, workers
-from sim.results.gate import Comparison, GateErrorResult, GateResult, GateThresholds
-from sim.results.gate_signals import InstructionJudgement
+from sim.results.gate import GateErrorResult, GateResult, GateThresholds
 from sim.results.self_test import SelfTestResult, SelfTestRun
-from sim.workload.generator import write_notebook
 
 __all__ = [
     "DEFAULT_CELLS",
+    "DEFAULT_MEMORY_TOLERANCES",
     "DEFAULT_PAIRS",
     "DEFAULT_TIME_THRESHOLD",
     "GateError",
     "GateResult",
     "GateSettings",
     "Worker",
+    "Workload",
     "add_gate_arguments",
     "compare",
     "main",
+    "make_workload",
+    "measure_instructions",
     "run_gate",
     "run_gate_command",
 ]
-
-DEFAULT_CELLS = 200
-DEFAULT_PAIRS = 30
-DEFAULT_TIME_THRESHOLD = 1.2
-DEFAULT_EXPONENT_TOLERANCE = 0.15
-DEFAULT_COUNTER_TOLERANCE = 0.0
-DEFAULT_BASES = ("origin/main", "main", "HEAD~1")
-DEFAULT_RERUNS = 20
-SELF_TEST_SLOWDOWN = 1.5
-SELF_TEST_QUADRATIC_PAIRS = 5  # the quadratic path is flagged by its counters; keep it short
-SWEEP_DIVISORS = (8, 4, 2, 1)  # sweep sizes: cells/8, cells/4, cells/2, cells
-SWEEP_REPEATS = 3
-COUNTER_RUNS = 2  # lock-step counter runs per side (they double as the warm-up)
-# Instructions per load may grow by this much (relative) before the gate fails: 4x the largest
-# spread measured between repeated loads of unchanged code (0.24 %), 1/5 of the smallest
-# constant slowdown the gate must catch (5 %). See docs/gate.md.
-DEFAULT_INSTRUCTION_TOLERANCE = 0.01
-# The exponent of instructions against cells may grow by this much: the spread above moves it
-# by at most log(1.0024^2)/log(2) ≈ 0.007 over the default 25 -> 50 cells.
-DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE = 0.05
-# Peak memory of the main load may grow by this much (see docs/gate.md for the spreads).
-DEFAULT_MEMORY_TOLERANCES = {"python_heap_peak_kib": 0.03, "rss_peak_kib": 0.10}
-Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class GateSettings:
-    pairs: int = DEFAULT_PAIRS
-    cells: int = DEFAULT_CELLS
-    time_threshold: float = DEFAULT_TIME_THRESHOLD
-    exponent_tolerance: float = DEFAULT_EXPONENT_TOLERANCE
-    counter_tolerance: float = DEFAULT_COUNTER_TOLERANCE
-    seed: int = 0
-    sweep_repeats: int = SWEEP_REPEATS
-    instruction_tolerance: float = DEFAULT_INSTRUCTION_TOLERANCE
-    instruction_exponent_tolerance: float = DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE
-    memory_tolerance: float = DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"]
-    instructions: bool = True  # count instructions under valgrind when it is available
-
-    def sweep_sizes(self) -> tuple[int, ...]:
-        return tuple(sorted({max(2, self.cells // d) for d in SWEEP_DIVISORS}))
-
 
 # --------------------------------------------------------------------------- git
 
@@ -161,156 +121,6 @@ def base_worktree(root: Path, commit: str) -> Iterator[Path]:
         for args in (["worktree", "remove", "--force", str(path)], ["worktree", "prune"]):
             subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
         shutil.rmtree(holder, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- measuring
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    cells: int
-    main: Path
-    sweep: tuple[tuple[int, Path], ...]
-    files: Mapping[int, Path] = dataclasses.field(default_factory=dict)  # every size, by cells
-
-
-def make_workload(directory: Path, settings: GateSettings) -> Workload:
-    """Generate the notebooks both sides load (once; the sweep's largest is the main one)."""
-    paths: dict[int, Path] = {}
-    extra = (*instruction_plan(settings.cells), warm_up_size(settings.cells))
-    for n in (*settings.sweep_sizes(), settings.cells, *extra):
-        if n not in paths:
-            paths[n] = directory / f"gate-{n}-cells-seed{settings.seed}.ipynb"
-            write_notebook(paths[n], n, settings.seed)
-    sweep = tuple((n, paths[n]) for n in sorted({*settings.sweep_sizes(), settings.cells}))
-    return Workload(settings.cells, paths[settings.cells], sweep, paths)
-
-
-def _run_both(pair: Sequence[Worker], message: Mapping[str, Any], cells: int) -> list[Any]:
-    """Send to both workers, then collect (they run concurrently: warm-up and counters only)."""
-    for w in pair:
-        w.send(message)
-    replies = [w.check(w.receive()) for w in pair]
-    for w, reply in zip(pair, replies, strict=True):
-        _check_cells(w, reply, cells)
-    return replies
-
-
-def _check_cells(worker: Worker, reply: Mapping[str, Any], cells: int) -> None:
-    if reply.get("cells") != cells:
-        raise GateError(f"{worker.label}: loaded {reply.get('cells')} of {cells} cells")
-
-
-def _timed(worker: Worker, path: Path, cells: int) -> tuple[float, float]:
-    """One timed load: ``(wall-clock seconds, process CPU seconds)``."""
-    reply = worker.call({"cmd": "run", "path": str(path)})
-    _check_cells(worker, reply, cells)
-    return float(reply["time_s"]), float(reply["cpu_s"])
-
-
-def memory_tolerances(settings: GateSettings) -> dict[str, float]:
-    """Per metric: ``--memory-tolerance`` for the Python heap; the RSS rule scales with it."""
-    scale = settings.memory_tolerance / DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"]
-    return {
-        "python_heap_peak_kib": settings.memory_tolerance,
-        "rss_peak_kib": DEFAULT_MEMORY_TOLERANCES["rss_peak_kib"] * scale,
-    }
-
-
-def compare(
-    base: Worker,
-    candidate: Worker,
-    workload: Workload,
-    settings: GateSettings,
-    *,
-    instructions: InstructionJudgement | None = None,
-    progress: Progress | None = None,
-) -> Comparison:
-    """Measure both sides (counters and memory, interleaved timed pairs, sweep) and judge."""
-    say = progress or (lambda _message: None)
-    both = (base, candidate)
-    counter_runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
-    memory_runs: tuple[dict[str, list[float]], dict[str, list[float]]] = ({}, {})
-    # The first load of each fresh process (also the warm-up): its RSS high-water growth.
-    replies = _run_both(both, {"cmd": "run", "path": str(workload.main)}, workload.cells)
-    for mem, reply in zip(memory_runs, replies, strict=True):
-        hwm = reply.get("rss_hwm_kib")
-        if hwm:
-            mem["rss_peak_kib"] = [float(hwm["after"]) - float(hwm["before"])]
-    for _ in range(COUNTER_RUNS):
-        replies = _run_both(both, {"cmd": "counters", "path": str(workload.main)}, workload.cells)
-        for runs, mem, reply in zip(counter_runs, memory_runs, replies, strict=True):
-            runs.append(reply["counters"])
-            for key, value in (reply.get("memory") or {}).items():
-                mem.setdefault(key, []).append(float(value))
-    say(f"counters and peak memory: {COUNTER_RUNS + 1} loads per side done")
-
-    times: dict[Worker, list[tuple[float, float]]] = {base: [], candidate: []}
-    for i in range(settings.pairs):  # A B, B A, A B, ...: order effects cancel
-        for w in both if i % 2 == 0 else both[::-1]:
-            times[w].append(_timed(w, workload.main, workload.cells))
-        if (i + 1) % 10 == 0 or i + 1 == settings.pairs:
-            say(f"timing: {i + 1}/{settings.pairs} pairs")
-
-    sizes: list[int] = []
-    sweep: dict[Worker, list[float]] = {base: [], candidate: []}
-    k = 0
-    for _ in range(settings.sweep_repeats):
-        for n, path in workload.sweep:
-            sizes.append(n)
-            for w in both if k % 2 == 0 else both[::-1]:
-                sweep[w].append(_timed(w, path, n)[1])  # CPU time: the work done
-            k += 1
-    say(f"sweep: {settings.sweep_repeats} repeats of {len(workload.sweep)} sizes done")
-    threshold = settings.time_threshold
-    return Comparison(
-        time=judge_time(
-            [t[0] for t in times[base]], [t[0] for t in times[candidate]], threshold=threshold
-        ),
-        cpu_time=judge_time(
-            [t[1] for t in times[base]], [t[1] for t in times[candidate]], threshold=threshold
-        ),
-        counters=judge_counters(*counter_runs, tolerance=settings.counter_tolerance),
-        exponent=judge_exponent(
-            sizes, sweep[base], sweep[candidate], tolerance=settings.exponent_tolerance
-        ),
-        instructions=instructions,
-        memory=judge_memory(*memory_runs, tolerances=memory_tolerances(settings)),
-    )
-
-
-def measure_instructions(
-    specs: Sequence[tuple[str, Path, str | None]],
-    workload: Workload,
-    settings: GateSettings,
-    progress: Progress | None = None,
-) -> InstructionJudgement:
-    """Count both sides' instructions per load (or say why not) and judge them."""
-    if not settings.instructions:
-        return InstructionJudgement(False, "switched off (--no-instructions)")
-    reason = valgrind.unavailable()
-    if reason is not None:
-        return InstructionJudgement(False, reason)
-    t0 = time.perf_counter()
-    runs = count_instructions(
-        specs,
-        workload.files,
-        instruction_plan(settings.cells),
-        warm_up=warm_up_size(settings.cells),
-        progress=progress,
-    )
-    largest = max(n for n, _ in runs.base)
-    b, c = runs.first("base", largest), runs.first("candidate", largest)
-    pb, pc = phase_counts(b), phase_counts(c)
-    return judge_instructions(
-        runs.counts("base"),
-        runs.counts("candidate"),
-        tolerance=settings.instruction_tolerance,
-        exponent_tolerance=settings.instruction_exponent_tolerance,
-        phases=[(name, pb[name], pc[name]) for name in pb],
-        functions=changed_functions(b, c),
-        elapsed_s=time.perf_counter() - t0,
-    )
 
 
 # --------------------------------------------------------------------------- the gate
