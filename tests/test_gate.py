@@ -380,3 +380,27 @@ def test_end_to_end_errors(repo: Path) -> None:
     assert unknown.returncode == 2
     assert unknown.stderr == "nbstream gate: error: unknown git ref: 'no-such-ref'\n"
     assert _git(repo, "worktree", "list").count("\n") == 0
+
+
+def test_end_to_end_budget_stops_cleanly_with_exit_2(repo: Path) -> None:
+    proc = _gate(repo, "--base", "HEAD", "--cells", "30", "--no-instructions", "--budget", "0.5")
+    assert proc.returncode == 2
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("nbstream gate: error: budget of 0.5 s exhausted after ")
+    assert "while measuring counters, memory and time (--budget)" in last
+    assert not any("Traceback" in line for line in proc.stderr.splitlines())
+    data = json.loads(
+        _gate(
+            repo,
+            "--base",
+            "HEAD",
+            "--cells",
+            "30",
+            "--no-instructions",
+            "--budget",
+            "0.5",
+            "--json",
+        ).stdout
+    )
+    assert data["verdict"] == "error" and data["budget_exhausted"] is True
+    assert _git(repo, "worktree", "list").count("\n") == 0  # the base worktree is gone

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from sim.gate.measure import Workload, compare, make_workload, measure_instructions
 from sim.gate.settings import (
     DEFAULT_BASES,
+    DEFAULT_BUDGET_S,
     DEFAULT_CELLS,
     DEFAULT_COUNTER_TOLERANCE,
     DEFAULT_EXPONENT_TOLERANCE,
@@ -45,7 +46,7 @@ from sim.gate.settings import (
     GateSettings,
     Progress,
 )
-from sim.gate.worker import GateError, Worker, workers
+from sim.gate.worker import BudgetExhausted, GateError, Worker, budget, workers
 from sim.results.gate import GateErrorResult, GateResult, GateThresholds
 from sim.results.self_test import SelfTestResult, SelfTestRun
 
@@ -134,6 +135,7 @@ def run_gate(
 ) -> GateResult:
     """Compare the working tree of the repository at ``cwd`` with ``base_ref``."""
     t0 = time.perf_counter()
+    deadline = None if settings.budget_s is None else time.monotonic() + settings.budget_s
     root = repo_root(cwd or Path.cwd())
     ref, commit = resolve_base(root, base_ref)
     head = _commit_of(root, "HEAD")
@@ -148,11 +150,31 @@ def run_gate(
             ("candidate", root, None),
         )
         # Instructions first, both sides at once: nothing else runs while the clocks are read.
-        instructions = measure_instructions(specs, workload, settings, progress)
-        with workers(*specs) as (base, candidate):
-            comparison = compare(
-                base, candidate, workload, settings, instructions=instructions, progress=progress
-            )
+        phase = "instructions"
+        instructions = None
+        try:
+            with budget(deadline):
+                instructions = measure_instructions(specs, workload, settings, progress)
+                phase = "counters, memory and time"
+                with workers(*specs) as (base, candidate):
+                    comparison = compare(
+                        base,
+                        candidate,
+                        workload,
+                        settings,
+                        instructions=instructions,
+                        progress=progress,
+                    )
+        except BudgetExhausted:
+            flagged = ""
+            if instructions is not None and instructions.regressed:
+                flagged = (
+                    f"; instructions had already flagged a regression (x{instructions.ratio:.4f})"
+                )
+            raise BudgetExhausted(
+                f"budget of {settings.budget_s:g} s exhausted after "
+                f"{time.perf_counter() - t0:.0f} s, while measuring {phase}{flagged} (--budget)"
+            ) from None
     return GateResult(
         base_ref=ref,
         base_commit=commit,
@@ -325,6 +347,14 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_MEMORY_TOLERANCES['python_heap_peak_kib']:g}; the RSS high-water rule, "
         f"{DEFAULT_MEMORY_TOLERANCES['rss_peak_kib']:g} by default, scales with it)",
     )
+    parser.add_argument(
+        "--budget",
+        type=_float_at_least(0.0),
+        default=DEFAULT_BUDGET_S,
+        metavar="SECONDS",
+        help="stop the run after SECONDS and exit 2, saying what was still being measured "
+        f"(default {DEFAULT_BUDGET_S:g}; 0: no limit)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="workload notebook seed (default 0)")
     parser.add_argument(
         "--json", action="store_true", help="print the JSON result instead of the Markdown table"
@@ -366,6 +396,7 @@ def _settings(args: argparse.Namespace) -> GateSettings:
         instruction_tolerance=args.instruction_tolerance,
         memory_tolerance=args.memory_tolerance,
         instructions=not args.no_instructions,
+        budget_s=args.budget or None,
     )
 
 
@@ -405,7 +436,7 @@ def run_gate_command(args: argparse.Namespace) -> int:
         message = " ".join(str(exc).split())
         if not isinstance(exc, (GateError, OSError, ValueError)):
             message = f"internal error: {type(exc).__name__}: {message}"
-        failure = GateErrorResult(command, message)
+        failure = GateErrorResult(command, message, isinstance(exc, BudgetExhausted))
         payload = failure.to_json()
         with contextlib.suppress(OSError):
             _write_outputs(args, payload, failure.to_markdown())

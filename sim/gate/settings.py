@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "DEFAULT_BUDGET_S",
     "DEFAULT_CELLS",
     "DEFAULT_COUNTER_TOLERANCE",
     "DEFAULT_EXPONENT_TOLERANCE",
@@ -40,6 +41,9 @@ DEFAULT_INSTRUCTION_TOLERANCE = 0.01
 DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE = 0.05
 # Peak memory of the main load may grow by this much (see docs/gate.md for the spreads).
 DEFAULT_MEMORY_TOLERANCES = {"python_heap_peak_kib": 0.03, "rss_peak_kib": 0.10}
+# A hard stop for the whole run (seconds): a default run takes 60-90 s on this 2-core machine
+# (load average 2-5); a regression that makes loads many times slower must not hang CI.
+DEFAULT_BUDGET_S = 240.0
 Progress = Callable[[str], None]
 
 
@@ -56,6 +60,7 @@ class GateSettings:
     instruction_exponent_tolerance: float = DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE
     memory_tolerance: float = DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"]
     instructions: bool = True  # count instructions under valgrind when it is available
+    budget_s: float | None = DEFAULT_BUDGET_S  # None: no limit
 
     def sweep_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({max(2, self.cells // d) for d in SWEEP_DIVISORS}))

@@ -60,11 +60,41 @@ READY_TIMEOUT_S = 120.0
 # client message applied) after which a lock-step exchange is considered settled.
 QUIET_TURNS = 30
 
-__all__ = ["INJECT_ENV", "GateError", "Injection", "Worker", "main", "parse_injection", "workers"]
+__all__ = [
+    "INJECT_ENV",
+    "BudgetExhausted",
+    "GateError",
+    "Injection",
+    "Worker",
+    "budget",
+    "main",
+    "parse_injection",
+    "workers",
+]
 
 
 class GateError(Exception):
     """The gate could not run (exit status 2)."""
+
+
+class BudgetExhausted(GateError):
+    """The gate's ``--budget`` ran out while waiting for a measuring process (exit status 2)."""
+
+
+# The whole gate's deadline (time.monotonic()), or None: every wait for a worker ends by it.
+_deadline: list[float | None] = [None]
+
+
+@contextlib.contextmanager
+def budget(deadline: float | None) -> Iterator[None]:
+    """Within this block no wait for a worker lasts past ``deadline`` (``time.monotonic()``):
+    the worker is killed and :class:`BudgetExhausted` raised instead."""
+    previous = _deadline[0]
+    _deadline[0] = deadline
+    try:
+        yield
+    finally:
+        _deadline[0] = previous
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,10 +452,17 @@ class Worker:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
+        gate_deadline = _deadline[0]
         while b"\n" not in self._buf:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if gate_deadline is not None and now >= gate_deadline:
+                self.proc.kill()  # mid-load: it would not read "quit"
+                raise BudgetExhausted(f"{self.label}: the budget ran out")
+            remaining = deadline - now
             if remaining <= 0:
                 raise self._fail(f"no reply from the measuring process within {timeout:.0f} s")
+            if gate_deadline is not None:
+                remaining = min(remaining, max(gate_deadline - now, 0.0))
             ready, _, _ = select.select([fd], [], [], remaining)
             if ready:
                 chunk = os.read(fd, 1 << 16)
@@ -464,6 +501,9 @@ class Worker:
         return reply
 
     def close(self) -> None:
+        gate_deadline = _deadline[0]
+        if gate_deadline is not None and time.monotonic() >= gate_deadline:
+            self.proc.kill()  # the budget ran out: it may be mid-load, not reading "quit"
         with contextlib.suppress(OSError, ValueError):
             self.send({"cmd": "quit"})
         try:

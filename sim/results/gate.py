@@ -430,15 +430,19 @@ class GateErrorResult:
 
     command: str  # "gate" or "gate-self-test"
     error: str
+    budget_exhausted: bool = False  # the run was stopped by --budget
     verdict: ClassVar[str] = "error"
 
     def to_json(self) -> JsonDict:
-        return {
+        out: JsonDict = {
             "command": self.command,
             "schema": schema_id(self.command),
             "verdict": self.verdict,
             "error": self.error,
         }
+        if self.budget_exhausted:
+            out["budget_exhausted"] = True
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GateErrorResult:
@@ -447,7 +451,7 @@ class GateErrorResult:
         r.envelope(("gate", "gate-self-test"), schema_id(command))
         if r.text("verdict") != "error":
             raise SchemaError(f"verdict: expected 'error', got {r.text('verdict')!r}")
-        return cls(command, r.text("error"))
+        return cls(command, r.text("error"), bool(r.opt_flag("budget_exhausted")))
 
     def to_markdown(self) -> str:
         return f"### ❌ **nbstream perf gate: error**\n\n{self.error}\n"
