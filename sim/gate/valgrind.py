@@ -10,8 +10,12 @@ loads. :func:`read_dump` reads its total and the inclusive count of every (nativ
 
 Counts repeat closely because nothing in them depends on time: ``PYTHONHASHSEED=0`` (set by
 the worker's parent) fixes str hashing, ASLR is switched off with ``setarch -R`` where that
-works (address-keyed hashing and allocation then repeat too), and valgrind runs the threads of
-the process one at a time. See docs/gate.md for the measured spread.
+works (address-keyed hashing and allocation then repeat too), valgrind runs the threads of the
+process one at a time. What still varies between processes (≈ 0.1-0.5 %) is how often the
+event loop turns while a worker thread runs (reading, parsing, manifests run off the loop);
+a ``getrandom()`` made deterministic through ``LD_PRELOAD`` (same Automerge actor ids, same
+seeds for Rust's hash maps) was tried and made no measurable difference (0.26 % against
+0.25 % at 25 cells, 6 processes each). See docs/gate.md for the measured spread.
 
 :func:`unavailable` says why counting is not possible here (no valgrind, or it does not run);
 the gate then reports the signal as unavailable instead of failing.
