@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sim.analysis.stats import (
+    judge_calls,
     judge_counters,
     judge_exponent,
     judge_instructions,
@@ -22,7 +23,7 @@ from sim.gate.command import DEFAULT_MEMORY_TOLERANCES, GateSettings, measure_in
 from sim.gate.instructions import changed_functions, count_instructions, phase_counts
 from sim.gate.worker import Worker
 from sim.results.gate import Comparison
-from sim.results.gate_signals import InstructionJudgement, MemoryJudgement
+from sim.results.gate_signals import CallsJudgement, InstructionJudgement, MemoryJudgement
 from sim.workload.generator import write_notebook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,3 +201,30 @@ def test_instruction_counts_repeat_and_catch_the_quadratic_path(tmp_path: Path) 
     assert j.delta_exponent is not None and j.delta_exponent > 0
     insert = next(p for p in phase_counts(runs.first("candidate", 12)) if p.startswith("insert"))
     assert phase_counts(runs.first("candidate", 12))[insert] > 0
+
+
+def test_calls_rule_ratio_exponent_and_where() -> None:
+    base = [{"core/a.py:f": 100, "builtin len": 50}, {"core/a.py:f": 800, "builtin len": 400}]
+    same = judge_calls((30, 240), base, base, tolerance=0.02, exponent_tolerance=0.05)
+    assert not same.regressed and same.functions == () and same.delta_exponent == 0.0
+    scan = [base[0], {"core/a.py:f": 800, "builtin len": 400, "core/a.py:<genexpr>": 2000}]
+    j = judge_calls((30, 240), base, scan, tolerance=0.02, exponent_tolerance=0.05)
+    assert j.ratio_regressed and j.exponent_regressed and j.regressed
+    assert j.functions[0].name == "core/a.py:<genexpr>" and j.functions[0].candidate == 2000
+    assert "core/a.py:<genexpr>" in "\n".join(j.where_lines())
+    assert CallsJudgement.read(_reader(j.to_json())).to_json() == j.to_json()
+
+
+def test_profile_loads_repeat_exactly(tmp_path: Path) -> None:
+    notebook = tmp_path / "nb.ipynb"
+    write_notebook(notebook, 12, 0)
+    worker = Worker("w", REPO)
+    try:
+        worker.wait_ready()
+        worker.call({"cmd": "profile", "path": str(notebook)})  # warm-up
+        first, second = (worker.call({"cmd": "profile", "path": str(notebook)}) for _ in "ab")
+    finally:
+        worker.close()
+    assert first["calls"] == second["calls"] and first["counters"] == second["counters"]
+    assert any(name.startswith("core/loader.py:") for name in first["calls"])
+    assert not any(" at 0x" in name for name in first["calls"])

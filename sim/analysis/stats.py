@@ -34,7 +34,12 @@ from sim.results.gate import Comparison as Comparison
 from sim.results.gate import CounterJudgement as CounterJudgement
 from sim.results.gate import ExponentJudgement as ExponentJudgement
 from sim.results.gate import TimeJudgement as TimeJudgement
-from sim.results.gate_signals import FunctionDelta, InstructionJudgement, InstructionPoint
+from sim.results.gate_signals import (
+    CallsJudgement,
+    FunctionDelta,
+    InstructionJudgement,
+    InstructionPoint,
+)
 from sim.results.gate_signals import MemoryJudgement as MemoryJudgement
 from sim.results.gate_signals import MemoryMetric as MemoryMetric
 from sim.results.self_test import SelfTestResult as SelfTestResult
@@ -49,6 +54,7 @@ __all__ = [
     "SelfTestResult",
     "SelfTestRun",
     "TimeJudgement",
+    "judge_calls",
     "judge_counters",
     "judge_exponent",
     "judge_instructions",
@@ -294,3 +300,37 @@ def judge_memory(
     if not metrics:
         return MemoryJudgement(False, "no peak-memory figures were reported")
     return MemoryJudgement(True, None, tuple(metrics))
+
+
+# --------------------------------------------------------------------------- calls
+
+TOP_CALLS = 8
+
+
+def judge_calls(
+    sizes: Sequence[int],
+    base: Sequence[Mapping[str, int]],
+    candidate: Sequence[Mapping[str, int]],
+    *,
+    tolerance: float,
+    exponent_tolerance: float,
+) -> CallsJudgement:
+    """Per-function call counts of one load per size and side (``base[i]`` at ``sizes[i]``):
+    totals per size, and the functions whose counts changed most at the last size."""
+    if not (len(sizes) == len(base) == len(candidate) >= 1):
+        raise ValueError("judge_calls: need one call map per size and side")
+    last_b, last_c = base[-1], candidate[-1]
+    changed = [
+        (name, int(last_b.get(name, 0)), int(last_c.get(name, 0)))
+        for name in set(last_b) | set(last_c)
+        if last_b.get(name, 0) != last_c.get(name, 0)
+    ]
+    changed.sort(key=lambda t: (-abs(t[2] - t[1]), t[0]))
+    return CallsJudgement(
+        sizes=tuple(sizes),
+        base=tuple(sum(m.values()) for m in base),
+        candidate=tuple(sum(m.values()) for m in candidate),
+        tolerance=tolerance,
+        exponent_tolerance=exponent_tolerance,
+        functions=tuple(FunctionDelta(n, b, c) for n, b, c in changed[:TOP_CALLS]),
+    )

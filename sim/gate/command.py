@@ -37,6 +37,7 @@ from sim.gate.settings import (
     DEFAULT_COUNTER_TOLERANCE,
     DEFAULT_EXPONENT_TOLERANCE,
     DEFAULT_INSTRUCTION_TOLERANCE,
+    DEFAULT_LARGE_CELLS,
     DEFAULT_MEMORY_TOLERANCES,
     DEFAULT_PAIRS,
     DEFAULT_RERUNS,
@@ -273,6 +274,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _float_at_least(minimum: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = float(text)
@@ -355,6 +363,14 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop the run after SECONDS and exit 2, saying what was still being measured "
         f"(default {DEFAULT_BUDGET_S:g}; 0: no limit)",
     )
+    parser.add_argument(
+        "--large-cells",
+        type=_non_negative_int,
+        default=DEFAULT_LARGE_CELLS,
+        metavar="N",
+        help="also load an N-cell notebook in lock-step per side and compare its exact "
+        f"counters and core call counts (default {DEFAULT_LARGE_CELLS}; 0: off)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="workload notebook seed (default 0)")
     parser.add_argument(
         "--json", action="store_true", help="print the JSON result instead of the Markdown table"
@@ -384,6 +400,10 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> GateSettings:
     if args.cells < 16:
         raise GateError(f"--cells must be >= 16 (the size sweep needs room), got {args.cells}")
+    if 0 < args.large_cells <= args.cells:
+        raise GateError(
+            f"--large-cells must be 0 or more than --cells ({args.cells}), got {args.large_cells}"
+        )
     if args.pairs < 2:
         raise GateError(f"--pairs must be >= 2, got {args.pairs}")
     return GateSettings(
@@ -397,6 +417,7 @@ def _settings(args: argparse.Namespace) -> GateSettings:
         memory_tolerance=args.memory_tolerance,
         instructions=not args.no_instructions,
         budget_s=args.budget or None,
+        large_cells=args.large_cells,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.analysis.stats import (
+    judge_calls,
     judge_counters,
     judge_exponent,
     judge_instructions,
@@ -51,6 +52,8 @@ def make_workload(directory: Path, settings: GateSettings) -> Workload:
     """Generate the notebooks both sides load (once; the sweep's largest is the main one)."""
     paths: dict[int, Path] = {}
     extra = (*instruction_plan(settings.cells), warm_up_size(settings.cells))
+    if settings.large_cells:
+        extra = (*extra, settings.large_cells)
     for n in (*settings.sweep_sizes(), settings.cells, *extra):
         if n not in paths:
             paths[n] = directory / f"gate-{n}-cells-seed{settings.seed}.ipynb"
@@ -108,6 +111,29 @@ def compare(
             for key, value in (reply.get("memory") or {}).items():
                 mem.setdefault(key, []).append(float(value))
     say(f"counters and peak memory: {COUNTER_RUNS + 1} loads per side done")
+    large: dict[str, Any] = {}
+    if settings.large_cells:
+        call_sizes = (workload.cells, settings.large_cells)
+        profiles = [
+            _run_both(both, {"cmd": "profile", "path": str(workload.files[n])}, n)
+            for n in call_sizes
+        ]
+        large = {
+            "large_cells": settings.large_cells,
+            "large_counters": judge_counters(
+                [profiles[-1][0]["counters"]],
+                [profiles[-1][1]["counters"]],
+                tolerance=settings.counter_tolerance,
+            ),
+            "calls": judge_calls(
+                call_sizes,
+                [p[0]["calls"] for p in profiles],
+                [p[1]["calls"] for p in profiles],
+                tolerance=settings.call_tolerance,
+                exponent_tolerance=settings.call_exponent_tolerance,
+            ),
+        }
+        say(f"calls and counters at {settings.large_cells} cells: done")
 
     times: dict[Worker, list[tuple[float, float]]] = {base: [], candidate: []}
     for i in range(settings.pairs):  # A B, B A, A B, ...: order effects cancel
@@ -140,6 +166,7 @@ def compare(
         ),
         instructions=instructions,
         memory=judge_memory(*memory_runs, tolerances=memory_tolerances(settings)),
+        **large,
     )
 
 

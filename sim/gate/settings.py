@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_BUDGET_S",
+    "DEFAULT_CALL_EXPONENT_TOLERANCE",
+    "DEFAULT_CALL_TOLERANCE",
     "DEFAULT_CELLS",
     "DEFAULT_COUNTER_TOLERANCE",
     "DEFAULT_EXPONENT_TOLERANCE",
     "DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE",
     "DEFAULT_INSTRUCTION_TOLERANCE",
+    "DEFAULT_LARGE_CELLS",
     "DEFAULT_MEMORY_TOLERANCES",
     "DEFAULT_PAIRS",
     "DEFAULT_TIME_THRESHOLD",
@@ -41,6 +44,13 @@ DEFAULT_INSTRUCTION_TOLERANCE = 0.015
 DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE = 0.05
 # Peak memory of the main load may grow by this much (see docs/gate.md for the spreads).
 DEFAULT_MEMORY_TOLERANCES = {"python_heap_peak_kib": 0.03, "rss_peak_kib": 0.10}
+# The large lock-step load (cProfile call counts and exact counters; valgrind cannot afford
+# it): 1600 cells, ≈ 5 s per side (both at once). Calls of unchanged code differed by 0.04 %
+# between processes (a few calls at the handshake and the last sync rounds), within one
+# process not at all: +2 % is 50x that; the call exponent between cells and 1600 by 0.05.
+DEFAULT_LARGE_CELLS = 1600
+DEFAULT_CALL_TOLERANCE = 0.02
+DEFAULT_CALL_EXPONENT_TOLERANCE = 0.05
 # A hard stop for the whole run (seconds): a default run takes 60-90 s on this 2-core machine
 # (load average 2-5); a regression that makes loads many times slower must not hang CI.
 DEFAULT_BUDGET_S = 240.0
@@ -61,6 +71,9 @@ class GateSettings:
     memory_tolerance: float = DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"]
     instructions: bool = True  # count instructions under valgrind when it is available
     budget_s: float | None = DEFAULT_BUDGET_S  # None: no limit
+    large_cells: int = DEFAULT_LARGE_CELLS  # 0: no large load
+    call_tolerance: float = DEFAULT_CALL_TOLERANCE
+    call_exponent_tolerance: float = DEFAULT_CALL_EXPONENT_TOLERANCE
 
     def sweep_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({max(2, self.cells // d) for d in SWEEP_DIVISORS}))

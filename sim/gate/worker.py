@@ -23,6 +23,11 @@ Protocol: one JSON object per line. At start the worker prints ``{"ready": true,
   nothing else in the process makes): a worker run under callgrind with that module's options
   dumps the instruction count of exactly that region; the reply adds ``"pid"`` (to find the
   dump) and ``"markers": n`` (how many regions were bracketed so far);
+* ``{"cmd": "profile", "path": P}`` → as ``counters``, plus ``"calls": {name: n}``: how many
+  times each function of the tree's ``core`` was called during the load, and each built-in
+  (``builtin <name>``) called *from* core (``cProfile``'s call counts; its times are not used;
+  paused while the exchange settles, so only the load's own calls count). Deterministic in
+  lock-step;
 * ``{"cmd": "quit"}`` → the worker exits.
 
 A failure replies ``{"ok": false, "error": ...}``. Self-test fault injection (the gate sets it on
@@ -36,10 +41,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import gc
 import importlib
 import json
 import os
+import pstats
+import re
 import select
 import socket
 import subprocess
@@ -246,28 +254,46 @@ class Measurer:
     def counters(self, path: str) -> dict[str, Any]:
         return self._run(self._load(path, lockstep=True))
 
+    def profile(self, path: str) -> dict[str, Any]:
+        profiler = cProfile.Profile()
+        reply = self._run(self._load(path, lockstep=True, profiler=profiler))
+        return {**reply, "calls": _core_calls(profiler, self.api.origin)}
+
     def instructions(self, path: str) -> dict[str, Any]:
         self.markers += 1
         reply = self._run(self._load(path, lockstep=True, mark=True))
         return {**reply, "pid": os.getpid(), "markers": self.markers}
 
-    async def _load(self, path: str, *, lockstep: bool, mark: bool = False) -> dict[str, Any]:
+    async def _load(
+        self,
+        path: str,
+        *,
+        lockstep: bool,
+        mark: bool = False,
+        profiler: cProfile.Profile | None = None,
+    ) -> dict[str, Any]:
         api = self.api
         holder: list[Any] = []
         views: list[_ServerView] = []
 
         async def before_batch(_room: Any, index: int) -> None:
             if holder:
+                if profiler is not None:
+                    profiler.disable()
                 await _settle(holder[0], views[0])
+                if profiler is not None:
+                    profiler.enable()
 
         hook: Callable[[Any, int], Awaitable[None]] | None = before_batch if lockstep else None
         gc.collect()
-        memory = lockstep and not mark
+        memory = lockstep and not mark and profiler is None
         hwm0 = _rss_kib("VmHWM")  # the process's peak so far (never reset)
         if memory:
             _start_memory()
         if mark:
             os.sched_get_priority_max(os.SCHED_OTHER)  # callgrind: zero the counts here
+        if profiler is not None:
+            profiler.enable()
         t0 = time.perf_counter()
         c0 = time.process_time()
         if self.injection.insert_path is None:
@@ -294,6 +320,8 @@ class Measurer:
             cpu = time.process_time() - c0
             if mark:
                 os.sched_get_priority_min(os.SCHED_OTHER)  # callgrind: dump the counts here
+            if profiler is not None:
+                profiler.disable()
             cells = int(client.doc.cell_count())
             result: dict[str, Any] = {"ok": True, "time_s": elapsed, "cpu_s": cpu, "cells": cells}
             if memory:
@@ -336,6 +364,25 @@ def _stop_memory() -> dict[str, float]:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {"python_heap_peak_kib": peak / 1024}
+
+
+def _core_calls(profiler: cProfile.Profile, core_init: str) -> dict[str, int]:
+    """Call counts of the tree's core functions, and of built-ins called from them."""
+    core_dir = os.path.dirname(core_init) + os.sep
+    root = os.path.dirname(os.path.dirname(core_init)) + os.sep
+    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    calls: dict[str, int] = {}
+    for (filename, _line, name), (_cc, nc, _tt, _ct, callers) in stats.items():
+        if filename.startswith(core_dir):
+            key = f"{filename.removeprefix(root)}:{name}"
+        elif filename == "~":
+            nc = sum(c[1] for (f, _l, _n), c in callers.items() if f.startswith(core_dir))
+            key = "builtin " + re.sub(r" at 0x[0-9a-f]+", "", name)  # no addresses
+        else:
+            continue
+        if nc:
+            calls[key] = calls.get(key, 0) + int(nc)
+    return calls
 
 
 def _spin(c0: float, total: float) -> None:
@@ -389,6 +436,8 @@ def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
                     reply = measurer.timed(str(request["path"]))
                 elif cmd == "counters":
                     reply = measurer.counters(str(request["path"]))
+                elif cmd == "profile":
+                    reply = measurer.profile(str(request["path"]))
                 elif cmd == "instructions":
                     reply = measurer.instructions(str(request["path"]))
                 else:

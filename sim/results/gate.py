@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sim.results.base import JsonDict, Reader, SchemaError, schema_id
-from sim.results.gate_signals import InstructionJudgement, MemoryJudgement
+from sim.results.gate_signals import CallsJudgement, InstructionJudgement, MemoryJudgement
 
 __all__ = [
     "COUNTER_LABELS",
@@ -190,6 +190,9 @@ class Comparison:
     exponent: ExponentJudgement
     instructions: InstructionJudgement | None = None  # None: not measured (older results)
     memory: MemoryJudgement | None = None
+    large_cells: int | None = None  # the large lock-step load (None: not measured)
+    large_counters: Mapping[str, CounterJudgement] | None = None
+    calls: CallsJudgement | None = None
 
     @property
     def counter_regressions(self) -> list[str]:
@@ -233,6 +236,13 @@ class Comparison:
             out.append("instructions:exponent")
         if self.memory is not None:
             out += [f"memory:{m.name}" for m in self.memory.metrics if m.regressed]
+        for name, c in (self.large_counters or {}).items():
+            if c.regressed:
+                out.append(f"large:counter:{name}")
+        if self.calls is not None and self.calls.ratio_regressed:
+            out.append("calls")
+        if self.calls is not None and self.calls.exponent_regressed:
+            out.append("calls:exponent")
         return out
 
     @property
@@ -281,7 +291,24 @@ class Comparison:
             rows += self.instructions.markdown_rows()
         if self.memory is not None:
             rows += self.memory.markdown_rows()
+        for name, c in (self.large_counters or {}).items():
+            label = f"{COUNTER_LABELS.get(name, name)} at {self.large_cells} cells"
+            rows.append(
+                f"| {label} | {_num(c.base)} | {_num(c.candidate)} "
+                f"| {_delta(c.base, c.candidate)} | any increase | {_mark(c.regressed)} |"
+            )
+        if self.calls is not None:
+            rows += self.calls.markdown_rows()
         return rows
+
+    def large_json(self) -> JsonDict | None:
+        if self.large_cells is None:
+            return None
+        return {
+            "cells": self.large_cells,
+            "counters": {n: j.to_json() for n, j in (self.large_counters or {}).items()},
+            "calls": None if self.calls is None else self.calls.to_json(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +389,7 @@ class GateResult:
             "exponent": c.exponent.to_json(),
             **({} if c.instructions is None else {"instructions": c.instructions.to_json()}),
             **({} if c.memory is None else {"memory": c.memory.to_json()}),
+            **({} if c.large_cells is None else {"large": c.large_json()}),
             "flagged_by": c.flagged_by(),
             "elapsed_s": self.elapsed_s,
         }
@@ -382,6 +410,7 @@ class GateResult:
             if r.present("instructions")
             else None,
             memory=MemoryJudgement.read(r.child("memory")) if r.present("memory") else None,
+            **_read_large(r),
         )
         result = cls(
             base_ref=base.text("ref"),
@@ -421,7 +450,21 @@ class GateResult:
         i = self.comparison.instructions
         if i is not None and i.available and self.regressed:
             lines += [*i.where_lines(), ""]
+        calls = self.comparison.calls
+        if calls is not None and self.regressed and calls.where_lines():
+            lines += [*calls.where_lines(), ""]
         return "\n".join(lines)
+
+
+def _read_large(r: Reader) -> dict[str, Any]:
+    if not r.present("large"):
+        return {}
+    large = r.child("large")
+    return {
+        "large_cells": large.integer("cells"),
+        "large_counters": {n: CounterJudgement.read(n, c) for n, c in large.entries("counters")},
+        "calls": CallsJudgement.read(large.child("calls")) if large.present("calls") else None,
+    }
 
 
 @dataclass(frozen=True, slots=True)

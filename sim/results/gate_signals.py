@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sim.results.base import JsonDict, Reader
 
 __all__ = [
+    "CallsJudgement",
     "FunctionDelta",
     "InstructionJudgement",
     "InstructionPoint",
@@ -296,3 +298,101 @@ class MemoryJudgement:
                 f"| x{m.ratio:.3f} | ≤ +{m.tolerance:.0%} | {mark} |"
             )
         return rows
+
+
+@dataclass(frozen=True, slots=True)
+class CallsJudgement:
+    """Calls of core functions (and of built-ins from core) per load, counted by ``cProfile``
+    in lock-step loads of the main notebook and of a large one: the cost signal at sizes
+    valgrind cannot afford. Regressed when the large load's calls grew by more than
+    ``tolerance``, or their exponent between the two sizes by more than
+    ``exponent_tolerance``."""
+
+    sizes: tuple[int, ...]  # (main, large)
+    base: tuple[int, ...]  # total calls at each size
+    candidate: tuple[int, ...]
+    tolerance: float
+    exponent_tolerance: float
+    functions: tuple[FunctionDelta, ...] = ()  # the largest changes at the large size
+
+    @property
+    def ratio(self) -> float:
+        return self.candidate[-1] / self.base[-1] if self.base[-1] else 1.0
+
+    def exponent(self, counts: tuple[int, ...]) -> float | None:
+        if len(counts) < 2 or min(counts) <= 0 or self.sizes[0] == self.sizes[-1]:
+            return None
+        return math.log(counts[-1] / counts[0]) / math.log(self.sizes[-1] / self.sizes[0])
+
+    @property
+    def delta_exponent(self) -> float | None:
+        kb, kc = self.exponent(self.base), self.exponent(self.candidate)
+        return None if kb is None or kc is None else kc - kb
+
+    @property
+    def ratio_regressed(self) -> bool:
+        return self.ratio > 1.0 + self.tolerance
+
+    @property
+    def exponent_regressed(self) -> bool:
+        d = self.delta_exponent
+        return d is not None and d > self.exponent_tolerance
+
+    @property
+    def regressed(self) -> bool:
+        return self.ratio_regressed or self.exponent_regressed
+
+    def to_json(self) -> JsonDict:
+        return {
+            "sizes": list(self.sizes),
+            "base": list(self.base),
+            "candidate": list(self.candidate),
+            "ratio": self.ratio,
+            "tolerance": self.tolerance,
+            "exponent": {
+                "base": self.exponent(self.base),
+                "candidate": self.exponent(self.candidate),
+                "delta": self.delta_exponent,
+                "tolerance": self.exponent_tolerance,
+            },
+            "functions": [f.to_json() for f in self.functions],
+            "regressed": self.regressed,
+        }
+
+    @classmethod
+    def read(cls, r: Reader) -> CallsJudgement:
+        return cls(
+            r.integers("sizes"),
+            r.integers("base"),
+            r.integers("candidate"),
+            r.number("tolerance"),
+            r.child("exponent").number("tolerance"),
+            tuple(FunctionDelta.read(f) for f in r.children("functions")),
+        )
+
+    def markdown_rows(self) -> list[str]:
+        n = self.sizes[-1]
+        mark = "❌ regression" if self.ratio_regressed else "✅"
+        rows = [
+            f"| core function calls per load, {n} cells | {self.base[-1]:,} "
+            f"| {self.candidate[-1]:,} | x{self.ratio:.4f} ({self.ratio - 1:+.2%}) "
+            f"| ≤ +{self.tolerance:.1%} | {mark} |"
+        ]
+        d = self.delta_exponent
+        kb, kc = self.exponent(self.base), self.exponent(self.candidate)
+        if d is not None and kb is not None and kc is not None:
+            mark = "❌ regression" if self.exponent_regressed else "✅"
+            rows.append(
+                f"| call exponent k ({self.sizes[0]} to {n} cells) | {kb:.3f} | {kc:.3f} "
+                f"| Δk {d:+.3f} | Δk ≤ {self.exponent_tolerance:g} | {mark} |"
+            )
+        return rows
+
+    def where_lines(self) -> list[str]:
+        if not self.functions:
+            return []
+        n = self.sizes[-1]
+        lines = [f"Calls that changed most at {n} cells:", "", "| function | base | candidate |"]
+        lines.append("|---|---:|---:|")
+        lines += [f"| `{f.name[:90]}` | {f.base:,} | {f.candidate:,} |" for f in self.functions]
+        return lines
