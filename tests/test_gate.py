@@ -314,7 +314,7 @@ def _gate(repo: Path, *argv: str, summary: Path | None = None) -> subprocess.Com
 
 
 # Instructions are counted by tests/test_gate_signals.py (valgrind takes a minute to start).
-SMALL = ("--cells", "30", "--pairs", "3", "--no-instructions", "--large-cells", "60")
+SMALL = ("--cells", "30", "--pairs", "3", "--no-instructions", "--large-cells", "120")
 
 
 def test_end_to_end_unchanged_passes(repo: Path, tmp_path: Path) -> None:

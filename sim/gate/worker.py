@@ -289,7 +289,7 @@ class Measurer:
         memory = lockstep and not mark and profiler is None
         hwm0 = _rss_kib("VmHWM")  # the process's peak so far (never reset)
         if memory:
-            _start_memory()
+            tracemalloc.start()
         if mark:
             os.sched_get_priority_max(os.SCHED_OTHER)  # callgrind: zero the counts here
         if profiler is not None:
@@ -325,7 +325,9 @@ class Measurer:
             cells = int(client.doc.cell_count())
             result: dict[str, Any] = {"ok": True, "time_s": elapsed, "cpu_s": cpu, "cells": cells}
             if memory:
-                result["memory"] = _stop_memory()
+                peak = tracemalloc.get_traced_memory()[1]  # the load's peak Python heap
+                tracemalloc.stop()
+                result["memory"] = {"python_heap_peak_kib": peak / 1024}
             hwm = _rss_kib("VmHWM")
             if hwm0 is not None and hwm is not None:
                 result["rss_hwm_kib"] = {"before": hwm0, "after": hwm}
@@ -353,17 +355,6 @@ def _rss_kib(field: str) -> int | None:
     except OSError:
         pass
     return None
-
-
-def _start_memory() -> None:
-    tracemalloc.start()
-
-
-def _stop_memory() -> dict[str, float]:
-    """The load's peak Python heap (KiB), traced since :func:`_start_memory`."""
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {"python_heap_peak_kib": peak / 1024}
 
 
 def _core_calls(profiler: cProfile.Profile, core_init: str) -> dict[str, int]:
