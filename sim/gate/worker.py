@@ -508,6 +508,8 @@ class Worker:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     code = self.proc.wait()
+                    if gate_deadline is not None and time.monotonic() >= gate_deadline:
+                        raise BudgetExhausted(f"{self.label}: the budget ran out")
                     raise self._fail(f"measuring process crashed (exit status {code})")
                 self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
