@@ -313,7 +313,8 @@ def _gate(repo: Path, *argv: str, summary: Path | None = None) -> subprocess.Com
     )
 
 
-SMALL = ("--cells", "30", "--pairs", "3")
+# Instructions are counted by tests/test_gate_signals.py (valgrind takes a minute to start).
+SMALL = ("--cells", "30", "--pairs", "3", "--no-instructions", "--large-cells", "120")
 
 
 def test_end_to_end_unchanged_passes(repo: Path, tmp_path: Path) -> None:
@@ -365,7 +366,10 @@ def test_end_to_end_quadratic_candidate_is_a_regression(repo: Path) -> None:
     assert result["counters"]["scan_steps"]["base"] == 0
     assert result["counters"]["scan_steps"]["regressed"]
     assert "counter:scan_steps" in result["flagged_by"]
-    assert proc.stdout.count("\n") > 1 and proc.stderr == ""
+    assert proc.stdout.count("\n") > 1
+    progress = proc.stderr.splitlines()  # progress lines only, no error
+    assert progress and all(line.startswith("nbstream gate: ") for line in progress)
+    assert not any("error" in line for line in progress)
 
 
 def test_end_to_end_errors(repo: Path) -> None:
@@ -376,3 +380,51 @@ def test_end_to_end_errors(repo: Path) -> None:
     assert unknown.returncode == 2
     assert unknown.stderr == "nbstream gate: error: unknown git ref: 'no-such-ref'\n"
     assert _git(repo, "worktree", "list").count("\n") == 0
+
+
+def test_end_to_end_budget_stops_cleanly_with_exit_2(repo: Path) -> None:
+    proc = _gate(repo, "--base", "HEAD", "--cells", "30", "--no-instructions", "--budget", "0.5")
+    assert proc.returncode == 2
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("nbstream gate: error: budget of 0.5 s exhausted after ")
+    assert "while measuring counters, memory and time (--budget)" in last
+    assert not any("Traceback" in line for line in proc.stderr.splitlines())
+    data = json.loads(
+        _gate(
+            repo,
+            "--base",
+            "HEAD",
+            "--cells",
+            "30",
+            "--no-instructions",
+            "--budget",
+            "0.5",
+            "--json",
+        ).stdout
+    )
+    assert data["verdict"] == "error" and data["budget_exhausted"] is True
+    assert _git(repo, "worktree", "list").count("\n") == 0  # the base worktree is gone
+
+
+def test_end_to_end_scan_seen_only_at_the_large_size_is_a_regression(repo: Path) -> None:
+    """A hidden O(n) scan per batch (no Automerge op, no find_cell_index) costs < 1 % at the
+    gate's instruction sizes; the core call counts of the large lock-step load catch it."""
+    loader = repo / "core" / "loader.py"
+    original = loader.read_text()
+    anchor = "        room.load_next_index = at + len(snapshots)\n"
+    assert anchor in original
+    scan = "        _seen = sum(1 for _key in doc.cell_keys())  # a hidden O(n) scan\n"
+    loader.write_text(original.replace(anchor, anchor + scan))
+    loose = ("--time-threshold", "3", "--exponent-tolerance", "2")
+    try:
+        proc = _gate(repo, "--base", "HEAD", *SMALL, *loose, "--large-cells", "240", "--json")
+    finally:
+        loader.write_text(original)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert "calls" in result["flagged_by"] and "calls:exponent" in result["flagged_by"]
+    calls = result["large"]["calls"]
+    assert calls["sizes"] == [30, 240] and calls["candidate"][1] > calls["base"][1]
+    names = [f["name"] for f in calls["functions"]]  # where: the scan and what it calls
+    assert "core/loader.py:<genexpr>" in names and "core/doc_values.py:object_key" in names
+    assert not any(f.startswith("counter:") for f in result["flagged_by"])  # counters blind

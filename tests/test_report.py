@@ -201,8 +201,8 @@ def gate_result(verdict: str = "pass") -> dict[str, Any]:
         "seed": 0,
         "thresholds": {"time": 1.1, "exponent_tolerance": 0.1, "counter_tolerance": 0.0},
         "time": {
-            "median_ratio": 1.0,
-            "ci": [0.98, 1.02],
+            "median_ratio": 1.0 if verdict == "pass" else 1.2,
+            "ci": [0.98, 1.02] if verdict == "pass" else [1.15, 1.25],
             "ci_level": 0.96,
             "threshold": 1.1,
             "regressed": verdict != "pass",

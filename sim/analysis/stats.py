@@ -34,6 +34,14 @@ from sim.results.gate import Comparison as Comparison
 from sim.results.gate import CounterJudgement as CounterJudgement
 from sim.results.gate import ExponentJudgement as ExponentJudgement
 from sim.results.gate import TimeJudgement as TimeJudgement
+from sim.results.gate_signals import (
+    CallsJudgement,
+    FunctionDelta,
+    InstructionJudgement,
+    InstructionPoint,
+)
+from sim.results.gate_signals import MemoryJudgement as MemoryJudgement
+from sim.results.gate_signals import MemoryMetric as MemoryMetric
 from sim.results.self_test import SelfTestResult as SelfTestResult
 from sim.results.self_test import SelfTestRun as SelfTestRun
 from sim.results.self_test import detection_target as detection_target
@@ -46,9 +54,13 @@ __all__ = [
     "SelfTestResult",
     "SelfTestRun",
     "TimeJudgement",
+    "judge_calls",
     "judge_counters",
     "judge_exponent",
+    "judge_instructions",
+    "judge_memory",
     "judge_time",
+    "log_slope",
     "sign_test_interval",
 ]
 
@@ -201,4 +213,124 @@ def judge_exponent(
         delta_ci=paired.ci,
         tolerance=tolerance,
         regressed=significant and (paired.exponent > tolerance or crossed),
+    )
+
+
+# --------------------------------------------------------------------------- instructions
+
+
+def log_slope(ns: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ``log y`` on ``log n`` (no interval: for exact counts)."""
+    if len(ns) != len(ys) or len(set(ns)) < 2:
+        raise ValueError("log_slope: need one y per n and at least 2 distinct n")
+    if any(not (v > 0.0 and math.isfinite(v)) for v in (*ns, *ys)):
+        raise ValueError("log_slope: values must be positive and finite")
+    xs = [math.log(n) for n in ns]
+    ls = [math.log(y) for y in ys]
+    xm, ym = math.fsum(xs) / len(xs), math.fsum(ls) / len(ls)
+    sxx = math.fsum((x - xm) ** 2 for x in xs)
+    return math.fsum((x - xm) * (y - ym) for x, y in zip(xs, ls, strict=True)) / sxx
+
+
+def _spread(values: Sequence[int]) -> float:
+    return (max(values) - min(values)) / min(values)
+
+
+def judge_instructions(
+    base: Mapping[int, Sequence[int]],
+    candidate: Mapping[int, Sequence[int]],
+    *,
+    tolerance: float,
+    exponent_tolerance: float,
+    phases: Sequence[tuple[str, int, int]] = (),
+    functions: Sequence[tuple[str, int, int]] = (),
+    elapsed_s: float | None = None,
+) -> InstructionJudgement:
+    """Judge instruction counts per load (``cells -> counts`` per side, every count > 0).
+
+    Regressed when at some size the candidate's smallest count exceeds the base's largest by
+    more than ``tolerance``, or when the exponent of instructions against cells (fitted on the
+    median count per size) grew by more than ``exponent_tolerance``.
+    """
+    if not tolerance >= 0.0 or not exponent_tolerance >= 0.0:
+        raise ValueError("judge_instructions: tolerances must be >= 0")
+    sizes = sorted(set(base) & set(candidate))
+    if not sizes:
+        raise ValueError("judge_instructions: no size was counted on both sides")
+    for n in sizes:
+        if not base[n] or not candidate[n] or min(*base[n], *candidate[n]) <= 0:
+            raise ValueError(f"judge_instructions: no positive counts at {n} cells")
+    points = tuple(InstructionPoint(n, tuple(base[n]), tuple(candidate[n])) for n in sizes)
+    repeated = [_spread(v) for n in sizes for v in (base[n], candidate[n]) if len(v) > 1]
+    kb = kc = None
+    if len(sizes) >= 2:
+        kb = log_slope(sizes, [statistics.median(base[n]) for n in sizes])
+        kc = log_slope(sizes, [statistics.median(candidate[n]) for n in sizes])
+    return InstructionJudgement(
+        available=True,
+        tolerance=tolerance,
+        exponent_tolerance=exponent_tolerance,
+        points=points,
+        spread=max(repeated) if repeated else None,
+        base_exponent=kb,
+        candidate_exponent=kc,
+        phases=tuple(phases),
+        functions=tuple(FunctionDelta(n, b, c) for n, b, c in functions),
+        elapsed_s=elapsed_s,
+    )
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def judge_memory(
+    base: Mapping[str, Sequence[float]],
+    candidate: Mapping[str, Sequence[float]],
+    *,
+    tolerances: Mapping[str, float],
+) -> MemoryJudgement:
+    """Peak memory per metric (KiB, every measured load): regressed when the candidate's
+    smallest peak exceeds the base's largest by more than the metric's tolerance."""
+    metrics = []
+    for name, tol in tolerances.items():
+        b, c = base.get(name), candidate.get(name)
+        if not b or not c:
+            continue
+        metrics.append(MemoryMetric(name, tuple(b), tuple(c), tol))
+    if not metrics:
+        return MemoryJudgement(False, "no peak-memory figures were reported")
+    return MemoryJudgement(True, None, tuple(metrics))
+
+
+# --------------------------------------------------------------------------- calls
+
+TOP_CALLS = 8
+
+
+def judge_calls(
+    sizes: Sequence[int],
+    base: Sequence[Mapping[str, int]],
+    candidate: Sequence[Mapping[str, int]],
+    *,
+    tolerance: float,
+    exponent_tolerance: float,
+) -> CallsJudgement:
+    """Per-function call counts of one load per size and side (``base[i]`` at ``sizes[i]``):
+    totals per size, and the functions whose counts changed most at the last size."""
+    if not (len(sizes) == len(base) == len(candidate) >= 1):
+        raise ValueError("judge_calls: need one call map per size and side")
+    last_b, last_c = base[-1], candidate[-1]
+    changed = [
+        (name, int(last_b.get(name, 0)), int(last_c.get(name, 0)))
+        for name in set(last_b) | set(last_c)
+        if last_b.get(name, 0) != last_c.get(name, 0)
+    ]
+    changed.sort(key=lambda t: (-abs(t[2] - t[1]), t[0]))
+    return CallsJudgement(
+        sizes=tuple(sizes),
+        base=tuple(sum(m.values()) for m in base),
+        candidate=tuple(sum(m.values()) for m in candidate),
+        tolerance=tolerance,
+        exponent_tolerance=exponent_tolerance,
+        functions=tuple(FunctionDelta(n, b, c) for n, b, c in changed[:TOP_CALLS]),
     )

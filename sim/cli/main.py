@@ -22,6 +22,7 @@ from core.errors import CoreError
 from sim.cli.live import Progress
 from sim.cli.text import count, print_profile, print_sim, size, table
 from sim.gate.command import add_gate_arguments, run_gate_command
+from sim.harness.scale import DEFAULT_INSTRUCTION_MAX_CELLS
 from sim.harness.scenarios import SCENARIOS
 from sim.report.command import add_report_arguments, run_report_command
 
@@ -148,29 +149,37 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- scale
 def _cmd_scale(args: argparse.Namespace) -> int:
-    from sim.harness.scale import run_scale
+    from sim.harness.scale import DEFAULT_SIZES, check_sweep, run_scale
 
     paths: list[Any] = ["full", "naive"] if args.insert == "both" else [args.insert]
+    try:
+        repeats = _positive(args.repeats)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"--repeats: {exc}; see --help") from None
     sizes: dict[str, Sequence[int]] | None = None
     if args.sizes:
         try:
             chosen = [int(s) for s in args.sizes.split(",")]
         except ValueError:
             raise UsageError(
-                f"--sizes must be comma-separated integers, got {args.sizes!r}"
+                f"--sizes must be comma-separated integers, got {args.sizes!r}; see --help"
             ) from None
-        if len(set(chosen)) < 2 or min(chosen) < 1:
-            raise UsageError("--sizes needs at least two distinct positive sizes")
         sizes = {str(p): chosen for p in paths}
+    try:
+        for p in paths:
+            check_sweep((sizes or {}).get(p) or DEFAULT_SIZES[p], repeats, args.batch_size)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; see --help") from None
     progress = Progress(label="nbstream scale", heartbeat=True)
     result = asyncio.run(
         run_scale(
             paths,
             sizes=sizes,
-            repeats=args.repeats,
+            repeats=repeats,
             seed=args.seed,
             batch_size=args.batch_size,
             progress=progress,
+            instructions_max_cells=args.instructions_max_cells,
         )
     )
     progress.done()
@@ -208,6 +217,16 @@ def _cmd_scale(args: argparse.Namespace) -> int:
                 ],
             )
         )
+        for name, pr in data["paths"].items():
+            instr = pr.get("instructions")
+            if instr and instr["available"]:
+                counts = ", ".join(f"{p['cells']}: {p['instructions']:,}" for p in instr["points"])
+                print(
+                    f"{name}: instructions per load {counts}; exponent "
+                    f"{instr['exponent']:.3f} ({instr['verdict']}, exact: decides the exit status)"
+                )
+            elif instr:
+                print(f"{name}: instructions not counted: {instr['reason']}")
         raw = data["raw_automerge"]
         if "exponent" in raw:
             print(f"raw Automerge build+sync exponent: {raw['exponent']:.3f}")
@@ -416,7 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scale", help="size sweep: detect O(n²) loads (exponent per insert path)")
     p.add_argument("--insert", choices=["full", "naive", "both"], default="both")
     p.add_argument("--sizes", help="comma-separated cell counts (default per path)")
-    p.add_argument("--repeats", type=_positive, default=2)
+    p.add_argument(
+        "--repeats",
+        default="2",
+        help="loads per size (2); sizes x repeats must give at least 3 loads per path",
+    )
+    p.add_argument(
+        "--instructions-max-cells",
+        type=_non_negative,
+        default=DEFAULT_INSTRUCTION_MAX_CELLS,
+        metavar="N",
+        help="count the full path's instructions under valgrind at its sizes up to N cells "
+        f"(default {DEFAULT_INSTRUCTION_MAX_CELLS}; 0: off); the exit status comes from "
+        "instructions, ops and scan steps, never from time",
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--batch-size", type=_positive, default=3)
     p.add_argument("--json", action="store_true")
@@ -514,6 +546,16 @@ def _external_target(args: argparse.Namespace) -> SocketTarget | None:
     if args.target_cmd is not None:
         return CommandTarget(args.target_cmd, start_timeout=args.target_timeout)
     return None
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -26,58 +26,49 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sim.analysis.stats import judge_counters, judge_exponent, judge_time
-from sim.gate.worker import GateError, Worker, workers
-from sim.results.gate import Comparison, GateErrorResult, GateResult, GateThresholds
+from sim.gate.measure import Workload, compare, make_workload, measure_instructions
+from sim.gate.settings import (
+    DEFAULT_BASES,
+    DEFAULT_BUDGET_S,
+    DEFAULT_CELLS,
+    DEFAULT_COUNTER_TOLERANCE,
+    DEFAULT_EXPONENT_TOLERANCE,
+    DEFAULT_INSTRUCTION_TOLERANCE,
+    DEFAULT_LARGE_CELLS,
+    DEFAULT_MEMORY_TOLERANCES,
+    DEFAULT_PAIRS,
+    DEFAULT_RERUNS,
+    DEFAULT_TIME_THRESHOLD,
+    SELF_TEST_QUADRATIC_PAIRS,
+    SELF_TEST_SLOWDOWN,
+    GateSettings,
+    Progress,
+)
+from sim.gate.workers import BudgetExhausted, GateError, Worker, budget, workers
+from sim.results.gate import GateErrorResult, GateResult, GateThresholds
 from sim.results.self_test import SelfTestResult, SelfTestRun
-from sim.workload.generator import write_notebook
 
 __all__ = [
     "DEFAULT_CELLS",
+    "DEFAULT_MEMORY_TOLERANCES",
     "DEFAULT_PAIRS",
     "DEFAULT_TIME_THRESHOLD",
     "GateError",
     "GateResult",
     "GateSettings",
     "Worker",
+    "Workload",
     "add_gate_arguments",
     "compare",
     "main",
+    "make_workload",
+    "measure_instructions",
     "run_gate",
     "run_gate_command",
 ]
-
-DEFAULT_CELLS = 200
-DEFAULT_PAIRS = 30
-DEFAULT_TIME_THRESHOLD = 1.2
-DEFAULT_EXPONENT_TOLERANCE = 0.15
-DEFAULT_COUNTER_TOLERANCE = 0.0
-DEFAULT_BASES = ("origin/main", "main", "HEAD~1")
-DEFAULT_RERUNS = 20
-SELF_TEST_SLOWDOWN = 1.5
-SELF_TEST_QUADRATIC_PAIRS = 5  # the quadratic path is flagged by its counters; keep it short
-SWEEP_DIVISORS = (8, 4, 2, 1)  # sweep sizes: cells/8, cells/4, cells/2, cells
-SWEEP_REPEATS = 3
-COUNTER_RUNS = 2  # lock-step counter runs per side (they double as the warm-up)
-
-
-@dataclass(frozen=True, slots=True)
-class GateSettings:
-    pairs: int = DEFAULT_PAIRS
-    cells: int = DEFAULT_CELLS
-    time_threshold: float = DEFAULT_TIME_THRESHOLD
-    exponent_tolerance: float = DEFAULT_EXPONENT_TOLERANCE
-    counter_tolerance: float = DEFAULT_COUNTER_TOLERANCE
-    seed: int = 0
-    sweep_repeats: int = SWEEP_REPEATS
-
-    def sweep_sizes(self) -> tuple[int, ...]:
-        return tuple(sorted({max(2, self.cells // d) for d in SWEEP_DIVISORS}))
-
 
 # --------------------------------------------------------------------------- git
 
@@ -134,97 +125,18 @@ def base_worktree(root: Path, commit: str) -> Iterator[Path]:
         shutil.rmtree(holder, ignore_errors=True)
 
 
-# --------------------------------------------------------------------------- measuring
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    cells: int
-    main: Path
-    sweep: tuple[tuple[int, Path], ...]
-
-
-def make_workload(directory: Path, settings: GateSettings) -> Workload:
-    """Generate the notebooks both sides load (once; the sweep's largest is the main one)."""
-    paths: dict[int, Path] = {}
-    for n in (*settings.sweep_sizes(), settings.cells):
-        if n not in paths:
-            paths[n] = directory / f"gate-{n}-cells-seed{settings.seed}.ipynb"
-            write_notebook(paths[n], n, settings.seed)
-    return Workload(settings.cells, paths[settings.cells], tuple(sorted(paths.items())))
-
-
-def _run_both(pair: Sequence[Worker], message: Mapping[str, Any], cells: int) -> list[Any]:
-    """Send to both workers, then collect (they run concurrently: warm-up and counters only)."""
-    for w in pair:
-        w.send(message)
-    replies = [w.check(w.receive()) for w in pair]
-    for w, reply in zip(pair, replies, strict=True):
-        _check_cells(w, reply, cells)
-    return replies
-
-
-def _check_cells(worker: Worker, reply: Mapping[str, Any], cells: int) -> None:
-    if reply.get("cells") != cells:
-        raise GateError(f"{worker.label}: loaded {reply.get('cells')} of {cells} cells")
-
-
-def _timed(worker: Worker, path: Path, cells: int) -> tuple[float, float]:
-    """One timed load: ``(wall-clock seconds, process CPU seconds)``."""
-    reply = worker.call({"cmd": "run", "path": str(path)})
-    _check_cells(worker, reply, cells)
-    return float(reply["time_s"]), float(reply["cpu_s"])
-
-
-def compare(
-    base: Worker, candidate: Worker, workload: Workload, settings: GateSettings
-) -> Comparison:
-    """Measure both sides (counters, interleaved timed pairs, sweep) and judge."""
-    both = (base, candidate)
-    counter_runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
-    for _ in range(COUNTER_RUNS):
-        replies = _run_both(both, {"cmd": "counters", "path": str(workload.main)}, workload.cells)
-        for runs, reply in zip(counter_runs, replies, strict=True):
-            runs.append(reply["counters"])
-    _run_both(both, {"cmd": "run", "path": str(workload.main)}, workload.cells)  # warm-up
-
-    times: dict[Worker, list[tuple[float, float]]] = {base: [], candidate: []}
-    for i in range(settings.pairs):  # A B, B A, A B, ...: order effects cancel
-        for w in both if i % 2 == 0 else both[::-1]:
-            times[w].append(_timed(w, workload.main, workload.cells))
-
-    sizes: list[int] = []
-    sweep: dict[Worker, list[float]] = {base: [], candidate: []}
-    k = 0
-    for _ in range(settings.sweep_repeats):
-        for n, path in workload.sweep:
-            sizes.append(n)
-            for w in both if k % 2 == 0 else both[::-1]:
-                sweep[w].append(_timed(w, path, n)[1])  # CPU time: the work done
-            k += 1
-    threshold = settings.time_threshold
-    return Comparison(
-        time=judge_time(
-            [t[0] for t in times[base]], [t[0] for t in times[candidate]], threshold=threshold
-        ),
-        cpu_time=judge_time(
-            [t[1] for t in times[base]], [t[1] for t in times[candidate]], threshold=threshold
-        ),
-        counters=judge_counters(*counter_runs, tolerance=settings.counter_tolerance),
-        exponent=judge_exponent(
-            sizes, sweep[base], sweep[candidate], tolerance=settings.exponent_tolerance
-        ),
-    )
-
-
 # --------------------------------------------------------------------------- the gate
 
 
 def run_gate(
-    settings: GateSettings, base_ref: str | None = None, cwd: Path | None = None
+    settings: GateSettings,
+    base_ref: str | None = None,
+    cwd: Path | None = None,
+    progress: Progress | None = None,
 ) -> GateResult:
     """Compare the working tree of the repository at ``cwd`` with ``base_ref``."""
     t0 = time.perf_counter()
+    deadline = None if settings.budget_s is None else time.monotonic() + settings.budget_s
     root = repo_root(cwd or Path.cwd())
     ref, commit = resolve_base(root, base_ref)
     head = _commit_of(root, "HEAD")
@@ -234,10 +146,36 @@ def run_gate(
         base_worktree(root, commit) as base_tree,
     ):
         workload = make_workload(Path(nb_dir), settings)
-        with workers(
-            (f"base {ref} ({commit[:10]})", base_tree, None), ("candidate", root, None)
-        ) as (base, candidate):
-            comparison = compare(base, candidate, workload, settings)
+        specs: tuple[tuple[str, Path, str | None], ...] = (
+            (f"base {ref} ({commit[:10]})", base_tree, None),
+            ("candidate", root, None),
+        )
+        # Instructions first, both sides at once: nothing else runs while the clocks are read.
+        phase = "instructions"
+        instructions = None
+        try:
+            with budget(deadline):
+                instructions = measure_instructions(specs, workload, settings, progress)
+                phase = "counters, memory and time"
+                with workers(*specs) as (base, candidate):
+                    comparison = compare(
+                        base,
+                        candidate,
+                        workload,
+                        settings,
+                        instructions=instructions,
+                        progress=progress,
+                    )
+        except BudgetExhausted:
+            flagged = ""
+            if instructions is not None and instructions.regressed:
+                flagged = (
+                    f"; instructions had already flagged a regression (x{instructions.ratio:.4f})"
+                )
+            raise BudgetExhausted(
+                f"budget of {settings.budget_s:g} s exhausted after "
+                f"{time.perf_counter() - t0:.0f} s, while measuring {phase}{flagged} (--budget)"
+            ) from None
     return GateResult(
         base_ref=ref,
         base_commit=commit,
@@ -247,7 +185,12 @@ def run_gate(
         cells=settings.cells,
         seed=settings.seed,
         thresholds=GateThresholds(
-            settings.time_threshold, settings.exponent_tolerance, settings.counter_tolerance
+            settings.time_threshold,
+            settings.exponent_tolerance,
+            settings.counter_tolerance,
+            settings.instruction_tolerance,
+            settings.instruction_exponent_tolerance,
+            settings.memory_tolerance,
         ),
         comparison=comparison,
         elapsed_s=time.perf_counter() - t0,
@@ -331,6 +274,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _float_at_least(minimum: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = float(text)
@@ -383,6 +333,44 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="relative counter increase allowed (default 0: any increase fails)",
     )
+    parser.add_argument(
+        "--instruction-tolerance",
+        type=_float_at_least(0.0),
+        default=DEFAULT_INSTRUCTION_TOLERANCE,
+        metavar="FRACTION",
+        help="relative increase of instructions per load (valgrind) allowed "
+        f"(default {DEFAULT_INSTRUCTION_TOLERANCE:g})",
+    )
+    parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="do not count instructions under valgrind (the signal is reported unavailable)",
+    )
+    parser.add_argument(
+        "--memory-tolerance",
+        type=_float_at_least(0.0),
+        default=DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"],
+        metavar="FRACTION",
+        help="relative growth of the load's peak Python heap allowed (default "
+        f"{DEFAULT_MEMORY_TOLERANCES['python_heap_peak_kib']:g}; the RSS high-water rule, "
+        f"{DEFAULT_MEMORY_TOLERANCES['rss_peak_kib']:g} by default, scales with it)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=_float_at_least(0.0),
+        default=DEFAULT_BUDGET_S,
+        metavar="SECONDS",
+        help="stop the run after SECONDS and exit 2, saying what was still being measured "
+        f"(default {DEFAULT_BUDGET_S:g}; 0: no limit)",
+    )
+    parser.add_argument(
+        "--large-cells",
+        type=_non_negative_int,
+        default=DEFAULT_LARGE_CELLS,
+        metavar="N",
+        help="also load an N-cell notebook in lock-step per side and compare its exact "
+        f"counters and core call counts (default {DEFAULT_LARGE_CELLS}; 0: off)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="workload notebook seed (default 0)")
     parser.add_argument(
         "--json", action="store_true", help="print the JSON result instead of the Markdown table"
@@ -412,6 +400,10 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> GateSettings:
     if args.cells < 16:
         raise GateError(f"--cells must be >= 16 (the size sweep needs room), got {args.cells}")
+    if 0 < args.large_cells <= args.cells:
+        raise GateError(
+            f"--large-cells must be 0 or more than --cells ({args.cells}), got {args.large_cells}"
+        )
     if args.pairs < 2:
         raise GateError(f"--pairs must be >= 2, got {args.pairs}")
     return GateSettings(
@@ -421,6 +413,11 @@ def _settings(args: argparse.Namespace) -> GateSettings:
         exponent_tolerance=args.exponent_tolerance,
         counter_tolerance=args.counter_tolerance,
         seed=args.seed,
+        instruction_tolerance=args.instruction_tolerance,
+        memory_tolerance=args.memory_tolerance,
+        instructions=not args.no_instructions,
+        budget_s=args.budget or None,
+        large_cells=args.large_cells,
     )
 
 
@@ -440,6 +437,10 @@ def _emit(args: argparse.Namespace, payload: Mapping[str, Any], markdown: str) -
     print(json.dumps(payload, indent=2) if args.json else markdown)
 
 
+def _stderr_progress(message: str) -> None:
+    print(f"nbstream gate: {message}", file=sys.stderr, flush=True)
+
+
 def run_gate_command(args: argparse.Namespace) -> int:
     """``nbstream gate``: 0 pass, 1 regression (or self-test targets missed), 2 error."""
     command = "gate-self-test" if args.self_test else "gate"
@@ -449,14 +450,14 @@ def run_gate_command(args: argparse.Namespace) -> int:
             result = run_self_test(settings, args.reruns, progress=sys.stderr)
             _emit(args, result.to_json(), result.to_markdown())
             return 0 if result.targets_met else 1
-        gate = run_gate(settings, args.base)
+        gate = run_gate(settings, args.base, progress=_stderr_progress)
         _emit(args, gate.to_json(), gate.to_markdown())
         return 1 if gate.regressed else 0
     except Exception as exc:  # every failure is exit 2 with one line, never a traceback
         message = " ".join(str(exc).split())
         if not isinstance(exc, (GateError, OSError, ValueError)):
             message = f"internal error: {type(exc).__name__}: {message}"
-        failure = GateErrorResult(command, message)
+        failure = GateErrorResult(command, message, isinstance(exc, BudgetExhausted))
         payload = failure.to_json()
         with contextlib.suppress(OSError):
             _write_outputs(args, payload, failure.to_markdown())

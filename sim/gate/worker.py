@@ -9,14 +9,25 @@ notebooks come in as file paths (the gate generates them once, both sides load t
 Protocol: one JSON object per line. At start the worker prints ``{"ready": true, ...}`` or
 ``{"ready": false, "error": ...}`` (then exits 3). Each command line gets one reply line:
 
-The daemon is started with ``notebook_root`` = the notebook's directory when the tree's
-``DaemonConfig`` has that field (a base tree from before issue 12 does not).
-
 * ``{"cmd": "run", "path": P}`` → ``{"ok": true, "time_s": t, "cells": n}``: one timed streaming
-  load of ``P`` by one peer over a ``socket.socketpair()`` (pipelined, as in production);
-* ``{"cmd": "counters", "path": P}`` → ``{"ok": true, "counters": {...}}``: one *lock-step* load
-  (before every batch, and at the end, the exchange is left to go quiet), which makes frame and
-  byte counts independent of scheduling, so they can be compared exactly;
+  load of ``P`` by one peer over a ``socket.socketpair()`` (pipelined, as in production); on
+  Linux every reply also has ``"rss_hwm_kib": {"before": a, "after": b}``, the process's RSS
+  high-water mark (``VmHWM``, never reset) before and after the load: in a fresh process,
+  ``b - a`` is the first load's peak resident growth, Automerge's native heap included;
+* ``{"cmd": "counters", "path": P}`` → ``{"ok": true, "counters": {...}, "memory": {...}}``: one
+  *lock-step* load (before every batch, and at the end, the exchange is left to go quiet), which
+  makes frame and byte counts independent of scheduling, so they can be compared exactly;
+  ``memory`` has the load's peak Python heap (``tracemalloc``, ``python_heap_peak_kib``);
+* ``{"cmd": "instructions", "path": P}`` → as ``counters``, with the load bracketed by the
+  markers of :mod:`sim.gate.valgrind` (calls of ``sched_get_priority_max``/``_min``, which
+  nothing else in the process makes): a worker run under callgrind with that module's options
+  dumps the instruction count of exactly that region; the reply adds ``"pid"`` (to find the
+  dump) and ``"markers": n`` (how many regions were bracketed so far);
+* ``{"cmd": "profile", "path": P}`` → as ``counters``, plus ``"calls": {name: n}``: how many
+  times each function of the tree's ``core`` was called during the load, and each built-in
+  (``builtin <name>``) called *from* core (``cProfile``'s call counts; its times are not used;
+  paused while the exchange settles, so only the load's own calls count). Deterministic in
+  lock-step;
 * ``{"cmd": "quit"}`` → the worker exits.
 
 A failure replies ``{"ok": false, "error": ...}``. Self-test fault injection (the gate sets it on
@@ -30,21 +41,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import dataclasses
 import gc
 import importlib
 import json
 import os
-import select
+import pstats
+import re
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import tracemalloc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 INJECT_ENV = "NBSTREAM_GATE_INJECT"
 LOAD_TIMEOUT_S = 600.0
@@ -54,11 +66,7 @@ READY_TIMEOUT_S = 120.0
 # client message applied) after which a lock-step exchange is considered settled.
 QUIET_TURNS = 30
 
-__all__ = ["INJECT_ENV", "GateError", "Injection", "Worker", "main", "parse_injection", "workers"]
-
-
-class GateError(Exception):
-    """The gate could not run (exit status 2)."""
+__all__ = ["INJECT_ENV", "Injection", "main", "parse_injection", "serve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,7 @@ class Measurer:
         self.api = api
         self.injection = injection
         self.loop = asyncio.new_event_loop()
+        self.markers = 0
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -209,25 +218,53 @@ class Measurer:
     def counters(self, path: str) -> dict[str, Any]:
         return self._run(self._load(path, lockstep=True))
 
-    async def _load(self, path: str, *, lockstep: bool) -> dict[str, Any]:
+    def profile(self, path: str) -> dict[str, Any]:
+        profiler = cProfile.Profile()
+        reply = self._run(self._load(path, lockstep=True, profiler=profiler))
+        return {**reply, "calls": _core_calls(profiler, self.api.origin)}
+
+    def instructions(self, path: str) -> dict[str, Any]:
+        self.markers += 1
+        reply = self._run(self._load(path, lockstep=True, mark=True))
+        return {**reply, "pid": os.getpid(), "markers": self.markers}
+
+    async def _load(
+        self,
+        path: str,
+        *,
+        lockstep: bool,
+        mark: bool = False,
+        profiler: cProfile.Profile | None = None,
+    ) -> dict[str, Any]:
         api = self.api
         holder: list[Any] = []
         views: list[_ServerView] = []
 
         async def before_batch(_room: Any, index: int) -> None:
             if holder:
+                if profiler is not None:
+                    profiler.disable()
                 await _settle(holder[0], views[0])
+                if profiler is not None:
+                    profiler.enable()
 
         hook: Callable[[Any, int], Awaitable[None]] | None = before_batch if lockstep else None
         gc.collect()
+        memory = lockstep and not mark and profiler is None
+        hwm0 = _rss_kib("VmHWM")  # the process's peak so far (never reset)
+        if memory:
+            tracemalloc.start()
+        if mark:
+            os.sched_get_priority_max(os.SCHED_OTHER)  # callgrind: zero the counts here
+        if profiler is not None:
+            profiler.enable()
         t0 = time.perf_counter()
         c0 = time.process_time()
         options: dict[str, Any] = {}  # none: each tree as it ships, its own defaults
         if self.injection.insert_path is not None:
             options["insert_path"] = self.injection.insert_path
         if "notebook_root" in {f.name for f in dataclasses.fields(api.DaemonConfig)}:
-            # A tree that confines paths serves the directory of the gate's notebooks; an
-            # older base tree has no such option and serves any path.
+            # serve the notebooks' directory (a base tree from before issue 12 has no root)
             options["notebook_root"] = Path(os.path.realpath(path)).parent
         config = api.DaemonConfig(**options)
         daemon = api.Daemon(config, blob_store=api.MemoryBlobStore(), before_batch=hook)
@@ -248,8 +285,19 @@ class Measurer:
                 _spin(c0, (time.process_time() - c0) * self.injection.slowdown)
             elapsed = time.perf_counter() - t0
             cpu = time.process_time() - c0
+            if mark:
+                os.sched_get_priority_min(os.SCHED_OTHER)  # callgrind: dump the counts here
+            if profiler is not None:
+                profiler.disable()
             cells = int(client.doc.cell_count())
             result: dict[str, Any] = {"ok": True, "time_s": elapsed, "cpu_s": cpu, "cells": cells}
+            if memory:
+                peak = tracemalloc.get_traced_memory()[1]  # the load's peak Python heap
+                tracemalloc.stop()
+                result["memory"] = {"python_heap_peak_kib": peak / 1024}
+            hwm = _rss_kib("VmHWM")
+            if hwm0 is not None and hwm is not None:
+                result["rss_hwm_kib"] = {"before": hwm0, "after": hwm}
             if lockstep:
                 await _settle(client, views[0])
                 result["counters"] = _counters(client, views[0], cells)
@@ -263,6 +311,36 @@ class Measurer:
                 await asyncio.gather(server_task, return_exceptions=True)
             server_end.close()
             client_end.close()
+
+
+def _rss_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _core_calls(profiler: cProfile.Profile, core_init: str) -> dict[str, int]:
+    """Call counts of the tree's core functions, and of built-ins called from them."""
+    core_dir = os.path.dirname(core_init) + os.sep
+    root = os.path.dirname(os.path.dirname(core_init)) + os.sep
+    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    calls: dict[str, int] = {}
+    for (filename, _line, name), (_cc, nc, _tt, _ct, callers) in stats.items():
+        if filename.startswith(core_dir):
+            key = f"{filename.removeprefix(root)}:{name}"
+        elif filename == "~":
+            nc = sum(c[1] for (f, _l, _n), c in callers.items() if f.startswith(core_dir))
+            key = "builtin " + re.sub(r" at 0x[0-9a-f]+", "", name)  # no addresses
+        else:
+            continue
+        if nc:
+            calls[key] = calls.get(key, 0) + int(nc)
+    return calls
 
 
 def _spin(c0: float, total: float) -> None:
@@ -316,6 +394,10 @@ def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
                     reply = measurer.timed(str(request["path"]))
                 elif cmd == "counters":
                     reply = measurer.counters(str(request["path"]))
+                elif cmd == "profile":
+                    reply = measurer.profile(str(request["path"]))
+                elif cmd == "instructions":
+                    reply = measurer.instructions(str(request["path"]))
                 else:
                     reply = {"ok": False, "error": f"unknown command {cmd!r}"}
             except Exception as exc:
@@ -324,120 +406,6 @@ def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
     finally:
         measurer.close()
     return 0
-
-
-# --------------------------------------------------------------------------- parent side
-
-
-class Worker:
-    """One side's measuring subprocess (this file run as a script), spoken to in JSON lines."""
-
-    def __init__(self, label: str, root: Path, *, inject: str | None = None) -> None:
-        self.label = label
-        self.root = root
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(root)
-        env["PYTHONHASHSEED"] = "0"  # same dict/set layout on both sides
-        env.pop(INJECT_ENV, None)
-        if inject:
-            env[INJECT_ENV] = inject
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-        self._buf = b""
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, os.path.realpath(__file__), "--root", str(root)],
-                cwd=root,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-            )
-        except OSError as exc:
-            self._stderr.close()
-            raise GateError(f"{label}: cannot start the measuring process: {exc}") from exc
-
-    def _stderr_tail(self) -> str:
-        self._stderr.seek(0)
-        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else ""
-
-    def _fail(self, what: str) -> GateError:
-        tail = self._stderr_tail()
-        return GateError(f"{self.label}: {what}" + (f" ({tail})" if tail else ""))
-
-    def receive(self, timeout: float = REPLY_TIMEOUT_S) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._fail(f"no reply from the measuring process within {timeout:.0f} s")
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    code = self.proc.wait()
-                    raise self._fail(f"measuring process crashed (exit status {code})")
-                self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        try:
-            reply: dict[str, Any] = json.loads(line)
-        except ValueError:
-            raise self._fail(f"garbled reply from the measuring process: {line[:80]!r}") from None
-        return reply
-
-    def wait_ready(self) -> None:
-        reply = self.receive(timeout=READY_TIMEOUT_S)
-        if not reply.get("ready"):
-            raise GateError(f"{self.label}: cannot be measured: {reply.get('error')}")
-
-    def send(self, message: Mapping[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write((json.dumps(message) + "\n").encode())
-            self.proc.stdin.flush()
-        except OSError:
-            code = self.proc.wait()
-            raise self._fail(f"measuring process crashed (exit status {code})") from None
-
-    def call(self, message: Mapping[str, Any]) -> dict[str, Any]:
-        self.send(message)
-        return self.check(self.receive())
-
-    def check(self, reply: dict[str, Any]) -> dict[str, Any]:
-        if not reply.get("ok"):
-            raise GateError(f"{self.label}: load failed: {reply.get('error')}")
-        return reply
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.send({"cmd": "quit"})
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        self._stderr.close()
-
-
-@contextlib.contextmanager
-def workers(*specs: tuple[str, Path, str | None]) -> Iterator[list[Worker]]:
-    """Start one worker per ``(label, root, inject)`` concurrently; always stopped afterwards."""
-    started: list[Worker] = []
-    try:
-        for label, root, inject in specs:
-            started.append(Worker(label, root, inject=inject))
-        for w in started:
-            w.wait_ready()
-        yield started
-    finally:
-        for w in started:
-            w.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ The naive path's sweep stops at 800 cells by default: its quadratic scan costs ~
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,12 +41,17 @@ from sim.analysis.complexity import (
     fit_power_law,
     is_flat,
 )
+from sim.analysis.stats import log_slope
+from sim.gate import valgrind
+from sim.gate.instructions import count_loads
+from sim.gate.workers import GateError
 from sim.harness.metrics import raw_automerge_seconds
 from sim.harness.target import BundledTarget
 from sim.results.base import Check
 from sim.results.scale import (
     BatchTrend,
     CounterFit,
+    InstructionFit,
     RawAutomerge,
     RawPoint,
     ScalePath,
@@ -55,9 +61,12 @@ from sim.results.scale import (
 from sim.workload.generator import generate_notebook
 
 __all__ = [
+    "DEFAULT_INSTRUCTION_MAX_CELLS",
     "DEFAULT_SIZES",
     "LoadMeasurement",
     "ScaleResult",
+    "check_sweep",
+    "count_path_instructions",
     "measure_load",
     "run_scale",
     "scale_checks",
@@ -70,6 +79,39 @@ DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
 }
 
 Progress = Callable[[str], None]
+# Instructions are counted under valgrind (≈ 50x slower) for the full path's sizes up to this.
+DEFAULT_INSTRUCTION_MAX_CELLS = 100
+WORKER_BATCH_SIZE = 3  # the measuring worker loads with DaemonConfig's defaults
+TREE = Path(__file__).resolve().parents[2]
+MIN_LOADS = 3  # a fit with a confidence interval needs 3 points (1 degree of freedom)
+MIN_BATCHES = 3  # the per-batch trend of the largest load needs 3 batches
+
+
+def check_sweep(sizes: Sequence[int], repeats: int, batch_size: int) -> None:
+    """Raise ValueError (one line, naming the option) unless the sweep can be fitted."""
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    bad = [n for n in sizes if n < 1]
+    if bad:
+        raise ValueError(f"--sizes must be positive cell counts, got {bad[0]}")
+    distinct = sorted(set(sizes))
+    if len(distinct) < 2:
+        raise ValueError(
+            f"--sizes needs at least two distinct sizes to fit an exponent, got {distinct}"
+        )
+    loads = len(distinct) * repeats
+    if loads < MIN_LOADS:
+        raise ValueError(
+            f"{len(distinct)} sizes x {repeats} repeat{'s' if repeats > 1 else ''} = {loads} "
+            f"loads per path; an exponent with a confidence interval needs at least {MIN_LOADS} "
+            "(add a size to --sizes or use --repeats 2)"
+        )
+    if distinct[-1] < MIN_BATCHES * batch_size:
+        raise ValueError(
+            f"the largest of --sizes must give at least {MIN_BATCHES} batches for the per-batch "
+            f"trend: >= {MIN_BATCHES * batch_size} cells with --batch-size {batch_size}, "
+            f"got {distinct[-1]}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,19 +242,82 @@ def raw_automerge(points: Sequence[tuple[int, float]]) -> RawAutomerge:
     return RawAutomerge(tuple(RawPoint(n, t) for n, t in points), exponent)
 
 
+def exponent_verdict(k: float) -> str:
+    """:func:`classify_exponent`'s verdict for an exact exponent."""
+    return classify_exponent(PowerLawFit(k, (k, k), 1.0, 1.0, 2))
+
+
+def deterministic_verdict(name: str, pr: ScalePath) -> tuple[bool, str]:
+    """The path's verdict from exact signals only (instructions, ops, scan steps): whether it
+    is what the path must be (full: linear; naive: quadratic) and the detail line. The time
+    exponents never decide it: they are shown beside it, as advisory."""
+    scans = pr.counter_verdict("scan_steps")
+    ops = pr.counter_verdict("ops")
+    parts = [f"scan steps {scans}", f"ops {ops}"]
+    instr = pr.instructions
+    instr_ok = True
+    if instr is not None and instr.available and instr.exponent is not None:
+        span = f"{instr.points[0][0]}-{instr.points[-1][0]} cells"
+        parts.insert(0, f"instructions k {instr.exponent:.3f} ({instr.verdict}, {span})")
+        instr_ok = instr.verdict in ("linear", "sublinear")
+    elif instr is not None:
+        parts.insert(0, f"instructions not counted ({instr.reason})")
+    if name == "full":
+        ok = scans == "zero" and ops in ("linear", "sublinear", "constant") and instr_ok
+    else:
+        ok = scans == "quadratic"
+    wall = "" if pr.wall_exponent is None else f", wall clock {pr.wall_exponent:.2f}"
+    advisory = f"; advisory: time exponent {pr.exponent:.2f} ({pr.verdict}){wall}"
+    return ok, ", ".join(parts) + advisory
+
+
 def scale_checks(paths: Mapping[str, ScalePath]) -> tuple[Check, ...]:
-    """The detectors' verdicts: the full path is linear, the naive path is flagged quadratic."""
+    """The detectors' verdicts, from the deterministic signals: the full path is linear, the
+    naive path is flagged quadratic."""
     checks = []
     for name, pr in paths.items():
-        detail = f"exponent {pr.exponent:.2f}, verdict {pr.verdict}"
-        scans = pr.counter_verdict("scan_steps")
-        if name == "full":
-            ok = pr.verdict in ("linear", "sublinear") and scans == "zero"
-            checks.append(Check("full path is linear", ok, detail))
-        else:
-            ok = pr.verdict == "quadratic" and scans == "quadratic"
-            checks.append(Check("naive path is flagged quadratic", ok, detail))
+        ok, detail = deterministic_verdict(name, pr)
+        title = "full path is linear" if name == "full" else "naive path is flagged quadratic"
+        checks.append(Check(title, ok, detail))
     return tuple(checks)
+
+
+def count_path_instructions(
+    sizes: Sequence[int],
+    *,
+    seed: int,
+    batch_size: int,
+    max_cells: int,
+    progress: Progress | None = None,
+) -> InstructionFit:
+    """Instructions per load of the full path at the ``sizes`` up to ``max_cells`` (valgrind),
+    and their exponent; unavailable (with the reason) when they cannot be counted."""
+    small = sorted({n for n in sizes if n <= max_cells})
+    reason = None
+    if max_cells <= 0:
+        reason = "switched off (--instructions-max-cells 0)"
+    elif batch_size != WORKER_BATCH_SIZE:
+        reason = f"the measuring worker loads with batch size {WORKER_BATCH_SIZE} only"
+    elif len(small) < 2:
+        reason = f"fewer than 2 sizes <= {max_cells} cells (--instructions-max-cells)"
+    else:
+        reason = valgrind.unavailable()
+    if reason is not None:
+        return InstructionFit(False, reason)
+    with tempfile.TemporaryDirectory(prefix="nbscale-cg-") as tmp:
+        paths = {}
+        for n in small:
+            paths[n] = Path(tmp) / f"scale-{n}.ipynb"
+            paths[n].write_bytes(generate_notebook(cells=n, seed=seed))
+        try:
+            (runs,) = count_loads(
+                [("full path", TREE, None)], paths, small, warm_up=small[0], progress=progress
+            )
+        except GateError as exc:
+            return InstructionFit(False, str(exc))
+    points = tuple((n, dump.instructions) for n, dump in runs)
+    k = log_slope([n for n, _ in points], [c for _, c in points])
+    return InstructionFit(True, None, points, k, exponent_verdict(k))
 
 
 async def run_scale(
@@ -223,11 +328,16 @@ async def run_scale(
     seed: int = 0,
     batch_size: int = 3,
     progress: Progress | None = None,
+    instructions_max_cells: int = 0,
 ) -> ScaleResult:
-    """Sweep notebook sizes for each insert path; interleave paths per size and repeat."""
+    """Sweep notebook sizes for each insert path; interleave paths per size and repeat; count
+    the full path's instructions at its sizes up to ``instructions_max_cells`` (0: not at all;
+    ``nbstream scale`` counts up to :data:`DEFAULT_INSTRUCTION_MAX_CELLS`)."""
     chosen: dict[str, list[int]] = {
         str(p): list((sizes or {}).get(p) or DEFAULT_SIZES[p]) for p in paths
     }
+    for chosen_sizes in chosen.values():
+        check_sweep(chosen_sizes, repeats, batch_size)
     t0 = time.monotonic()
     measured: dict[str, list[LoadMeasurement]] = {str(p): [] for p in paths}
     raw_points: list[tuple[int, float]] = []
@@ -254,6 +364,20 @@ async def run_scale(
                 parsed = parse_notebook(data)
                 raw_points.append((n, raw_automerge_seconds(parsed, batch_size)))
     summaries = {name: summarize_path(points) for name, points in measured.items()}
+    if "full" in summaries:
+        fit = count_path_instructions(
+            chosen["full"],
+            seed=seed,
+            batch_size=batch_size,
+            max_cells=instructions_max_cells,
+            progress=progress,
+        )
+        summaries["full"] = dataclasses.replace(summaries["full"], instructions=fit)
+    for name in summaries:
+        ok, _ = deterministic_verdict(name, summaries[name])
+        expected = "linear" if name == "full" else "quadratic"
+        verdict = expected if ok else f"not {expected}"
+        summaries[name] = dataclasses.replace(summaries[name], deterministic_verdict=verdict)
     return ScaleResult(
         sizes=tuple(all_sizes),
         sizes_by_path={name: tuple(s) for name, s in chosen.items()},

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sim.results.base import JsonDict, Reader, SchemaError, schema_id
+from sim.results.gate_signals import CallsJudgement, InstructionJudgement, MemoryJudgement
 
 __all__ = [
     "COUNTER_LABELS",
@@ -187,18 +188,73 @@ class Comparison:
     cpu_time: TimeJudgement  # CPU time of the measuring process during the load
     counters: Mapping[str, CounterJudgement]
     exponent: ExponentJudgement
+    instructions: InstructionJudgement | None = None  # None: not measured (older results)
+    memory: MemoryJudgement | None = None
+    large_cells: int | None = None  # the large lock-step load (None: not measured)
+    large_counters: Mapping[str, CounterJudgement] | None = None
+    calls: CallsJudgement | None = None
 
     @property
     def counter_regressions(self) -> list[str]:
         return [name for name, c in self.counters.items() if c.regressed]
 
     @property
+    def time_regressed(self) -> bool:
+        """Time fails a job only when CPU time regressed (its CI's lower bound is over the
+        threshold) **and** the wall clock agrees (its median is over the threshold too): the
+        wall clock alone never fails, nor does CPU time that the wall clock contradicts."""
+        return self.cpu_time.regressed and self.time.median_ratio > self.time.threshold
+
+    @property
+    def time_verdict(self) -> str:
+        """ "regression", "inconclusive" (a clock is over the threshold but the rule above is not
+        met) or "pass"."""
+        if self.time_regressed:
+            return "regression"
+        clocks = (self.time, self.cpu_time)
+        if any(t.regressed or t.inconclusive for t in clocks):
+            return "inconclusive"
+        return "pass"
+
+    def _time_mark(self, t: TimeJudgement, wall: bool) -> str:
+        if self.time_regressed and t.regressed:
+            return "❌ regression"
+        if self.time_regressed:
+            return "⚠️ agrees (median over the threshold)"
+        if t.regressed:
+            why = "wall clock alone never fails" if wall else "the wall clock does not agree"
+            return f"⚠️ inconclusive ({why})"
+        return _mark(False, t.inconclusive)
+
+    def deterministic_flags(self) -> list[str]:
+        """The flags raised by instruction counts and peak memory."""
+        out = []
+        i = self.instructions
+        if i is not None and i.ratio_regressed:
+            out.append("instructions")
+        if i is not None and i.exponent_regressed:
+            out.append("instructions:exponent")
+        if self.memory is not None:
+            out += [f"memory:{m.name}" for m in self.memory.metrics if m.regressed]
+        for name, c in (self.large_counters or {}).items():
+            if c.regressed:
+                out.append(f"large:counter:{name}")
+        if self.calls is not None and self.calls.ratio_regressed:
+            out.append("calls")
+        if self.calls is not None and self.calls.exponent_regressed:
+            out.append("calls:exponent")
+        return out
+
+    @property
     def regressed(self) -> bool:
         return bool(self.flagged_by())
 
     def flagged_by(self) -> list[str]:
-        reasons = [n for n, t in (("time", self.time), ("cpu_time", self.cpu_time)) if t.regressed]
+        reasons = []
+        if self.time_regressed:
+            reasons = (["time"] if self.time.regressed else []) + ["cpu_time"]
         reasons += [f"counter:{name}" for name in self.counter_regressions]
+        reasons += self.deterministic_flags()
         return reasons + (["exponent"] if self.exponent.regressed else [])
 
     def markdown_rows(self, pairs: int) -> list[str]:
@@ -212,7 +268,7 @@ class Comparison:
                 f"| {label} (median of {pairs} interleaved pairs) | {t.base_median_s * 1e3:.1f} ms"
                 f" | {t.candidate_median_s * 1e3:.1f} ms | x{t.median_ratio:.3f} "
                 f"({t.ci_level:.0%} CI x{t.ci[0]:.3f} to x{t.ci[1]:.3f}) "
-                f"| CI low ≤ x{t.threshold:g} | {_mark(t.regressed, t.inconclusive)} |"
+                f"| CI low ≤ x{t.threshold:g} | {self._time_mark(t, label == 'load time')} |"
             )
         for name, c in self.counters.items():
             limit = "any increase" if c.tolerance == 0 else f"> +{c.tolerance:.1%}"
@@ -231,7 +287,28 @@ class Comparison:
             f"| Δk {e.delta:+.3f} (CI {e.delta_ci[0]:+.3f} to {e.delta_ci[1]:+.3f}) "
             f"| Δk ≤ {e.tolerance:g} or CI ∋ 0; not turning quadratic | {_mark(e.regressed)} |"
         )
+        if self.instructions is not None:
+            rows += self.instructions.markdown_rows()
+        if self.memory is not None:
+            rows += self.memory.markdown_rows()
+        for name, c in (self.large_counters or {}).items():
+            label = f"{COUNTER_LABELS.get(name, name)} at {self.large_cells} cells"
+            rows.append(
+                f"| {label} | {_num(c.base)} | {_num(c.candidate)} "
+                f"| {_delta(c.base, c.candidate)} | any increase | {_mark(c.regressed)} |"
+            )
+        if self.calls is not None:
+            rows += self.calls.markdown_rows()
         return rows
+
+    def large_json(self) -> JsonDict | None:
+        if self.large_cells is None:
+            return None
+        return {
+            "cells": self.large_cells,
+            "counters": {n: j.to_json() for n, j in (self.large_counters or {}).items()},
+            "calls": None if self.calls is None else self.calls.to_json(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,17 +316,31 @@ class GateThresholds:
     time: float
     exponent_tolerance: float
     counter_tolerance: float
+    instruction_tolerance: float | None = None  # absent in older results, as below
+    instruction_exponent_tolerance: float | None = None
+    memory_tolerance: float | None = None
 
     def to_json(self) -> JsonDict:
-        return {
+        out: JsonDict = {
             "time": self.time,
             "exponent_tolerance": self.exponent_tolerance,
             "counter_tolerance": self.counter_tolerance,
         }
+        for key in ("instruction_tolerance", "instruction_exponent_tolerance", "memory_tolerance"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
     @classmethod
     def read(cls, r: Reader) -> GateThresholds:
-        return cls(r.number("time"), r.number("exponent_tolerance"), r.number("counter_tolerance"))
+        return cls(
+            r.number("time"),
+            r.number("exponent_tolerance"),
+            r.number("counter_tolerance"),
+            r.opt_number("instruction_tolerance"),
+            r.opt_number("instruction_exponent_tolerance"),
+            r.opt_number("memory_tolerance"),
+        )
 
 
 VERDICTS = ("pass", "regression")
@@ -293,8 +384,12 @@ class GateResult:
             "thresholds": self.thresholds.to_json(),
             "time": c.time.to_json(),
             "cpu_time": c.cpu_time.to_json(),
+            "time_verdict": c.time_verdict,
             "counters": {name: j.to_json() for name, j in c.counters.items()},
             "exponent": c.exponent.to_json(),
+            **({} if c.instructions is None else {"instructions": c.instructions.to_json()}),
+            **({} if c.memory is None else {"memory": c.memory.to_json()}),
+            **({} if c.large_cells is None else {"large": c.large_json()}),
             "flagged_by": c.flagged_by(),
             "elapsed_s": self.elapsed_s,
         }
@@ -311,6 +406,11 @@ class GateResult:
             cpu_time=TimeJudgement.read(r.child("cpu_time")),
             counters={n: CounterJudgement.read(n, c) for n, c in r.entries("counters")},
             exponent=ExponentJudgement.read(r.child("exponent")),
+            instructions=InstructionJudgement.read(r.child("instructions"))
+            if r.present("instructions")
+            else None,
+            memory=MemoryJudgement.read(r.child("memory")) if r.present("memory") else None,
+            **_read_large(r),
         )
         result = cls(
             base_ref=base.text("ref"),
@@ -347,7 +447,24 @@ class GateResult:
             *self.comparison.markdown_rows(self.pairs),
             "",
         ]
+        i = self.comparison.instructions
+        if i is not None and i.available and self.regressed:
+            lines += [*i.where_lines(), ""]
+        calls = self.comparison.calls
+        if calls is not None and self.regressed and calls.where_lines():
+            lines += [*calls.where_lines(), ""]
         return "\n".join(lines)
+
+
+def _read_large(r: Reader) -> dict[str, Any]:
+    if not r.present("large"):
+        return {}
+    large = r.child("large")
+    return {
+        "large_cells": large.integer("cells"),
+        "large_counters": {n: CounterJudgement.read(n, c) for n, c in large.entries("counters")},
+        "calls": CallsJudgement.read(large.child("calls")) if large.present("calls") else None,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,15 +473,19 @@ class GateErrorResult:
 
     command: str  # "gate" or "gate-self-test"
     error: str
+    budget_exhausted: bool = False  # the run was stopped by --budget
     verdict: ClassVar[str] = "error"
 
     def to_json(self) -> JsonDict:
-        return {
+        out: JsonDict = {
             "command": self.command,
             "schema": schema_id(self.command),
             "verdict": self.verdict,
             "error": self.error,
         }
+        if self.budget_exhausted:
+            out["budget_exhausted"] = True
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GateErrorResult:
@@ -373,7 +494,7 @@ class GateErrorResult:
         r.envelope(("gate", "gate-self-test"), schema_id(command))
         if r.text("verdict") != "error":
             raise SchemaError(f"verdict: expected 'error', got {r.text('verdict')!r}")
-        return cls(command, r.text("error"))
+        return cls(command, r.text("error"), bool(r.opt_flag("budget_exhausted")))
 
     def to_markdown(self) -> str:
         return f"### ❌ **nbstream perf gate: error**\n\n{self.error}\n"

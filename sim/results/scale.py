@@ -16,6 +16,7 @@ __all__ = [
     "SCALE_SCHEMA",
     "BatchTrend",
     "CounterFit",
+    "InstructionFit",
     "RawAutomerge",
     "RawPoint",
     "ScalePath",
@@ -85,6 +86,41 @@ class CounterFit:
 
 
 @dataclass(frozen=True, slots=True)
+class InstructionFit:
+    """Instructions per load (valgrind) against the size, at the sweep's small sizes: exact
+    counts, so the exponent and its verdict do not flicker. ``available`` false: not counted
+    (``reason`` says why)."""
+
+    available: bool
+    reason: str | None = None
+    points: tuple[tuple[int, int], ...] = ()  # (cells, instructions)
+    exponent: float | None = None
+    verdict: str | None = None
+
+    def to_json(self) -> JsonDict:
+        if not self.available:
+            return {"available": False, "reason": self.reason}
+        return {
+            "available": True,
+            "points": [{"cells": n, "instructions": c} for n, c in self.points],
+            "exponent": self.exponent,
+            "verdict": self.verdict,
+        }
+
+    @classmethod
+    def read(cls, r: Reader) -> InstructionFit:
+        if not r.flag("available"):
+            return cls(False, r.opt_text("reason"))
+        return cls(
+            True,
+            None,
+            tuple((p.integer("cells"), p.integer("instructions")) for p in r.children("points")),
+            r.opt_number("exponent"),
+            r.opt_text("verdict"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class BatchTrend:
     """Per-batch daemon work against batch index, in the sweep's largest load."""
 
@@ -132,6 +168,10 @@ class ScalePath:
     # load's first cell must not grow with the file). None when it cannot be fitted.
     first_cell_exponent: float | None = None
     first_cell_ci: tuple[float, float] | None = None
+    # Issue 13: instructions per load, and the verdict of the deterministic signals alone
+    # (instructions, ops, scan steps), which decides the exit status.
+    instructions: InstructionFit | None = None
+    deterministic_verdict: str | None = None
 
     def to_json(self) -> JsonDict:
         out: JsonDict = {"exponent": self.exponent, "ci": list(self.ci), "verdict": self.verdict}
@@ -150,6 +190,10 @@ class ScalePath:
             out["first_cell_exponent"] = self.first_cell_exponent
         if self.first_cell_ci is not None:
             out["first_cell_ci"] = list(self.first_cell_ci)
+        if self.instructions is not None:
+            out["instructions"] = self.instructions.to_json()
+        if self.deterministic_verdict is not None:
+            out["deterministic_verdict"] = self.deterministic_verdict
         return out
 
     @classmethod
@@ -170,6 +214,10 @@ class ScalePath:
             else None,
             first_cell_exponent=r.opt_number("first_cell_exponent"),
             first_cell_ci=r.pair("first_cell_ci") if r.present("first_cell_ci") else None,
+            instructions=InstructionFit.read(r.child("instructions"))
+            if r.present("instructions")
+            else None,
+            deterministic_verdict=r.opt_text("deterministic_verdict"),
         )
 
     def counter_verdict(self, name: str) -> str | None:

@@ -1,0 +1,204 @@
+"""Measuring both sides of a gate comparison and judging every signal.
+
+:func:`compare` drives two long-lived workers (:mod:`sim.gate.worker`): the first load of each
+fresh process (its RSS high-water growth), lock-step counter loads (counters and peak Python
+heap), interleaved timed pairs and the size sweep. :func:`measure_instructions` counts both
+sides' instructions per load under valgrind (:mod:`sim.gate.instructions`) beforehand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sim.analysis.stats import (
+    judge_calls,
+    judge_counters,
+    judge_exponent,
+    judge_instructions,
+    judge_memory,
+    judge_time,
+)
+from sim.gate import valgrind
+from sim.gate.instructions import (
+    changed_functions,
+    count_instructions,
+    instruction_plan,
+    phase_counts,
+    warm_up_size,
+)
+from sim.gate.settings import COUNTER_RUNS, GateSettings, Progress, memory_tolerances
+from sim.gate.workers import GateError, Worker
+from sim.results.gate import Comparison
+from sim.results.gate_signals import InstructionJudgement
+from sim.workload.generator import write_notebook
+
+__all__ = ["Workload", "compare", "make_workload", "measure_instructions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    cells: int
+    main: Path
+    sweep: tuple[tuple[int, Path], ...]
+    files: Mapping[int, Path] = dataclasses.field(default_factory=dict)  # every size, by cells
+
+
+def make_workload(directory: Path, settings: GateSettings) -> Workload:
+    """Generate the notebooks both sides load (once; the sweep's largest is the main one)."""
+    paths: dict[int, Path] = {}
+    extra = (*instruction_plan(settings.cells), warm_up_size(settings.cells))
+    if settings.large_cells:
+        extra = (*extra, settings.large_cells)
+    for n in (*settings.sweep_sizes(), settings.cells, *extra):
+        if n not in paths:
+            paths[n] = directory / f"gate-{n}-cells-seed{settings.seed}.ipynb"
+            write_notebook(paths[n], n, settings.seed)
+    sweep = tuple((n, paths[n]) for n in sorted({*settings.sweep_sizes(), settings.cells}))
+    return Workload(settings.cells, paths[settings.cells], sweep, paths)
+
+
+def _run_both(pair: Sequence[Worker], message: Mapping[str, Any], cells: int) -> list[Any]:
+    """Send to both workers, then collect (they run concurrently: warm-up and counters only)."""
+    for w in pair:
+        w.send(message)
+    replies = [w.check(w.receive()) for w in pair]
+    for w, reply in zip(pair, replies, strict=True):
+        _check_cells(w, reply, cells)
+    return replies
+
+
+def _check_cells(worker: Worker, reply: Mapping[str, Any], cells: int) -> None:
+    if reply.get("cells") != cells:
+        raise GateError(f"{worker.label}: loaded {reply.get('cells')} of {cells} cells")
+
+
+def _timed(worker: Worker, path: Path, cells: int) -> tuple[float, float]:
+    """One timed load: ``(wall-clock seconds, process CPU seconds)``."""
+    reply = worker.call({"cmd": "run", "path": str(path)})
+    _check_cells(worker, reply, cells)
+    return float(reply["time_s"]), float(reply["cpu_s"])
+
+
+def compare(
+    base: Worker,
+    candidate: Worker,
+    workload: Workload,
+    settings: GateSettings,
+    *,
+    instructions: InstructionJudgement | None = None,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Measure both sides (counters and memory, interleaved timed pairs, sweep) and judge."""
+    say = progress or (lambda _message: None)
+    both = (base, candidate)
+    counter_runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
+    memory_runs: tuple[dict[str, list[float]], dict[str, list[float]]] = ({}, {})
+    # The first load of each fresh process (also the warm-up): its RSS high-water growth.
+    replies = _run_both(both, {"cmd": "run", "path": str(workload.main)}, workload.cells)
+    for mem, reply in zip(memory_runs, replies, strict=True):
+        hwm = reply.get("rss_hwm_kib")
+        if hwm:
+            mem["rss_peak_kib"] = [float(hwm["after"]) - float(hwm["before"])]
+    for _ in range(COUNTER_RUNS):
+        replies = _run_both(both, {"cmd": "counters", "path": str(workload.main)}, workload.cells)
+        for runs, mem, reply in zip(counter_runs, memory_runs, replies, strict=True):
+            runs.append(reply["counters"])
+            for key, value in (reply.get("memory") or {}).items():
+                mem.setdefault(key, []).append(float(value))
+    say(f"counters and peak memory: {COUNTER_RUNS + 1} loads per side done")
+    large: dict[str, Any] = {}
+    if settings.large_cells:
+        call_sizes = (workload.cells, settings.large_cells)
+        profiles = [
+            _run_both(both, {"cmd": "profile", "path": str(workload.files[n])}, n)
+            for n in call_sizes
+        ]
+        large = {
+            "large_cells": settings.large_cells,
+            "large_counters": judge_counters(
+                [profiles[-1][0]["counters"]],
+                [profiles[-1][1]["counters"]],
+                tolerance=settings.counter_tolerance,
+            ),
+            "calls": judge_calls(
+                call_sizes,
+                [p[0]["calls"] for p in profiles],
+                [p[1]["calls"] for p in profiles],
+                tolerance=settings.call_tolerance,
+                exponent_tolerance=settings.call_exponent_tolerance,
+            ),
+        }
+        say(f"calls and counters at {settings.large_cells} cells: done")
+
+    times: dict[Worker, list[tuple[float, float]]] = {base: [], candidate: []}
+    for i in range(settings.pairs):  # A B, B A, A B, ...: order effects cancel
+        for w in both if i % 2 == 0 else both[::-1]:
+            times[w].append(_timed(w, workload.main, workload.cells))
+        if (i + 1) % 10 == 0 or i + 1 == settings.pairs:
+            say(f"timing: {i + 1}/{settings.pairs} pairs")
+
+    sizes: list[int] = []
+    sweep: dict[Worker, list[float]] = {base: [], candidate: []}
+    k = 0
+    for _ in range(settings.sweep_repeats):
+        for n, path in workload.sweep:
+            sizes.append(n)
+            for w in both if k % 2 == 0 else both[::-1]:
+                sweep[w].append(_timed(w, path, n)[1])  # CPU time: the work done
+            k += 1
+    say(f"sweep: {settings.sweep_repeats} repeats of {len(workload.sweep)} sizes done")
+    threshold = settings.time_threshold
+    return Comparison(
+        time=judge_time(
+            [t[0] for t in times[base]], [t[0] for t in times[candidate]], threshold=threshold
+        ),
+        cpu_time=judge_time(
+            [t[1] for t in times[base]], [t[1] for t in times[candidate]], threshold=threshold
+        ),
+        counters=judge_counters(*counter_runs, tolerance=settings.counter_tolerance),
+        exponent=judge_exponent(
+            sizes, sweep[base], sweep[candidate], tolerance=settings.exponent_tolerance
+        ),
+        instructions=instructions,
+        memory=judge_memory(*memory_runs, tolerances=memory_tolerances(settings)),
+        **large,
+    )
+
+
+def measure_instructions(
+    specs: Sequence[tuple[str, Path, str | None]],
+    workload: Workload,
+    settings: GateSettings,
+    progress: Progress | None = None,
+) -> InstructionJudgement:
+    """Count both sides' instructions per load (or say why not) and judge them."""
+    if not settings.instructions:
+        return InstructionJudgement(False, "switched off (--no-instructions)")
+    reason = valgrind.unavailable()
+    if reason is not None:
+        return InstructionJudgement(False, reason)
+    t0 = time.perf_counter()
+    runs = count_instructions(
+        specs,
+        workload.files,
+        instruction_plan(settings.cells),
+        warm_up=warm_up_size(settings.cells),
+        progress=progress,
+    )
+    largest = max(n for n, _ in runs.base)
+    b, c = runs.first("base", largest), runs.first("candidate", largest)
+    pb, pc = phase_counts(b), phase_counts(c)
+    return judge_instructions(
+        runs.counts("base"),
+        runs.counts("candidate"),
+        tolerance=settings.instruction_tolerance,
+        exponent_tolerance=settings.instruction_exponent_tolerance,
+        phases=[(name, pb[name], pc[name]) for name in pb],
+        functions=changed_functions(b, c),
+        elapsed_s=time.perf_counter() - t0,
+    )
