@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from core import __version__
 from core.errors import CoreError
+from sim.cli.collab_cmd import add_collab_arguments
 from sim.gate.command import add_gate_arguments, run_gate_command
-from sim.harness.scenarios import SCENARIOS
+from sim.harness.scenarios import ALL_SCENARIOS
 from sim.report.command import add_report_arguments, run_report_command
 
 if TYPE_CHECKING:
@@ -476,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sim", help="simulate peers loading a notebook (the main job)")
     p.add_argument("notebook", nargs="?", help="a .ipynb (default: the bundled reference notebook)")
-    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
+    p.add_argument("--scenario", choices=sorted(ALL_SCENARIOS), default="default")
     p.add_argument(
         "--peers", type=_positive, default=None, help="number of peers (scenario-specific)"
     )
@@ -495,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     common_load(p)
     external_target(p)
     p.set_defaults(func=_cmd_sim)
+    add_collab_arguments(p, _cmd_sim)  # edits, edits-rollback, partition, typists; determinism
 
     p = sub.add_parser("scale", help="size sweep: detect O(n²) loads (exponent per insert path)")
     p.add_argument("--insert", choices=["full", "naive", "both"], default="both")
