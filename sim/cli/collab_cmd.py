@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -48,6 +47,13 @@ def add_collab_arguments(p: argparse.ArgumentParser, plain: Command) -> None:
         "--typist-duration", type=float, default=2.0, help="typists: seconds of typing (2)"
     )
     p.add_argument(
+        "--clock",
+        choices=["real", "virtual"],
+        default="real",
+        help="virtual: virtual time (looptime), blob I/O inline, seeded Automerge actors, so "
+        "a run is a function of its seed (memory transport, bundled daemon only)",
+    )
+    p.add_argument(
         "--check-determinism",
         action="store_true",
         help="run the scenario twice with the same seed; exit 1 if the traces differ, "
@@ -58,7 +64,7 @@ def add_collab_arguments(p: argparse.ArgumentParser, plain: Command) -> None:
         try:
             if args.check_determinism:
                 return _check_determinism(args)
-            if args.scenario in COLLAB_SCENARIOS:
+            if args.scenario in COLLAB_SCENARIOS or args.clock == "virtual":
                 return _report(_run(args), args.json)
         except _Usage as exc:
             print(f"nbstream sim: {exc}", file=sys.stderr)
@@ -84,6 +90,11 @@ def _run(args: argparse.Namespace, trace: list[str] | None = None) -> SimResult:
             f"--scenario {args.scenario} and --check-determinism need the bundled daemon: "
             "drop --connect/--target-cmd"
         )
+    if args.clock == "virtual" and args.transport != "memory":
+        raise _Usage(
+            "--clock virtual runs over the memory transport only (a kernel socket "
+            "delivers when the kernel does)"
+        )
     if args.typists_max is not None and args.typists_max < 1:
         raise _Usage(f"--typists-max must be >= 1, got {args.typists_max}")
     notebook = _notebook(args)
@@ -95,7 +106,10 @@ def _run(args: argparse.Namespace, trace: list[str] | None = None) -> SimResult:
         "timeout": args.timeout,
     }
     try:
-        result = asyncio.run(_run_async(args, notebook, common, trace))
+        from sim.harness.virtual import run
+
+        coro = _run_async(args, notebook, common, trace)
+        result = run(coro, clock=args.clock, seed=args.seed)
     except ValueError as exc:
         raise _Usage(str(exc)) from None
     if trace is not None and not trace:  # a scenario of the plain runner: its result's trace
@@ -160,6 +174,7 @@ def _check_determinism(args: argparse.Namespace) -> int:
     data = {
         "scenario": args.scenario,
         "seed": args.seed,
+        "clock": args.clock,
         "identical": diff is None,
         "trace_sha256": [sha_a, sha_b],
         "events": [len(a), len(b)],
@@ -172,7 +187,10 @@ def _check_determinism(args: argparse.Namespace) -> int:
         json.dump(data, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
     else:
-        print(f"nbstream sim --check-determinism — scenario {args.scenario!r}, seed {args.seed}")
+        print(
+            f"nbstream sim --check-determinism — scenario {args.scenario!r}, seed {args.seed}, "
+            f"clock {args.clock}"
+        )
         print(f"run 1: {sha_a} ({len(a)} events)\nrun 2: {sha_b} ({len(b)} events)")
         if diff is None:
             print("identical: yes")

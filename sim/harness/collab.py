@@ -66,6 +66,7 @@ class Editor(VirtualPeer):
         self.added = 0
         self.typed = 0
         self.hooks: tuple[StreamHooks, StreamHooks] | None = None  # (to server, to client)
+        self.ready = False  # connected, and the document's structure has arrived
 
     @property
     def doc(self) -> NotebookDoc:
@@ -105,9 +106,11 @@ class Editor(VirtualPeer):
             client.doc = doc
         self.client = client
         self.disconnected = False
+        self.ready = False
         run.trace.event(f"join {self.name}" + (" (reconnect)" if doc is not None else ""))
         await asyncio.wait_for(client.open(run.notebook), run.timeout)
         await asyncio.wait_for(client.wait_for(lambda: bool(client.doc.heads())), run.timeout)
+        self.ready = True
 
     def set_partitioned(self, cut: bool) -> None:
         assert self.hooks is not None
@@ -171,7 +174,10 @@ class CollabRun:
             await self.initial_open.wait()
         self.trace.event(f"batch {index}")
         for action in self.at_batch.get(index, []):
-            await action()
+            try:
+                await action()
+            except Exception as exc:  # the harness's own fault: a failed check, not the load's
+                self.checks.append(Check(f"harness action at batch {index}", False, repr(exc)))
         if self.fail_at == index:
             self.fail_at = None
             self.trace.event(f"fault blob store full at batch {index}")
@@ -199,7 +205,12 @@ class CollabRun:
         return editor
 
     def connected(self) -> list[Editor]:
-        return [e for e in self.editors.values() if e.client is not None and not e.disconnected]
+        """The editors that are connected and hold the document's structure."""
+        return [
+            e
+            for e in self.editors.values()
+            if e.client is not None and e.ready and not e.disconnected
+        ]
 
     def edit(self, editor: Editor, *, online: bool = True) -> None:
         """One random edit by ``editor`` on its local document: add a cell (25%), type into a
@@ -429,6 +440,7 @@ async def _edits_rollback(run: CollabRun, peers: int) -> None:
     if not await run.wait_phase("failed"):
         return
     run.log.mark_rollback()
+    run.at_batch.clear()  # the retry's batches have no edits scheduled; the waves follow it
     server = await run.settle("failed", "rollback")
     if server is None:
         return
