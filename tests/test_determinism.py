@@ -104,8 +104,8 @@ def test_virtual_clock_refuses_kernel_sockets(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", COLLAB)
+@pytest.mark.parametrize("name", [*COLLAB, "default", "failure"])
 def test_twenty_seeds_twice(name: str, notebook: Path) -> None:
-    """The issue's target: 20 seeds x 3 scenarios, each run twice with identical traces."""
+    """The issue's target: 20 seeds x 3 scenarios (and 2 more), each twice, identical traces."""
     for seed in range(20):
         assert _virtual(name, notebook, seed)[1] == _virtual(name, notebook, seed)[1], seed
