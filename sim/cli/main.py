@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -19,11 +18,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from core import __version__
 from core.errors import CoreError
+from sim.cli.collab_cmd import add_collab_arguments
 from sim.cli.live import Progress
+from sim.cli.output import UsageError, emit_json, finish, output_option
 from sim.cli.text import count, print_profile, print_sim, size, table
 from sim.gate.command import add_gate_arguments, run_gate_command
 from sim.harness.scale import DEFAULT_INSTRUCTION_MAX_CELLS
-from sim.harness.scenarios import SCENARIOS
+from sim.harness.scenarios import ALL_SCENARIOS
 from sim.report.command import add_report_arguments, run_report_command
 
 if TYPE_CHECKING:
@@ -38,39 +39,6 @@ from sim.workload.generator import (
 )
 
 __all__ = ["main"]
-
-
-class UsageError(Exception):
-    """Bad usage or bad input: exit 2 with this one-line message."""
-
-
-# --------------------------------------------------------------------------- output helpers
-def _finish(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The result with its ``machine`` and ``git`` blocks, written to ``--output`` if asked."""
-    from sim.cli.provenance import stamp, write_result
-
-    data = stamp(data)
-    if args.output is not None:
-        try:
-            write_result(args.output, data)
-        except OSError as exc:
-            raise UsageError(f"--output {args.output}: {exc.strerror or exc}") from None
-    return data
-
-
-def _output_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="also write the result (JSON, with machine and git) to FILE; "
-        "compare two with `nbstream compare`",
-    )
-
-
-def _emit_json(data: dict[str, Any]) -> None:
-    json.dump(data, sys.stdout, indent=1, sort_keys=True)
-    sys.stdout.write("\n")
 
 
 def _notebook_arg(value: str | None) -> Path:
@@ -139,9 +107,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
     result = asyncio.run(run())
     progress.done()
-    data = _finish(result.to_json(), args)
+    data = finish(result.to_json(), args)
     if args.json:
-        _emit_json(data)
+        emit_json(data)
     else:
         print_sim(data, scenario.description)
     return 0 if result.ok else 1
@@ -185,7 +153,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     progress.done()
     data = result.to_json()
     if args.json:
-        _emit_json(data)
+        emit_json(data)
     else:
         rows = []
         for name, pr in data["paths"].items():
@@ -266,9 +234,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             )
 
     result = asyncio.run(run())
-    data = _finish(result.to_json(), args)
+    data = finish(result.to_json(), args)
     if args.json:
-        _emit_json(data)
+        emit_json(data)
     else:
         print_profile(data)
     return 0 if result.ok else 1
@@ -402,10 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", nargs="?", help="a .ipynb (default: the bundled reference notebook)")
     p.add_argument(
         "--scenario",
-        choices=sorted(SCENARIOS),
+        choices=sorted(ALL_SCENARIOS),
         default="default",
         metavar="NAME",
-        help="who joins, leaves, fails: " + ", ".join(sorted(SCENARIOS)),
+        help="who joins, leaves, fails, edits: " + ", ".join(sorted(ALL_SCENARIOS)),
     )
     p.add_argument(
         "--peers", type=_positive, default=None, help="number of peers (scenario-specific)"
@@ -429,8 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     common_load(p)
     external_target(p)
-    _output_option(p)
+    output_option(p)
     p.set_defaults(func=_cmd_sim)
+    add_collab_arguments(p, _cmd_sim)  # edits, edits-rollback, partition, typists; determinism
 
     p = sub.add_parser("scale", help="size sweep: detect O(n²) loads (exponent per insert path)")
     p.add_argument("--insert", choices=["full", "naive", "both"], default="both")
@@ -459,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive, default=3, help="loads to take the median of")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     external_target(p)
-    _output_option(p)
+    output_option(p)
     common_load(p)
     p.set_defaults(func=_cmd_profile)
 
@@ -524,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_schema(args: argparse.Namespace) -> int:
     from sim.results.schemas import schema_for
 
-    _emit_json(schema_for(args.kind))
+    emit_json(schema_for(args.kind))
     return 0
 
 

@@ -92,6 +92,15 @@ class Worker:
         tail = self._stderr_tail()
         return GateError(f"{self.label}: {what}" + (f" ({tail})" if tail else ""))
 
+    def _crashed(self) -> GateError:
+        """The process is gone: killed because the budget ran out (by this or another wait),
+        or crashed."""
+        code = self.proc.wait()
+        gate_deadline = _deadline[0]
+        if gate_deadline is not None and time.monotonic() >= gate_deadline:
+            return BudgetExhausted(f"{self.label}: the budget ran out")
+        return self._fail(f"measuring process crashed (exit status {code})")
+
     def receive(self, timeout: float = REPLY_TIMEOUT_S) -> dict[str, Any]:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
@@ -111,10 +120,7 @@ class Worker:
             if ready:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    code = self.proc.wait()
-                    if gate_deadline is not None and time.monotonic() >= gate_deadline:
-                        raise BudgetExhausted(f"{self.label}: the budget ran out")
-                    raise self._fail(f"measuring process crashed (exit status {code})")
+                    raise self._crashed()
                 self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
         try:
@@ -134,8 +140,7 @@ class Worker:
             self.proc.stdin.write((json.dumps(message) + "\n").encode())
             self.proc.stdin.flush()
         except OSError:
-            code = self.proc.wait()
-            raise self._fail(f"measuring process crashed (exit status {code})") from None
+            raise self._crashed() from None
 
     def call(self, message: Mapping[str, Any]) -> dict[str, Any]:
         self.send(message)

@@ -48,6 +48,7 @@ from sim.harness.metrics import (
 from sim.harness.peers import PeerSpec, VirtualPeer
 from sim.harness.scenarios import Scenario
 from sim.harness.target import BundledTarget, ServerFigures, Target
+from sim.harness.trace import result_trace, trace_sha256
 from sim.net.connect import StreamPair, Transport
 from sim.results.base import Check
 from sim.results.sim import (
@@ -117,7 +118,8 @@ class _Draft:
         ratio = 0.0
         if loader is not None and loader.time_to_full_s and self.raw_automerge_s > 0:
             ratio = loader.time_to_full_s / self.raw_automerge_s
-        return replace(result, daemon_overhead_ratio=ratio, targets=targets(result))
+        result = replace(result, daemon_overhead_ratio=ratio, targets=targets(result))
+        return replace(result, trace_sha256=trace_sha256(result_trace(result)))
 
 
 def targets(result: SimResult) -> Targets:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sim.harness.peers import PeerSpec
 
-__all__ = ["SCENARIOS", "Scenario", "build_scenario"]
+__all__ = ["ALL_SCENARIOS", "COLLAB_SCENARIOS", "SCENARIOS", "Scenario", "build_scenario"]
 
 SLOW_BUFFER = 4096  # bytes per direction for slow / stalled peers (reference §4.7: 8 KiB on macOS)
 
@@ -39,6 +39,21 @@ SCENARIOS: dict[str, str] = {
     "disconnect": "a joined peer vanishes mid-load; the load and the others carry on",
     "loader-disconnect": "the loading peer vanishes mid-load: rollback, then a retry",
 }
+
+
+# Scenarios in which peers edit (sim.harness.collab, sim.harness.typists): the bundled daemon
+# only; each checks convergence and that no acknowledged edit was lost.
+COLLAB_SCENARIOS: dict[str, str] = {
+    "edits": "peers type into cells, add and delete cells while the load streams and after it",
+    "edits-rollback": "the load fails (blob store full) while peers edit: the rollback removes "
+    "only the load's cells, peers' cells and text survive; a retry loads the file again",
+    "partition": "a peer is cut off (its stream stalled both ways), keeps editing, resumes; "
+    "then its connection drops, it edits offline and reconnects",
+    "typists": "K peers (--peers, default 4) type at a fixed rate after the load: "
+    "edit-to-visible latency at every other peer (p50/p99); --typists-max K sweeps K",
+}
+
+ALL_SCENARIOS: dict[str, str] = {**SCENARIOS, **COLLAB_SCENARIOS}
 
 
 def _joins(rng: random.Random, count: int, batches: int, *, prefix: str) -> list[PeerSpec]:

@@ -123,7 +123,11 @@ class BundledTarget:
         await self.daemon.start()
 
     async def connect(
-        self, buffer: int | None = None, *, hooks_to_client: StreamHooks | None = None
+        self,
+        buffer: int | None = None,
+        *,
+        hooks_to_client: StreamHooks | None = None,
+        hooks_to_server: StreamHooks | None = None,
     ) -> StreamPair:
         return await connect_transport(
             self._transport,
@@ -131,6 +135,7 @@ class BundledTarget:
             socket_path=self.daemon.config.socket_path,
             buffer=buffer,
             hooks_to_client=hooks_to_client,
+            hooks_to_server=hooks_to_server,
             tasks=self._tasks,
         )
 

@@ -35,11 +35,13 @@ async def connect_transport(
     socket_path: Path | None = None,
     buffer: int | None = None,
     hooks_to_client: StreamHooks | None = None,
+    hooks_to_server: StreamHooks | None = None,
     tasks: set[asyncio.Task[None]] | None = None,
 ) -> StreamPair:
     """The client end of a new connection; the server end is served by ``serve``.
 
-    ``hooks_to_client`` (memory only) inject faults on the server-to-client direction.
+    ``hooks_to_client`` / ``hooks_to_server`` (memory only) inject faults on the server-to-client
+    / client-to-server direction (both stalled: a network partition).
     """
     if transport == "unix":
         if socket_path is None:
@@ -60,7 +62,9 @@ async def connect_transport(
         cr, cw = await asyncio.open_connection(sock=b, limit=limit)
     elif transport == "memory":
         (cr, cw), (sr, sw) = await memory_stream_pair(
-            capacity=buffer or DEFAULT_CAPACITY, hooks_b_to_a=hooks_to_client
+            capacity=buffer or DEFAULT_CAPACITY,
+            hooks_a_to_b=hooks_to_server,
+            hooks_b_to_a=hooks_to_client,
         )
     else:
         raise ValueError(f"unknown transport {transport!r}")

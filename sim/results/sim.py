@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from sim.results.base import Check, JsonDict, Reader, all_ok, schema_id
+from sim.results.collab import EditSummary, TypistsResult
 
 __all__ = [
     "PHASE_NAMES",
@@ -370,6 +371,12 @@ class SimResult:
     # What was measured: "bundled daemon (memory, DiskBlobStore)", "server on /run/x.sock", ...
     # Absent in older files.
     server: str | None = None
+    # The collaboration scenarios (edits, edits-rollback, partition, typists): what became of
+    # the peers' edits (written with ``edits_lost`` beside it) and the typists' latency.
+    edits: EditSummary | None = None
+    typists: TypistsResult | None = None
+    # sha256 over the run's ordered events (sim.harness.trace). Absent in older files.
+    trace_sha256: str | None = None
     command: ClassVar[str] = "sim"
 
     @property
@@ -415,6 +422,13 @@ class SimResult:
             out["peak_rss_kib"] = self.peak_rss_kib
         if self.server is not None:
             out["server"] = self.server
+        if self.edits is not None:
+            out["edits"] = self.edits.to_json()
+            out["edits_lost"] = self.edits.lost
+        if self.typists is not None:
+            out["typists"] = self.typists.to_json()
+        if self.trace_sha256 is not None:
+            out["trace_sha256"] = self.trace_sha256
         out["checks"] = [c.to_json() for c in self.checks]
         return out
 
@@ -448,4 +462,7 @@ class SimResult:
             targets=Targets.read(r.child("targets")) if r.has("targets") else None,
             peak_rss_kib=r.integer("peak_rss_kib") if r.has("peak_rss_kib") else None,
             server=r.text("server") if r.has("server") else None,
+            edits=EditSummary.read(r.child("edits")) if r.has("edits") else None,
+            typists=TypistsResult.read(r.child("typists")) if r.has("typists") else None,
+            trace_sha256=r.text("trace_sha256") if r.has("trace_sha256") else None,
         )
