@@ -17,7 +17,7 @@ from sim.harness.explore import explore
 from sim.harness.schedule import decode, draw_schedule, encode
 from sim.results.schemas import KINDS
 
-SEED = 100  # schedules 100..119 all pass (seed 8 of 0..19 does not: see docs/simulation.md)
+SEED = 100
 
 
 def _valid(data: dict[str, Any]) -> None:
@@ -147,9 +147,7 @@ def test_merge_refuses_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize("shard", ["2/2", "-1/2", "1", "a/b", "0/0"])
-def test_a_bad_shard_is_one_line_and_exit_2(
-    shard: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_bad_shard_is_one_line_and_exit_2(shard: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explore", "--schedules", "2", f"--shard={shard}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"nbstream explore: --shard must be I/N with 0 <= I < N, got {shard!r}"

@@ -24,9 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.client import NotebookClient
 from core.errors import CoreError
-from core.protocol import LoadStatus
 from sim.harness.collab import CollabRun
 from sim.harness.editor import Editor
 from sim.harness.schedule import SLOW_READ_S, PeerPlan, Schedule, draw_schedule, encode, smaller
@@ -44,7 +42,7 @@ MAX_SHRINK_RUNS = 200
 
 
 async def _flow(run: CollabRun, s: Schedule) -> None:
-    loader = await run.join("loader")
+    await run.join("loader")
     for plan in s.peers:
         if plan.join_at is None:
             await run.join(
@@ -70,50 +68,39 @@ async def _flow(run: CollabRun, s: Schedule) -> None:
     for b in range(s.batches):
         run.on_batch(b, _edits(run, editors))
     run.initial_open.set()
-    # who hears the end of the load: the loader, unless it is the one that leaves
-    # (a peer that stays, is never cut off and never stops reading), else a late peer
-    watcher = loader
-    if s.fault == "loader-leaves":
-        stay = [
-            p
-            for p in s.peers
-            if p.join_at is None
-            and p.leave_at is None
-            and p.stall_at is None
-            and p.name != s.partitioned
-        ]
-        watcher = run.editors[stay[0].name] if stay else loader
-    status = await _hear_the_end(run, watcher)
+    # The load's end, as the server knows it: a peer may be cut off, stalled or gone.
+    phase, reason = await asyncio.wait_for(
+        run.target.wait_load_finished(run.notebook_id), run.timeout
+    )
     _heal_all(run)
     retry: Editor | None = None
-    if status.phase == "failed":
+    if phase == "failed":
         run.checks.append(
-            Check(
-                "the load fails only under a fault",
-                s.fault != "none",
-                status.reason or "",
-            )
+            Check("the load fails only under a fault", s.fault != "none", reason or "")
         )
-        if not await run.wait_phase("failed"):
-            return
         run.log.mark_rollback()
         run.at_batch.clear()
         run.fail_at = None
-        server = await run.settle("failed", "rollback")
-        if server is None:
-            return
-        added = {e.cell_id for e in run.log.edits if e.kind == "add"}
-        deleted = {e.cell_id for e in run.log.edits if e.kind == "delete"}
-        kept = [c.id for c in server.get_cells()]
-        want = added - deleted
-        run.checks.append(
-            Check(
-                "rollback removed exactly the load's cells",
-                set(kept) == want and len(kept) == len(want),
-                f"server holds {kept}; peers' live cells {sorted(want)}",
+        if run.connected():  # (with nobody left, only a retry can read the document)
+            if not await run.wait_phase("failed"):
+                return
+            server = await run.settle("failed", "rollback")
+            if server is None:
+                return
+            added = {e.cell_id for e in run.log.edits if e.kind == "add"}
+            deleted = {e.cell_id for e in run.log.edits if e.kind == "delete"}
+            kept = [c.id for c in server.get_cells()]
+            want = added - deleted
+            run.checks.append(
+                Check(
+                    "rollback removed exactly the load's cells",
+                    set(kept) == want and len(kept) == len(want),
+                    f"server holds {kept}; peers' live cells {sorted(want)}",
+                )
             )
-        )
         retry = await run.join("retry")
+    elif not run.connected():  # everybody left: a late peer reads the result
+        await run.join("late")
     if not await run.wait_phase("ready", judge=retry):
         return
     for editor in run.connected():
@@ -121,28 +108,6 @@ async def _flow(run: CollabRun, s: Schedule) -> None:
             run.edit(editor)
     await run.read_server()
     run.judge(await run.settle("ready", "end"))
-
-
-async def _hear_the_end(run: CollabRun, watcher: Editor) -> LoadStatus:
-    """The load's end as ``watcher`` hears it; if the watcher leaves first (the loader, with
-    nobody else staying), a late peer opens the notebook and hears it instead."""
-    while True:
-        client = watcher.client
-        assert client is not None
-
-        def ended(c: NotebookClient = client) -> bool:
-            st = c.load_status
-            return st is not None and st.phase in ("ready", "failed")
-
-        try:
-            await asyncio.wait_for(client.wait_for(ended), run.timeout)
-        except CoreError:
-            if not watcher.disconnected or watcher.name == "late":
-                raise
-            watcher = await run.join("late")
-            continue
-        assert client.load_status is not None
-        return client.load_status
 
 
 def _heal_all(run: CollabRun) -> None:
