@@ -87,8 +87,11 @@ async def _flow(run: CollabRun, s: Schedule) -> None:
             server = await run.settle("failed", "rollback")
             if server is None:
                 return
-            added = {e.cell_id for e in run.log.edits if e.kind == "add"}
-            deleted = {e.cell_id for e in run.log.edits if e.kind == "delete"}
+            # the edits the server got (settle() just read it): a peer that left may have
+            # made edits it never delivered
+            got = [e for e in run.log.edits if e.acknowledged]
+            added = {e.cell_id for e in got if e.kind == "add"}
+            deleted = {e.cell_id for e in got if e.kind == "delete"}
             kept = [c.id for c in server.get_cells()]
             want = added - deleted
             run.checks.append(
