@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from core import __version__
 from core.errors import CoreError
 from sim.cli.collab_cmd import add_collab_arguments
+from sim.cli.explore_cmd import add_explore_commands
 from sim.cli.live import Progress
 from sim.cli.output import UsageError, emit_json, finish, output_option
 from sim.cli.text import count, print_profile, print_sim, size, table
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sim)
     add_collab_arguments(p, _cmd_sim)  # edits, edits-rollback, partition, typists; determinism
 
+    add_explore_commands(sub)  # explore, merge
+
     p = sub.add_parser("scale", help="size sweep: detect O(n²) loads (exponent per insert path)")
     p.add_argument("--insert", choices=["full", "naive", "both"], default="both")
     p.add_argument("--sizes", help="comma-separated cell counts (default per path)")
@@ -469,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the JSON Schema (draft 2020-12) of a result kind")
     p.add_argument(
-        "kind", choices=["sim", "profile", "scale", "gate", "gate-self-test"], help="result kind"
+        "kind",
+        choices=["sim", "profile", "scale", "gate", "gate-self-test", "explore"],
+        help="result kind",
     )
     p.set_defaults(func=_cmd_schema)
 

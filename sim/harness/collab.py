@@ -19,13 +19,12 @@ import contextlib
 import functools
 import os
 import random
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core import __version__
 from core.blob_store import BlobStore
-from core.client import Arrival, NotebookClient
+from core.client import NotebookClient
 from core.daemon import DaemonConfig
 from core.errors import BlobStoreError, CoreError
 from core.ipynb import parse_notebook
@@ -33,90 +32,24 @@ from core.loader import InsertPath
 from core.notebook_doc import NotebookDoc
 from core.room import NotebookRoom
 from sim.harness.convergence import check_convergence
-from sim.harness.edits import EditLog, new_changes
+from sim.harness.editor import Editor
+from sim.harness.edits import EditLog
 from sim.harness.metrics import batch_rows, load_summary, peer_row, phases
-from sim.harness.peers import PeerSpec, VirtualPeer
 from sim.harness.scenarios import COLLAB_SCENARIOS
 from sim.harness.target import BundledTarget
 from sim.harness.trace import Trace, trace_sha256
 from sim.harness.workcopy import private_copy
 from sim.net.connect import Transport
-from sim.net.streams import StreamHooks
 from sim.results.base import Check
 from sim.results.collab import EditSummary
 from sim.results.sim import NotebookInfo, SimResult
 from sim.workload.generator import notebook_fingerprint
 
-__all__ = ["COLLAB_SCENARIOS", "CollabRun", "Editor", "run_collab"]
+__all__ = ["COLLAB_SCENARIOS", "CollabRun", "run_collab"]
 
 
 WAVES = 3  # rounds of edits after the load
 EDITS_PER_WAVE = 2
-
-
-class Editor(VirtualPeer):
-    """A peer that edits. Its client tells it, frame by frame, which changes reached it and
-    when (``seen_at``: ``time.perf_counter()`` of the frame that brought each change)."""
-
-    def __init__(self, name: str, trace: Trace) -> None:
-        super().__init__(PeerSpec(name))
-        self.trace = trace
-        self.heads: list[bytes] = []
-        self.seen: set[bytes] = set()
-        self.seen_at: dict[bytes, float] = {}
-        self.added = 0
-        self.typed = 0
-        self.hooks: tuple[StreamHooks, StreamHooks] | None = None  # (to server, to client)
-        self.ready = False  # connected, and the document's structure has arrived
-
-    @property
-    def doc(self) -> NotebookDoc:
-        assert self.client is not None
-        return self.client.doc
-
-    def _on_frame(self, arrival: Arrival) -> None:
-        self.trace.frame(self.name, arrival.frame_type, arrival.nbytes)
-        doc = self.doc
-        heads = doc.heads()
-        if heads != self.heads:
-            for change in new_changes(doc, self.heads):
-                if change not in self.seen:
-                    self.seen.add(change)
-                    self.seen_at[change] = time.perf_counter()
-            self.heads = heads
-
-    def made(self, change: bytes) -> None:
-        """A local edit: its change is seen here at once."""
-        self.seen.add(change)
-        self.heads = self.doc.heads()
-
-    async def connect(
-        self, run: CollabRun, *, doc: NotebookDoc | None = None, partitionable: bool = False
-    ) -> None:
-        """Open the notebook; return once the document's structure has arrived (or, with
-        ``doc``, reconnect carrying that document and everything edited in it meanwhile)."""
-        target = run.target
-        if partitionable and target.transport == "memory":
-            self.hooks = (StreamHooks(), StreamHooks())
-        to_server, to_client = self.hooks or (None, None)
-        reader, writer = await target.connect(
-            None, hooks_to_client=to_client, hooks_to_server=to_server
-        )
-        client = NotebookClient(reader, writer, name=self.name, on_frame=self._on_frame)
-        if doc is not None:
-            client.doc = doc
-        self.client = client
-        self.disconnected = False
-        self.ready = False
-        run.trace.event(f"join {self.name}" + (" (reconnect)" if doc is not None else ""))
-        await asyncio.wait_for(client.open(run.notebook), run.timeout)
-        await asyncio.wait_for(client.wait_for(lambda: bool(client.doc.heads())), run.timeout)
-        self.ready = True
-
-    def set_partitioned(self, cut: bool) -> None:
-        assert self.hooks is not None
-        for hooks in self.hooks:
-            hooks.set_stalled(cut)
 
 
 class CollabRun:
@@ -202,11 +135,14 @@ class CollabRun:
         *,
         doc: NotebookDoc | None = None,
         partitionable: bool = False,
+        read_delay: float = 0.0,
     ) -> Editor:
-        editor = self.editors.get(name) or Editor(name, self.trace)
+        editor = self.editors.get(name) or Editor(name, self.trace, read_delay=read_delay)
         self.editors[name] = editor
         self.join_batch.setdefault(name, batch)
-        await editor.connect(self, doc=doc, partitionable=partitionable)
+        await editor.connect(
+            self.target, self.notebook, self.timeout, doc=doc, partitionable=partitionable
+        )
         return editor
 
     def connected(self) -> list[Editor]:
@@ -264,9 +200,12 @@ class CollabRun:
         raise CoreError("no connected peer could read the server's document")
 
     async def settle(self, phase: str, stage: str) -> NotebookDoc | None:
-        """Wait until every connected editor holds every edit and the server's heads, then
-        check convergence. Returns the server's document (None: a peer never settled)."""
-        wanted = {e.change for e in self.log.edits}
+        """Wait until every connected editor holds every edit of a connected peer (and every
+        acknowledged one) and the server's heads, then check convergence. Returns the server's
+        document (None: a peer never settled). A peer that left may have made edits the server
+        never got: nobody can hold those."""
+        here = {e.name for e in self.connected()}
+        wanted = {e.change for e in self.log.edits if e.peer in here or e.acknowledged}
         late: list[str] = []
         for editor in self.connected():
             client = editor.client
@@ -305,14 +244,22 @@ class CollabRun:
         self.converged = self.converged and report.ok
         return server
 
-    async def wait_phase(self, phase: str) -> bool:
-        """Every connected editor has heard the load end in ``phase``."""
-        for editor in self.connected():
+    async def wait_phase(self, phase: str, *, judge: Editor | None = None) -> bool:
+        """Every connected editor has heard the load end in ``phase``. With ``judge`` (the peer
+        whose open started a retry), its outcome decides, then the others must hear that phase
+        itself (they may still hold the status of the load before)."""
+        editors = self.connected()
+        if judge is not None:
+            editors = [judge, *(e for e in editors if e is not judge)]
+        for i, editor in enumerate(editors):
             client = editor.client
             assert client is not None
+            exact = judge is not None and i > 0
 
-            def ended(c: NotebookClient = client) -> bool:
+            def ended(c: NotebookClient = client, exact: bool = exact) -> bool:
                 s = c.load_status
+                if exact:
+                    return s is not None and s.phase == phase
                 return s is not None and s.phase in ("ready", "failed")
 
             try:
@@ -335,11 +282,15 @@ class CollabRun:
             return
         summary = self.log.verdict(server.materialize(), set(self.file_cells))
         self.summary = summary
+        here = {e.name for e in self.connected()}
+        stranded = [e for e in self.log.edits if not e.acknowledged and e.peer in here]
         self.checks.append(
             Check(
-                "every edit acknowledged by the server",
-                summary.unacknowledged == 0,
-                f"{summary.acknowledged} of {summary.made}",
+                "every edit of a connected peer acknowledged by the server",
+                not stranded,
+                f"{summary.acknowledged} of {summary.made} acknowledged"
+                + (f"; never: {', '.join(e.describe() for e in stranded[:5])}" if stranded else "")
+                + f"; {summary.unacknowledged - len(stranded)} by peers that left unsent",
             )
         )
         self.checks.append(
@@ -464,8 +415,7 @@ async def _edits_rollback(run: CollabRun, peers: int) -> None:
         )
     )
     retry = await run.join("retry")
-    assert retry.client is not None
-    if not await run.wait_phase("ready"):
+    if not await run.wait_phase("ready", judge=retry):
         return
     await _waves(run)
     server = await run.settle("ready", "retry and edits")

@@ -25,7 +25,8 @@ from pathlib import Path
 from core.blob_store import BlobStore
 from core.errors import CoreError
 from core.loader import InsertPath
-from sim.harness.collab import CollabRun, Editor
+from sim.harness.collab import CollabRun
+from sim.harness.editor import Editor
 from sim.net.connect import Transport
 from sim.results.base import Check
 from sim.results.collab import TypistPoint, TypistsResult

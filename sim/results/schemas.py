@@ -210,6 +210,37 @@ PROFILE = _envelope(
 SCALE = _envelope("scale", {"paths": {"type": "object"}}, optional=("paths",))
 GATE = _envelope("gate", {"verdict": STR}, optional=("verdict",))
 SELF_TEST = _envelope("gate-self-test", {})
+EXPLORE_FAILURE = obj(
+    {
+        "seed": INT,
+        "failed": arr(STR),
+        "schedule": STR,
+        "shrunk_schedule": STR,
+        "shrunk_failed": arr(STR),
+        "shrink_runs": NONNEG,
+        "size": NONNEG,
+        "shrunk_size": NONNEG,
+        "replay": STR,
+    }
+)
+EXPLORE = _envelope(
+    "explore",
+    {
+        "seed": INT,
+        "schedules": NONNEG,
+        "requested": NONNEG,
+        "shard": obj({"shards": {"type": "integer", "minimum": 1}, "indices": arr(NONNEG)}),
+        "failures": arr(EXPLORE_FAILURE),
+        "simulated_s": NUM,
+        "wall_s": NUM,
+        "schedules_per_s": NUM,
+        "edits": NONNEG,
+        "edits_lost": NONNEG,
+        "trace_sha256": arr({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+        "replay": nullable(STR),
+        "ok": BOOL,
+    },
+)
 
 KINDS: dict[str, Schema] = {
     "sim": SIM,
@@ -217,6 +248,7 @@ KINDS: dict[str, Schema] = {
     "scale": SCALE,
     "gate": GATE,
     "gate-self-test": SELF_TEST,
+    "explore": EXPLORE,
 }
 
 
