@@ -6,15 +6,19 @@ Peers' edits make the room dirty, and the daemon saves a dirty room when it stop
 frames whose sizes are part of the trace (:mod:`sim.harness.trace`): a random temporary
 directory made every run's trace different.
 
-The copy lives at ``$TMPDIR/nbstream-<uid>/slot<k>/<notebook name>``. Slot 0 is the usual one;
-a run takes the lowest slot nobody else holds (an exclusive ``flock`` on ``slot<k>.lock``), so
-concurrent runs never share a copy — and only a run that overlapped another gets a different
-path (and so a different trace). The directories are private (0700) and must be owned by this
-user; otherwise the copy goes to a fresh ``mkdtemp`` directory (correct, not reproducible).
+The copy lives at ``$TMPDIR/nbstream-<uid>/slot<k>/<notebook name>``. A process takes the
+lowest slot no other process holds (an exclusive ``flock`` on ``slot<k>.lock``) at its first
+run and **keeps it until it exits**, so every run of one process — both runs of
+``--check-determinism``, every schedule of ``explore`` — has the same path even while other
+processes come and go; a process that started while another held slot 0 gets slot 1 (and so
+traces that differ from slot 0's). Runs overlapping inside one process take further slots. The
+directories are private (0700) and must be owned by this user; otherwise the copy goes to a
+fresh ``mkdtemp`` directory (correct, not reproducible).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -41,29 +45,58 @@ def _private_dir(path: Path) -> bool:
     )
 
 
+# slot directory -> whether a run of this process is using it now; the locks stay held
+_held: dict[Path, bool] = {}
+
+
+def _release_all() -> None:
+    for where in _held:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _acquire() -> Path | None:
+    """A slot no other process holds, locked for this process's lifetime; None if none."""
+    base = Path(tempfile.gettempdir()) / f"nbstream-{os.getuid()}"
+    if not _private_dir(base):
+        return None
+    for k in range(MAX_SLOTS):
+        where = base / f"slot{k}"
+        if where in _held:
+            continue
+        fd = os.open(base / f"slot{k}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        shutil.rmtree(where, ignore_errors=True)  # whatever a killed process left
+        if not _private_dir(where):
+            os.close(fd)
+            return None
+        if not _held:
+            atexit.register(_release_all)
+        _held[where] = False  # fd stays open: the lock is released when the process exits
+        return where
+    return None
+
+
 @contextlib.contextmanager
 def _slot() -> Iterator[Path]:
-    base = Path(tempfile.gettempdir()) / f"nbstream-{os.getuid()}"
-    if _private_dir(base):
-        for k in range(MAX_SLOTS):
-            fd = os.open(base / f"slot{k}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            try:
-                where = base / f"slot{k}"
-                shutil.rmtree(where, ignore_errors=True)  # whatever a killed run left
-                if _private_dir(where):
-                    yield where
-                    return
-            finally:
-                shutil.rmtree(base / f"slot{k}", ignore_errors=True)
-                os.close(fd)  # releases the lock
-            break
-    with tempfile.TemporaryDirectory(prefix="nbstream-run-") as fallback:
-        yield Path(fallback)
+    where = next((w for w, busy in _held.items() if not busy), None) or _acquire()
+    if where is None:
+        with tempfile.TemporaryDirectory(prefix="nbstream-run-") as fallback:
+            yield Path(fallback)
+        return
+    _held[where] = True
+    try:
+        yield where
+    finally:
+        _held[where] = False
+        for entry in where.iterdir():  # the copy and whatever the daemon wrote beside it
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
