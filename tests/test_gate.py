@@ -477,6 +477,15 @@ OUTSIDE = ("--cells", "30", "--pairs", "6", "--no-instructions", "--large-cells"
 LOOSE = ("--time-threshold", "3", "--exponent-tolerance", "2")
 
 
+def test_every_gate_option_has_help_with_its_default() -> None:
+    parser = argparse.ArgumentParser()
+    add_gate_arguments(parser)
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help and "default" in action.help, action.option_strings
+
+
 def test_target_cmd_gates_any_repository(server_repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "gate.json"
     cmd = ("--target-cmd", "./server.sh {socket}")

@@ -405,7 +405,9 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="workload notebook seed (default 0)")
     parser.add_argument(
-        "--json", action="store_true", help="print the JSON result instead of the Markdown table"
+        "--json",
+        action="store_true",
+        help="print the JSON result instead of the Markdown table (default: the table)",
     )
     parser.add_argument(
         "--markdown",
