@@ -474,7 +474,9 @@ def _outside_gate(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 OUTSIDE = ("--cells", "30", "--pairs", "6", "--no-instructions", "--large-cells", "0")
-LOOSE = ("--time-threshold", "3", "--exponent-tolerance", "2")
+# Loose time, exponent and memory limits (one RSS sample per side, on a machine busy with the
+# rest of the suite): the plumbing and the exact counter are what this proves.
+LOOSE = ("--time-threshold", "3", "--exponent-tolerance", "2", "--memory-tolerance", "1")
 
 
 def test_every_gate_option_has_help_with_its_default() -> None:
@@ -490,7 +492,7 @@ def test_target_cmd_gates_any_repository(server_repo: Path, tmp_path: Path) -> N
     out = tmp_path / "gate.json"
     cmd = ("--target-cmd", "./server.sh {socket}")
     same = _outside_gate(server_repo, *cmd, *OUTSIDE, *LOOSE, "--json", "--output", str(out))
-    assert same.returncode == 0, same.stderr
+    assert same.returncode == 0, same.stderr + same.stdout[-3000:]
     result = json.loads(same.stdout)
     assert result["verdict"] == "pass" and result["target"]["command"] == "./server.sh {socket}"
     assert set(result["counters"]) == {"frames", "changed_frames", "bytes_per_cell"}
