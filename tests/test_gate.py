@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from sim.analysis.stats import (
@@ -40,6 +41,8 @@ from sim.gate.command import (
     run_gate_command,
 )
 from sim.gate.worker import Injection, parse_injection
+from sim.results.gate import GateResult
+from sim.results.schemas import schema_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -428,3 +431,94 @@ def test_end_to_end_scan_seen_only_at_the_large_size_is_a_regression(repo: Path)
     names = [f["name"] for f in calls["functions"]]  # where: the scan and what it calls
     assert "core/loader.py:<genexpr>" in names and "core/doc_values.py:object_key" in names
     assert not any(f.startswith("counter:") for f in result["flagged_by"])  # counters blind
+
+
+# --------------------------------------------------------------------------- --target-cmd
+
+SERVER_SH = '#!/bin/sh\nexec "{python}" -m sim.cli.main serve --socket "$1" --root / {extra}\n'
+
+
+def _served_repo(root: Path, extra: str = "") -> None:
+    """A repository with no nbstream code at all: its "server" is a script starting
+    ``nbstream serve`` of this tree (the gate must not import anything from it)."""
+    script = root / "server.sh"
+    script.write_text(SERVER_SH.format(python=sys.executable, extra=extra))
+    script.chmod(0o755)
+
+
+@pytest.fixture
+def server_repo(tmp_path: Path) -> Path:
+    root = tmp_path / "theirs"
+    root.mkdir()
+    _served_repo(root)
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "config", "user.email", "gate@example.invalid")
+    _git(root, "config", "user.name", "gate test")
+    _git(root, "add", "server.sh")
+    _git(root, "commit", "-q", "-m", "server")
+    return root
+
+
+def _outside_gate(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    env["PYTHONPATH"] = str(REPO)  # the gate's own tree; the repository has no Python code
+    return subprocess.run(
+        [sys.executable, "-m", "sim.gate.command", "--base", "HEAD", *argv],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+OUTSIDE = ("--cells", "30", "--pairs", "6", "--no-instructions", "--large-cells", "0")
+# Loose time, exponent and memory limits (one RSS sample per side, on a machine busy with the
+# rest of the suite): the plumbing and the exact counter are what this proves.
+LOOSE = ("--time-threshold", "3", "--exponent-tolerance", "2", "--memory-tolerance", "1")
+
+
+def test_every_gate_option_has_help_with_its_default() -> None:
+    parser = argparse.ArgumentParser()
+    add_gate_arguments(parser)
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help and "default" in action.help, action.option_strings
+
+
+def test_target_cmd_gates_any_repository(server_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gate.json"
+    cmd = ("--target-cmd", "./server.sh {socket}")
+    same = _outside_gate(server_repo, *cmd, *OUTSIDE, *LOOSE, "--json", "--output", str(out))
+    assert same.returncode == 0, same.stderr + same.stdout[-3000:]
+    result = json.loads(same.stdout)
+    assert result["verdict"] == "pass" and result["target"]["command"] == "./server.sh {socket}"
+    assert set(result["counters"]) == {"frames", "changed_frames", "bytes_per_cell"}
+    assert result["counters"]["changed_frames"]["deterministic"]
+    assert set(result["target"]["unavailable"]) >= {"instructions", "calls"}
+    assert result["instructions"]["available"] is False  # unavailable, not failed
+    assert result["target"]["first_cell"]["samples"]["base"]
+    assert list(result["memory"]["metrics"]) == ["rss_peak_kib"]
+    assert result["time"]["samples"]["base"] and result["cpu_time"]["base_median_s"] > 0
+    saved = json.loads(out.read_text())
+    assert saved["schema"] == result["schema"] and {"machine", "git"} <= set(saved)
+    assert saved["git"]["commit"] == _git(server_repo, "rev-parse", "HEAD")
+    jsonschema.Draft202012Validator(schema_for("gate")).validate(saved)
+    again = GateResult.from_json(saved)  # the file reads back, target and first cell included
+    assert again.target == "./server.sh {socket}" and again.comparison.first_cell is not None
+    # The working tree's server now sends one cell per batch: flagged by the frame counters.
+    _served_repo(server_repo, "--batch-size 1")
+    changed = _outside_gate(server_repo, *cmd, *OUTSIDE, *LOOSE, "--json")
+    assert changed.returncode == 1, changed.stderr
+    assert "counter:changed_frames" in json.loads(changed.stdout)["flagged_by"]
+
+
+def test_target_cmd_that_never_listens_exits_2_with_one_line(server_repo: Path) -> None:
+    never = ("--target-cmd", "sh -c 'sleep 60' {socket}", "--target-timeout", "1")
+    proc = _outside_gate(server_repo, *never, *OUTSIDE)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "did not listen on" in proc.stderr, proc.stderr
+    missing = _outside_gate(server_repo, "--target-cmd", "./server.sh", *OUTSIDE)
+    assert missing.returncode == 2 and "must contain {socket}" in missing.stderr

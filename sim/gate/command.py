@@ -41,6 +41,7 @@ from sim.gate.settings import (
     DEFAULT_MEMORY_TOLERANCES,
     DEFAULT_PAIRS,
     DEFAULT_RERUNS,
+    DEFAULT_TARGET_TIMEOUT_S,
     DEFAULT_TIME_THRESHOLD,
     SELF_TEST_QUADRATIC_PAIRS,
     SELF_TEST_SLOWDOWN,
@@ -48,7 +49,8 @@ from sim.gate.settings import (
     Progress,
 )
 from sim.gate.workers import BudgetExhausted, GateError, Worker, budget, workers
-from sim.results.gate import GateErrorResult, GateResult, GateThresholds
+from sim.results.gate import UNAVAILABLE_OUTSIDE, GateErrorResult, GateResult, GateThresholds
+from sim.results.gate_signals import InstructionJudgement
 from sim.results.self_test import SelfTestResult, SelfTestRun
 
 __all__ = [
@@ -150,14 +152,20 @@ def run_gate(
             (f"base {ref} ({commit[:10]})", base_tree, None),
             ("candidate", root, None),
         )
+        target = (
+            None if settings.target_cmd is None else (settings.target_cmd, settings.target_timeout)
+        )
         # Instructions first, both sides at once: nothing else runs while the clocks are read.
         phase = "instructions"
         instructions = None
         try:
             with budget(deadline):
-                instructions = measure_instructions(specs, workload, settings, progress)
+                if target is None:
+                    instructions = measure_instructions(specs, workload, settings, progress)
+                else:
+                    instructions = InstructionJudgement(False, UNAVAILABLE_OUTSIDE["instructions"])
                 phase = "counters, memory and time"
-                with workers(*specs) as (base, candidate):
+                with workers(*specs, target=target) as (base, candidate):
                     comparison = compare(
                         base,
                         candidate,
@@ -194,6 +202,7 @@ def run_gate(
         ),
         comparison=comparison,
         elapsed_s=time.perf_counter() - t0,
+        target=settings.target_cmd,
     )
 
 
@@ -344,7 +353,8 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-instructions",
         action="store_true",
-        help="do not count instructions under valgrind (the signal is reported unavailable)",
+        help="do not count instructions under valgrind (the signal is reported unavailable; "
+        "default: count them when valgrind is installed)",
     )
     parser.add_argument(
         "--memory-tolerance",
@@ -371,23 +381,49 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
         help="also load an N-cell notebook in lock-step per side and compare its exact "
         f"counters and core call counts (default {DEFAULT_LARGE_CELLS}; 0: off)",
     )
+    parser.add_argument(
+        "--target-cmd",
+        metavar="CMD",
+        help="measure your own server from outside instead of importing the tree's core: CMD "
+        "runs in each tree under test (the base worktree, then the working tree) with {socket} "
+        "replaced by a fresh socket path (default: none, the tree's bundled daemon)",
+    )
+    parser.add_argument(
+        "--target-timeout",
+        type=_float_at_least(0.0),
+        default=DEFAULT_TARGET_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"seconds --target-cmd may take to listen on {{socket}} "
+        f"(default {DEFAULT_TARGET_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="also write the result JSON, with its schema, machine and git blocks, to FILE "
+        "(default: none; compare two with `nbstream compare`)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="workload notebook seed (default 0)")
     parser.add_argument(
-        "--json", action="store_true", help="print the JSON result instead of the Markdown table"
+        "--json",
+        action="store_true",
+        help="print the JSON result instead of the Markdown table (default: the table)",
     )
     parser.add_argument(
         "--markdown",
         metavar="PATH",
         type=Path,
-        help="write the Markdown summary to PATH (it is also appended to "
+        help="write the Markdown summary to PATH (default: none; it is also appended to "
         "$GITHUB_STEP_SUMMARY when that is set)",
     )
-    parser.add_argument("--json-out", metavar="PATH", type=Path, help="write the JSON to PATH")
+    parser.add_argument(
+        "--json-out", metavar="PATH", type=Path, help="write the JSON to PATH (default: none)"
+    )
     parser.add_argument(
         "--self-test",
         action="store_true",
         help="prove the gate here: unchanged code, an injected quadratic insert "
-        "path and an injected 1.5x slowdown, --reruns times each",
+        "path and an injected 1.5x slowdown, --reruns times each (default: off)",
     )
     parser.add_argument(
         "--reruns",
@@ -418,10 +454,22 @@ def _settings(args: argparse.Namespace) -> GateSettings:
         instructions=not args.no_instructions,
         budget_s=args.budget or None,
         large_cells=args.large_cells,
+        target_cmd=_target_cmd(args.target_cmd),
+        target_timeout=args.target_timeout,
     )
 
 
+def _target_cmd(command: str | None) -> str | None:
+    if command is not None and "{socket}" not in command:
+        raise GateError(f"--target-cmd must contain {{socket}}: {command!r}")
+    return command
+
+
 def _write_outputs(args: argparse.Namespace, payload: Mapping[str, Any], markdown: str) -> None:
+    if getattr(args, "output", None) is not None:
+        from sim.cli.provenance import stamp, write_result
+
+        write_result(args.output, stamp(dict(payload)))
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(payload, indent=2) + "\n")
     if args.markdown is not None:

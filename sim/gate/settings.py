@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_LARGE_CELLS",
     "DEFAULT_MEMORY_TOLERANCES",
     "DEFAULT_PAIRS",
+    "DEFAULT_TARGET_TIMEOUT_S",
     "DEFAULT_TIME_THRESHOLD",
     "GateSettings",
     "Progress",
@@ -55,6 +56,8 @@ DEFAULT_CALL_EXPONENT_TOLERANCE = 0.05
 # A hard stop for the whole run (seconds): a default run takes 60-90 s on this 2-core machine
 # (load average 2-5); a regression that makes loads many times slower must not hang CI.
 DEFAULT_BUDGET_S = 240.0
+# Seconds --target-cmd may take to listen on {socket} (as on sim and profile).
+DEFAULT_TARGET_TIMEOUT_S = 30.0
 Progress = Callable[[str], None]
 
 
@@ -75,6 +78,8 @@ class GateSettings:
     large_cells: int = DEFAULT_LARGE_CELLS  # 0: no large load
     call_tolerance: float = DEFAULT_CALL_TOLERANCE
     call_exponent_tolerance: float = DEFAULT_CALL_EXPONENT_TOLERANCE
+    target_cmd: str | None = None  # --target-cmd: the server to measure from outside
+    target_timeout: float = DEFAULT_TARGET_TIMEOUT_S
 
     def sweep_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({max(2, self.cells // d) for d in SWEEP_DIVISORS}))

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from sim.gate import outside as _outside
 from sim.gate import worker as _script
 from sim.gate.worker import INJECT_ENV, READY_TIMEOUT_S, REPLY_TIMEOUT_S
 
@@ -58,12 +59,23 @@ class Worker:
         *,
         inject: str | None = None,
         wrapper: Sequence[str] = (),
+        target: tuple[str, float] | None = None,
     ) -> None:
-        """``wrapper`` is an argv prefix the process runs under (e.g. valgrind's)."""
+        """``wrapper`` is an argv prefix the process runs under (e.g. valgrind's); ``target``
+        (``--target-cmd``, ``--target-timeout``) measures the server that command starts in
+        ``root`` from outside (:mod:`sim.gate.outside`, on the gate's own tree) instead."""
         self.label = label
         self.root = root
         env = dict(os.environ)
         env["PYTHONPATH"] = str(root)
+        script = [os.path.realpath(_script.__file__), "--root", str(root)]
+        self.ready_timeout = READY_TIMEOUT_S
+        self.outside = target is not None
+        if target is not None:
+            env["PYTHONPATH"] = str(Path(os.path.realpath(_outside.__file__)).parents[2])
+            script = [os.path.realpath(_outside.__file__), "--target-cmd", target[0]]
+            script += ["--target-timeout", str(target[1])]
+            self.ready_timeout = READY_TIMEOUT_S + target[1]
         env["PYTHONHASHSEED"] = "0"  # same dict/set layout on both sides
         env.pop(INJECT_ENV, None)
         if inject:
@@ -72,7 +84,7 @@ class Worker:
         self._buf = b""
         try:
             self.proc = subprocess.Popen(
-                [*wrapper, sys.executable, os.path.realpath(_script.__file__), "--root", str(root)],
+                [*wrapper, sys.executable, *script],
                 cwd=root,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -129,8 +141,8 @@ class Worker:
             raise self._fail(f"garbled reply from the measuring process: {line[:80]!r}") from None
         return reply
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        reply = self.receive(timeout=timeout)
+    def wait_ready(self, timeout: float | None = None) -> None:
+        reply = self.receive(timeout=self.ready_timeout if timeout is None else timeout)
         if not reply.get("ready"):
             raise GateError(f"{self.label}: cannot be measured: {reply.get('error')}")
 
@@ -155,7 +167,7 @@ class Worker:
         gate_deadline = _deadline[0]
         if gate_deadline is not None and time.monotonic() >= gate_deadline:
             self.proc.kill()  # the budget ran out: it may be mid-load, not reading "quit"
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, GateError):  # gone already: fine
             self.send({"cmd": "quit"})
         try:
             self.proc.wait(timeout=10)
@@ -171,13 +183,15 @@ class Worker:
 
 @contextlib.contextmanager
 def workers(
-    *specs: tuple[str, Path, str | None], wrapper: Sequence[str] = ()
+    *specs: tuple[str, Path, str | None],
+    wrapper: Sequence[str] = (),
+    target: tuple[str, float] | None = None,
 ) -> Iterator[list[Worker]]:
     """Start one worker per ``(label, root, inject)`` concurrently; always stopped afterwards."""
     started: list[Worker] = []
     try:
         for label, root, inject in specs:
-            started.append(Worker(label, root, inject=inject, wrapper=wrapper))
+            started.append(Worker(label, root, inject=inject, wrapper=wrapper, target=target))
         for w in started:
             w.wait_ready()
         yield started

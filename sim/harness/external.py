@@ -144,6 +144,13 @@ class CommandTarget(SocketTarget):
     def description(self) -> str:
         return f"server started by {self.command!r}"
 
+    @property
+    def pid(self) -> int:
+        """The started process's id (its descendants are the server's too)."""
+        if self._process is None:
+            raise TargetError("--target-cmd is not running")
+        return self._process.pid
+
     def _log_tail(self) -> str:
         try:
             lines = self.log_path.read_text(errors="replace").strip().splitlines()

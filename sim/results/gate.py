@@ -36,6 +36,7 @@ COUNTER_LABELS = {
     "frames": "frames to the peer",
     "bytes_per_cell": "wire bytes per cell",
     "doc_bytes_per_cell": "saved doc bytes per cell",
+    "changed_frames": "frames carrying cells",
 }
 
 
@@ -193,6 +194,7 @@ class Comparison:
     large_cells: int | None = None  # the large lock-step load (None: not measured)
     large_counters: Mapping[str, CounterJudgement] | None = None
     calls: CallsJudgement | None = None
+    first_cell: TimeJudgement | None = None  # time to first cell (--target-cmd only): reported
 
     @property
     def counter_regressions(self) -> list[str]:
@@ -287,6 +289,13 @@ class Comparison:
             f"| Δk {e.delta:+.3f} (CI {e.delta_ci[0]:+.3f} to {e.delta_ci[1]:+.3f}) "
             f"| Δk ≤ {e.tolerance:g} or CI ∋ 0; not turning quadratic | {_mark(e.regressed)} |"
         )
+        if self.first_cell is not None:
+            t = self.first_cell
+            rows.append(
+                f"| time to first cell (median) | {t.base_median_s * 1e3:.1f} ms"
+                f" | {t.candidate_median_s * 1e3:.1f} ms | x{t.median_ratio:.3f} | reported, "
+                f"never fails | {_mark(False, t.regressed or t.inconclusive)} |"
+            )
         if self.instructions is not None:
             rows += self.instructions.markdown_rows()
         if self.memory is not None:
@@ -344,6 +353,13 @@ class GateThresholds:
 
 
 VERDICTS = ("pass", "regression")
+# What the gate cannot see of a server it measures from outside (--target-cmd), and why.
+UNAVAILABLE_OUTSIDE = {
+    "instructions": "needs the server's code under valgrind in the gate's process",
+    "calls": "core call counts need the server's code in the gate's process",
+    "automerge_counters": "ops, transactions, scan steps and doc bytes are the server's internals",
+    "python_heap_peak_kib": "the server's Python heap is not visible from outside",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +376,7 @@ class GateResult:
     thresholds: GateThresholds
     comparison: Comparison
     elapsed_s: float = 0.0
+    target: str | None = None  # --target-cmd: measured from outside (None: in-process)
     command: ClassVar[str] = "gate"
 
     @property
@@ -390,8 +407,17 @@ class GateResult:
             **({} if c.instructions is None else {"instructions": c.instructions.to_json()}),
             **({} if c.memory is None else {"memory": c.memory.to_json()}),
             **({} if c.large_cells is None else {"large": c.large_json()}),
+            **({} if self.target is None else {"target": self.target_json()}),
             "flagged_by": c.flagged_by(),
             "elapsed_s": self.elapsed_s,
+        }
+
+    def target_json(self) -> JsonDict:
+        c = self.comparison
+        return {
+            "command": self.target,
+            "first_cell": None if c.first_cell is None else c.first_cell.to_json(),
+            "unavailable": dict(UNAVAILABLE_OUTSIDE),
         }
 
     @classmethod
@@ -411,6 +437,7 @@ class GateResult:
             else None,
             memory=MemoryJudgement.read(r.child("memory")) if r.present("memory") else None,
             **_read_large(r),
+            first_cell=_read_first_cell(r),
         )
         result = cls(
             base_ref=base.text("ref"),
@@ -423,6 +450,7 @@ class GateResult:
             thresholds=GateThresholds.read(r.child("thresholds")),
             comparison=comparison,
             elapsed_s=r.number("elapsed_s"),
+            target=r.child("target").text("command") if r.present("target") else None,
         )
         verdict = r.text("verdict")
         if verdict != result.verdict:
@@ -437,10 +465,17 @@ class GateResult:
         cand = (self.candidate_commit or "?")[:10] + (
             " + uncommitted changes" if self.dirty else ""
         )
+        outside = (
+            ""
+            if self.target is None
+            else f"Server `{self.target}` measured from outside (unavailable: "
+            + ", ".join(UNAVAILABLE_OUTSIDE)
+            + "). "
+        )
         lines = [
             f"### {head}",
             "",
-            f"Base `{self.base_ref}` ({self.base_commit[:10]}) vs candidate {cand}; "
+            f"{outside}Base `{self.base_ref}` ({self.base_commit[:10]}) vs candidate {cand}; "
             f"{self.cells}-cell notebook, {self.pairs} interleaved pairs, "
             f"{self.elapsed_s:.1f} s.",
             "",
@@ -454,6 +489,12 @@ class GateResult:
         if calls is not None and self.regressed and calls.where_lines():
             lines += [*calls.where_lines(), ""]
         return "\n".join(lines)
+
+
+def _read_first_cell(r: Reader) -> TimeJudgement | None:
+    if not r.present("target") or not r.child("target").present("first_cell"):
+        return None
+    return TimeJudgement.read(r.child("target").child("first_cell"))
 
 
 def _read_large(r: Reader) -> dict[str, Any]:
