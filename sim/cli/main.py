@@ -313,6 +313,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help
+        if action.help is not None and "default" in action.help:  # it says its default itself
+            return action.help
         return super()._get_help_string(action)
 
 
