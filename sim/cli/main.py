@@ -22,9 +22,9 @@ from sim.cli.collab_cmd import add_collab_arguments
 from sim.cli.explore_cmd import add_explore_commands
 from sim.cli.live import Progress
 from sim.cli.output import UsageError, emit_json, finish, output_option
-from sim.cli.text import count, print_profile, print_sim, size, table
+from sim.cli.scale_cmd import add_scale_arguments, run_scale_command
+from sim.cli.text import count, print_profile, print_sim, size
 from sim.gate.command import add_gate_arguments, run_gate_command
-from sim.harness.scale import DEFAULT_INSTRUCTION_MAX_CELLS
 from sim.harness.scenarios import ALL_SCENARIOS
 from sim.report.command import add_report_arguments, run_report_command
 
@@ -113,102 +113,6 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         emit_json(data)
     else:
         print_sim(data, scenario.description)
-    return 0 if result.ok else 1
-
-
-# --------------------------------------------------------------------------- scale
-def _cmd_scale(args: argparse.Namespace) -> int:
-    from sim.harness.scale import DEFAULT_SIZES, check_sweep, run_scale
-
-    paths: list[Any] = ["full", "naive"] if args.insert == "both" else [args.insert]
-    try:
-        repeats = _positive(args.repeats)
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"--repeats: {exc}; see --help") from None
-    sizes: dict[str, Sequence[int]] | None = None
-    if args.sizes:
-        try:
-            chosen = [int(s) for s in args.sizes.split(",")]
-        except ValueError:
-            raise UsageError(
-                f"--sizes must be comma-separated integers, got {args.sizes!r}; see --help"
-            ) from None
-        sizes = {str(p): chosen for p in paths}
-    try:
-        for p in paths:
-            check_sweep((sizes or {}).get(p) or DEFAULT_SIZES[p], repeats, args.batch_size)
-    except ValueError as exc:
-        raise UsageError(f"{exc}; see --help") from None
-    progress = Progress(label="nbstream scale", heartbeat=True)
-    result = asyncio.run(
-        run_scale(
-            paths,
-            sizes=sizes,
-            repeats=repeats,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            progress=progress,
-            instructions_max_cells=args.instructions_max_cells,
-        )
-    )
-    progress.done()
-    data = result.to_json()
-    if args.json:
-        emit_json(data)
-    else:
-        rows = []
-        for name, pr in data["paths"].items():
-            trend = pr["batch_trend"]
-            rows.append(
-                [
-                    name,
-                    f"{pr['exponent']:.3f}",
-                    f"[{pr['ci'][0]:.3f}, {pr['ci'][1]:.3f}]",
-                    pr["verdict"],
-                    pr["counters"]["scan_steps"]["verdict"],
-                    pr["counters"]["ops"]["verdict"],
-                    f"{trend['robust_relative_slope']:+.2f}",
-                    "flat" if trend["flat"] else "GROWING",
-                ]
-            )
-        print(
-            table(
-                rows,
-                [
-                    "path",
-                    "exponent",
-                    "95% CI",
-                    "verdict",
-                    "scan_steps",
-                    "ops",
-                    "batch trend",
-                    "per batch",
-                ],
-            )
-        )
-        for name, pr in data["paths"].items():
-            instr = pr.get("instructions")
-            if instr and instr["available"]:
-                counts = ", ".join(f"{p['cells']}: {p['instructions']:,}" for p in instr["points"])
-                print(
-                    f"{name}: instructions per load {counts}; exponent "
-                    f"{instr['exponent']:.3f} ({instr['verdict']}, exact: decides the exit status)"
-                )
-            elif instr:
-                print(f"{name}: instructions not counted: {instr['reason']}")
-        raw = data["raw_automerge"]
-        if "exponent" in raw:
-            print(f"raw Automerge build+sync exponent: {raw['exponent']:.3f}")
-        for name, pr in data["paths"].items():
-            if "first_cell_exponent" in pr:
-                lo, hi = pr["first_cell_ci"]
-                print(
-                    f"{name}: time to first cell exponent {pr['first_cell_exponent']:.3f} "
-                    f"[{lo:.3f}, {hi:.3f}] (0 = independent of the notebook's size)"
-                )
-        for c in result.checks or ():
-            print(f"[{'ok  ' if c.ok else 'FAIL'}] {c.name} — {c.detail}")
-        print(f"({result.elapsed_s or 0.0:.0f} s)")
     return 0 if result.ok else 1
 
 
@@ -407,26 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_explore_commands(sub)  # explore, merge
 
     p = sub.add_parser("scale", help="size sweep: detect O(n²) loads (exponent per insert path)")
-    p.add_argument("--insert", choices=["full", "naive", "both"], default="both")
-    p.add_argument("--sizes", help="comma-separated cell counts (default per path)")
-    p.add_argument(
-        "--repeats",
-        default="2",
-        help="loads per size (2); sizes x repeats must give at least 3 loads per path",
-    )
-    p.add_argument(
-        "--instructions-max-cells",
-        type=_non_negative,
-        default=DEFAULT_INSTRUCTION_MAX_CELLS,
-        metavar="N",
-        help="count the full path's instructions under valgrind at its sizes up to N cells "
-        f"(default {DEFAULT_INSTRUCTION_MAX_CELLS}; 0: off); the exit status comes from "
-        "instructions, ops and scan steps, never from time",
-    )
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--batch-size", type=_positive, default=3)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_scale)
+    add_scale_arguments(p)
+    p.set_defaults(func=run_scale_command)
 
     p = sub.add_parser("profile", help="profile one load by phase")
     p.add_argument("notebook", nargs="?", help="a .ipynb (default: the bundled reference notebook)")

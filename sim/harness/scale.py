@@ -59,6 +59,7 @@ from sim.results.scale import (
     ScaleResult,
 )
 from sim.workload.generator import generate_notebook
+from sim.workload.sweep import NotebookSweep
 
 __all__ = [
     "DEFAULT_INSTRUCTION_MAX_CELLS",
@@ -289,6 +290,7 @@ def count_path_instructions(
     batch_size: int,
     max_cells: int,
     progress: Progress | None = None,
+    build: Callable[[int], bytes] | None = None,
 ) -> InstructionFit:
     """Instructions per load of the full path at the ``sizes`` up to ``max_cells`` (valgrind),
     and their exponent; unavailable (with the reason) when they cannot be counted."""
@@ -308,7 +310,9 @@ def count_path_instructions(
         paths = {}
         for n in small:
             paths[n] = Path(tmp) / f"scale-{n}.ipynb"
-            paths[n].write_bytes(generate_notebook(cells=n, seed=seed))
+            paths[n].write_bytes(
+                generate_notebook(cells=n, seed=seed) if build is None else build(n)
+            )
         try:
             (runs,) = count_loads(
                 [("full path", TREE, None)], paths, small, warm_up=small[0], progress=progress
@@ -329,10 +333,20 @@ async def run_scale(
     batch_size: int = 3,
     progress: Progress | None = None,
     instructions_max_cells: int = 0,
+    notebook: NotebookSweep | None = None,
 ) -> ScaleResult:
     """Sweep notebook sizes for each insert path; interleave paths per size and repeat; count
     the full path's instructions at its sizes up to ``instructions_max_cells`` (0: not at all;
-    ``nbstream scale`` counts up to :data:`DEFAULT_INSTRUCTION_MAX_CELLS`)."""
+    ``nbstream scale`` counts up to :data:`DEFAULT_INSTRUCTION_MAX_CELLS`). ``notebook``: the
+    sweep is built from that notebook's cells (:mod:`sim.workload.sweep`), else generated."""
+
+    def build(n: int) -> bytes:
+        return (
+            generate_notebook(cells=n, seed=seed)
+            if notebook is None
+            else notebook.notebook_bytes(n)
+        )
+
     chosen: dict[str, list[int]] = {
         str(p): list((sizes or {}).get(p) or DEFAULT_SIZES[p]) for p in paths
     }
@@ -345,11 +359,11 @@ async def run_scale(
     with tempfile.TemporaryDirectory(prefix="nbscale-") as tmp:
         # Warm-up (discarded): the first load of a process pays for imports and thread start-up.
         warm = Path(tmp) / "warm-up.ipynb"
-        warm.write_bytes(generate_notebook(cells=all_sizes[0], seed=seed))
+        warm.write_bytes(build(all_sizes[0]))
         for p in paths:
             await measure_load(warm, insert_path=p, batch_size=batch_size)
         for n in all_sizes:
-            data = generate_notebook(cells=n, seed=seed)
+            data = build(n)
             nb = Path(tmp) / f"scale-{n}.ipynb"
             nb.write_bytes(data)
             for r in range(repeats):
@@ -371,13 +385,16 @@ async def run_scale(
             batch_size=batch_size,
             max_cells=instructions_max_cells,
             progress=progress,
+            build=build,
         )
         summaries["full"] = dataclasses.replace(summaries["full"], instructions=fit)
     for name in summaries:
         ok, _ = deterministic_verdict(name, summaries[name])
         expected = "linear" if name == "full" else "quadratic"
         verdict = expected if ok else f"not {expected}"
-        summaries[name] = dataclasses.replace(summaries[name], deterministic_verdict=verdict)
+        summaries[name] = dataclasses.replace(
+            summaries[name], deterministic_verdict=verdict, exponent_of="server_s"
+        )
     return ScaleResult(
         sizes=tuple(all_sizes),
         sizes_by_path={name: tuple(s) for name, s in chosen.items()},
@@ -389,4 +406,6 @@ async def run_scale(
         elapsed_s=time.monotonic() - t0,
         checks=scale_checks(summaries),
         default_sizes={k: tuple(v) for k, v in DEFAULT_SIZES.items()},
+        server="bundled daemon (in this process, in-memory streams and blobs)",
+        notebook=None if notebook is None else notebook.source,
     )

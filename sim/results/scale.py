@@ -172,9 +172,14 @@ class ScalePath:
     # (instructions, ops, scan steps), which decides the exit status.
     instructions: InstructionFit | None = None
     deterministic_verdict: str | None = None
+    # Issue 14: what ``exponent`` fits — "server_s" (the bundled daemon's own work) or
+    # "time_to_full_s" (a server measured from outside, --connect/--target-cmd).
+    exponent_of: str | None = None
 
     def to_json(self) -> JsonDict:
         out: JsonDict = {"exponent": self.exponent, "ci": list(self.ci), "verdict": self.verdict}
+        if self.exponent_of is not None:
+            out["exponent_of"] = self.exponent_of
         if self.r_squared is not None:
             out["r_squared"] = self.r_squared
         if self.wall_exponent is not None:
@@ -218,6 +223,7 @@ class ScalePath:
             if r.present("instructions")
             else None,
             deterministic_verdict=r.opt_text("deterministic_verdict"),
+            exponent_of=r.opt_text("exponent_of"),
         )
 
     def counter_verdict(self, name: str) -> str | None:
@@ -271,6 +277,10 @@ class ScaleResult:
     elapsed_s: float | None = None
     checks: tuple[Check, ...] | None = None
     default_sizes: Mapping[str, tuple[int, ...]] | None = None
+    # Issue 14: who was measured ("bundled daemon" or the --connect/--target-cmd server) and
+    # the --notebook the sweep was built from (path, cells, bytes, sha256; None: generated).
+    server: str | None = None
+    notebook: Mapping[str, Any] | None = None
     command: ClassVar[str] = "scale"
 
     @property
@@ -294,6 +304,10 @@ class ScaleResult:
             out["checks"] = [c.to_json() for c in self.checks]
         if self.default_sizes is not None:
             out["default_sizes"] = {k: list(v) for k, v in self.default_sizes.items()}
+        if self.server is not None:
+            out["server"] = self.server
+        if self.notebook is not None:
+            out["notebook"] = dict(self.notebook)
         return out
 
     @classmethod
@@ -319,7 +333,21 @@ class ScaleResult:
             elapsed_s=r.opt_number("elapsed_s"),
             checks=checks,
             default_sizes=_size_lists(r, "default_sizes"),
+            server=r.opt_text("server"),
+            notebook=_notebook(r),
         )
+
+
+def _notebook(r: Reader) -> dict[str, Any] | None:
+    if not r.present("notebook"):
+        return None
+    nb = r.child("notebook")
+    return {
+        "path": nb.text("path"),
+        "cells": nb.integer("cells"),
+        "bytes": nb.integer("bytes"),
+        "sha256": nb.text("sha256"),
+    }
 
 
 def _size_lists(r: Reader, key: str) -> dict[str, tuple[int, ...]] | None:
