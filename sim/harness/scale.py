@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from core.blob_store import MemoryBlobStore
 from core.client import NotebookClient
@@ -66,8 +67,11 @@ __all__ = [
     "DEFAULT_SIZES",
     "LoadMeasurement",
     "ScaleResult",
+    "batch_trend",
     "check_sweep",
     "count_path_instructions",
+    "first_cell_fit",
+    "fit_counters",
     "measure_load",
     "run_scale",
     "scale_checks",
@@ -182,16 +186,9 @@ def summarize_path(points: Sequence[LoadMeasurement]) -> ScalePath:
     ns = [p.cells for p in points]
     fit = fit_power_law(ns, [p.server_s for p in points])
     wall = fit_power_law(ns, [p.total_s for p in points])
-    first = _first_cell_fit(points)
+    first = first_cell_fit(points)
     largest = max(points, key=lambda p: (p.cells, -p.total_s))
-    trend = fit_linear_trend(range(len(largest.batch_s)), largest.batch_s)
-    counters: dict[str, CounterFit] = {}
-    for name in ("scan_steps", "ops"):
-        values = [getattr(p, name) for p in points]
-        cfit = fit_counter(ns, values)
-        counters[name] = CounterFit(
-            classify_counter(ns, values), None if cfit is None else cfit.exponent
-        )
+    counters = fit_counters(points, ("scan_steps", "ops"))
     return ScalePath(
         exponent=fit.exponent,
         ci=(fit.ci[0], fit.ci[1]),
@@ -215,19 +212,49 @@ def summarize_path(points: Sequence[LoadMeasurement]) -> ScalePath:
             for p in points
         ),
         counters=counters,
-        batch_trend=BatchTrend(
-            cells=largest.cells,
-            relative_slope=trend.relative_slope,
-            robust_relative_slope=trend.robust_relative_slope,
-            flat=is_flat(trend),
-            latencies_s=tuple(largest.batch_s),
-        ),
+        batch_trend=batch_trend(largest.cells, largest.batch_s),
         first_cell_exponent=None if first is None else first.exponent,
         first_cell_ci=None if first is None else (first.ci[0], first.ci[1]),
     )
 
 
-def _first_cell_fit(points: Sequence[LoadMeasurement]) -> PowerLawFit | None:
+class _Load(Protocol):
+    """What a sweep's load measured, in-process (LoadMeasurement) or from outside."""
+
+    @property
+    def cells(self) -> int: ...
+    @property
+    def time_to_first_cell_s(self) -> float | None: ...
+
+
+def fit_counters(points: Sequence[Any], names: Sequence[str]) -> dict[str, CounterFit]:
+    """The verdict and exponent of each counter attribute ``names`` of the loads."""
+    ns = [p.cells for p in points]
+    counters: dict[str, CounterFit] = {}
+    for name in names:
+        values = [getattr(p, name) for p in points]
+        cfit = fit_counter(ns, values)
+        counters[name] = CounterFit(
+            classify_counter(ns, values), None if cfit is None else cfit.exponent
+        )
+    return counters
+
+
+def batch_trend(cells: int, batch_s: Sequence[float]) -> BatchTrend | None:
+    """The per-batch latency trend of one load (None under MIN_BATCHES batches)."""
+    if len(batch_s) < MIN_BATCHES:
+        return None
+    trend = fit_linear_trend(range(len(batch_s)), batch_s)
+    return BatchTrend(
+        cells=cells,
+        relative_slope=trend.relative_slope,
+        robust_relative_slope=trend.robust_relative_slope,
+        flat=is_flat(trend),
+        latencies_s=tuple(batch_s),
+    )
+
+
+def first_cell_fit(points: Sequence[_Load]) -> PowerLawFit | None:
     """The loading peer's time to first cell against the cell count, where it can be fitted."""
     timed = [(p.cells, p.time_to_first_cell_s) for p in points if p.time_to_first_cell_s]
     try:

@@ -29,19 +29,21 @@ from pathlib import Path
 from core.client import NotebookClient
 from core.ipynb import parse_notebook
 from sim.analysis.complexity import (
-    classify_counter,
     classify_exponent,
-    fit_counter,
-    fit_linear_trend,
     fit_power_law,
-    is_flat,
 )
 from sim.harness.external import SocketTarget, TargetError, fresh_copy
 from sim.harness.metrics import raw_automerge_seconds
-from sim.harness.scale import DEFAULT_SIZES, check_sweep, raw_automerge
+from sim.harness.scale import (
+    DEFAULT_SIZES,
+    batch_trend,
+    check_sweep,
+    first_cell_fit,
+    fit_counters,
+    raw_automerge,
+)
 from sim.results.base import Check
 from sim.results.scale import (
-    BatchTrend,
     CounterFit,
     InstructionFit,
     ScalePath,
@@ -109,29 +111,14 @@ async def measure_external_load(target: SocketTarget, notebook: Path) -> Externa
 def summarize_external(points: Sequence[ExternalLoad]) -> ScalePath:
     """The sweep of the server: the time-to-full exponent, bytes and frames fitted; the
     in-process signals unavailable."""
-    ns = [p.cells for p in points]
-    fit = fit_power_law(ns, [p.time_to_full_s for p in points])
-    timed = [(p.cells, p.time_to_first_cell_s) for p in points if p.time_to_first_cell_s]
-    first = None
-    if len({n for n, _ in timed}) >= 2 and len(timed) >= 3:
-        first = fit_power_law([n for n, _ in timed], [t for _, t in timed if t is not None])
+    fit = fit_power_law([p.cells for p in points], [p.time_to_full_s for p in points])
+    first = first_cell_fit(points)
     counters = {
         "scan_steps": CounterFit(UNAVAILABLE, None),
         "ops": CounterFit(UNAVAILABLE, None),
+        **fit_counters(points, ("bytes_in", "frames")),
     }
-    for name in ("bytes_in", "frames"):
-        values = [getattr(p, name) for p in points]
-        cfit = fit_counter(ns, values)
-        counters[name] = CounterFit(
-            classify_counter(ns, values), None if cfit is None else cfit.exponent
-        )
     largest = max(points, key=lambda p: (p.cells, -p.time_to_full_s))
-    trend = None
-    if len(largest.batch_s) >= 3:
-        t = fit_linear_trend(range(len(largest.batch_s)), largest.batch_s)
-        trend = BatchTrend(
-            largest.cells, t.relative_slope, t.robust_relative_slope, is_flat(t), largest.batch_s
-        )
     return ScalePath(
         exponent=fit.exponent,
         ci=(fit.ci[0], fit.ci[1]),
@@ -152,7 +139,7 @@ def summarize_external(points: Sequence[ExternalLoad]) -> ScalePath:
             for p in points
         ),
         counters=counters,
-        batch_trend=trend,
+        batch_trend=batch_trend(largest.cells, largest.batch_s),
         first_cell_exponent=None if first is None else first.exponent,
         first_cell_ci=None if first is None else (first.ci[0], first.ci[1]),
         instructions=InstructionFit(False, NEEDS_BUNDLED),
