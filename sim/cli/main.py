@@ -26,6 +26,7 @@ from sim.cli.scale_cmd import add_scale_arguments, run_scale_command
 from sim.cli.text import count, print_profile, print_sim, size
 from sim.gate.command import add_gate_arguments, run_gate_command
 from sim.harness.scenarios import ALL_SCENARIOS
+from sim.harness.watchdog import HarnessStuck
 from sim.report.command import add_report_arguments, run_report_command
 
 if TYPE_CHECKING:
@@ -443,6 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CoreError as exc:
         print(f"nbstream {args.command}: {exc}", file=sys.stderr)
         return 2
+    except HarnessStuck as exc:  # a harness bug, with what was pending: a failed check
+        print(f"nbstream {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"nbstream {args.command}: interrupted", file=sys.stderr)
         return 130

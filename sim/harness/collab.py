@@ -38,6 +38,7 @@ from sim.harness.metrics import batch_rows, load_summary, peer_row, phases
 from sim.harness.scenarios import COLLAB_SCENARIOS
 from sim.harness.target import BundledTarget
 from sim.harness.trace import Trace, trace_sha256
+from sim.harness.watchdog import HarnessStuck, bounded
 from sim.harness.workcopy import private_copy
 from sim.net.connect import Transport
 from sim.results.base import Check
@@ -351,12 +352,17 @@ class CollabRun:
         )
 
     async def close(self) -> None:
+        """Disconnect every editor and stop the daemon; :class:`HarnessStuck` (with what was
+        pending) if that takes longer than the run's timeout instead of hanging."""
         try:
-            for editor in self.editors.values():
-                await editor.close()
-            await self.target.stop()
+            await bounded(self._close(), self.timeout, f"{self.name}: closing the run")
         finally:
             self._workdir.close()
+
+    async def _close(self) -> None:
+        for editor in self.editors.values():
+            await editor.close()
+        await self.target.stop()
 
 
 # ---------------------------------------------------------------------------- the scenarios
@@ -503,6 +509,9 @@ async def _waves(run: CollabRun, waves: int = WAVES) -> None:
         await run.read_server()
 
 
+# Every wait of a flow is bounded by the timeout; a flow several times that long is stuck.
+FLOW_BOUND = 3
+
 FLOWS = {"edits": _edits, "edits-rollback": _edits_rollback, "partition": _partition}
 
 
@@ -535,8 +544,8 @@ async def run_collab(
     try:
         await run.target.start()
         try:
-            await flow(run, peers or 4)
-        except (asyncio.TimeoutError, CoreError) as exc:
+            await bounded(flow(run, peers or 4), FLOW_BOUND * timeout, f"scenario {name}")
+        except (asyncio.TimeoutError, CoreError, HarnessStuck) as exc:
             run.checks.append(Check("scenario ran to the end", False, repr(exc)))
             run.converged = False
         return run.result()
