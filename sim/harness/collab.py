@@ -277,6 +277,23 @@ class CollabRun:
         return True
 
     # ------------------------------------------------------------------ the verdict
+    def check_rollback(self, server: NotebookDoc) -> None:
+        """After a failed load: the server holds exactly the peers' live cells. Only edits
+        the server got count (``server`` was just read by :meth:`settle`): a peer that left
+        may have added a cell it never delivered."""
+        got = [e for e in self.log.edits if e.acknowledged]
+        added = {e.cell_id for e in got if e.kind == "add"}
+        deleted = {e.cell_id for e in got if e.kind == "delete"}
+        kept = [c.id for c in server.get_cells()]
+        want = added - deleted
+        self.checks.append(
+            Check(
+                "rollback removed exactly the load's cells",
+                set(kept) == want and len(kept) == len(want),
+                f"server holds {kept}; peers' live cells {sorted(want)}",
+            )
+        )
+
     def judge(self, server: NotebookDoc | None) -> None:
         """The invariant checks on the final server document."""
         if server is None:
@@ -409,17 +426,7 @@ async def _edits_rollback(run: CollabRun, peers: int) -> None:
     server = await run.settle("failed", "rollback")
     if server is None:
         return
-    added = {e.cell_id for e in run.log.edits if e.kind == "add"}
-    deleted = {e.cell_id for e in run.log.edits if e.kind == "delete"}
-    kept = [c.id for c in server.get_cells()]
-    want = added - deleted
-    run.checks.append(
-        Check(
-            "rollback removed exactly the load's cells",
-            set(kept) == want and len(kept) == len(want),
-            f"server holds {kept}; peers' live cells {sorted(want)}",
-        )
-    )
+    run.check_rollback(server)
     retry = await run.join("retry")
     if not await run.wait_phase("ready", judge=retry):
         return

@@ -88,20 +88,7 @@ async def _flow(run: CollabRun, s: Schedule) -> None:
             server = await run.settle("failed", "rollback")
             if server is None:
                 return
-            # the edits the server got (settle() just read it): a peer that left may have
-            # made edits it never delivered
-            got = [e for e in run.log.edits if e.acknowledged]
-            added = {e.cell_id for e in got if e.kind == "add"}
-            deleted = {e.cell_id for e in got if e.kind == "delete"}
-            kept = [c.id for c in server.get_cells()]
-            want = added - deleted
-            run.checks.append(
-                Check(
-                    "rollback removed exactly the load's cells",
-                    set(kept) == want and len(kept) == len(want),
-                    f"server holds {kept}; peers' live cells {sorted(want)}",
-                )
-            )
+            run.check_rollback(server)
         retry = await run.join("retry")
     elif not run.connected():  # everybody left: a late peer reads the result
         await run.join("late")
