@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -34,6 +33,7 @@ if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpat
     del sys.path[0]
 
 from core.client import NotebookClient
+from sim.gate.worker import answer, send_line
 from sim.harness.external import CommandTarget, fresh_copy
 
 __all__ = ["COUNTERS", "NOISY_TOLERANCE", "main", "process_tree", "tree_cpu_s", "tree_hwm_kib"]
@@ -150,11 +150,6 @@ class OutsideMeasurer:
         return result
 
 
-def _reply(out: Any, message: dict[str, Any]) -> None:
-    out.write(json.dumps(message) + "\n")
-    out.flush()
-
-
 def serve(command: str, start_timeout: float, commands: Any, out: Any) -> int:
     """Start the server, report readiness, answer commands until ``quit`` or EOF, stop it."""
     loop = asyncio.new_event_loop()
@@ -162,24 +157,17 @@ def serve(command: str, start_timeout: float, commands: Any, out: Any) -> int:
         target = CommandTarget(command, start_timeout=start_timeout)
         loop.run_until_complete(target.start())
     except Exception as exc:  # the command is bad, exits or never listens: one line
-        _reply(out, {"ready": False, "error": str(exc)})
+        send_line(out, {"ready": False, "error": str(exc)})
         loop.close()
         return 3
     measurer = OutsideMeasurer(target, loop)
-    _reply(out, {"ready": True, "pid": target.pid, "server": target.description})
+    send_line(out, {"ready": True, "pid": target.pid, "server": target.description})
+    handlers = {
+        "run": lambda path: measurer.load(path, False),
+        "counters": lambda path: measurer.load(path, True),
+    }
     try:
-        for line in commands:
-            cmd = json.loads(line).get("cmd")
-            if cmd == "quit":
-                break
-            try:
-                if cmd in ("run", "counters"):
-                    reply = measurer.load(str(json.loads(line)["path"]), cmd == "counters")
-                else:
-                    reply = {"ok": False, "error": f"{cmd!r} is not measurable from outside"}
-            except Exception as exc:
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            _reply(out, reply)
+        answer(commands, out, handlers, lambda cmd: f"{cmd!r} is not measurable from outside")
     finally:
         loop.run_until_complete(target.stop())
         loop.close()

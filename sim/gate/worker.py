@@ -53,7 +53,7 @@ import socket
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ READY_TIMEOUT_S = 120.0
 # client message applied) after which a lock-step exchange is considered settled.
 QUIET_TURNS = 30
 
-__all__ = ["INJECT_ENV", "Injection", "main", "parse_injection", "serve"]
+__all__ = ["INJECT_ENV", "Injection", "answer", "main", "parse_injection", "send_line", "serve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +369,7 @@ def _counters(client: Any, server: _ServerView, cells: int) -> dict[str, float]:
     }
 
 
-def _reply(out: Any, message: dict[str, Any]) -> None:
+def send_line(out: Any, message: dict[str, Any]) -> None:
     out.write(json.dumps(message) + "\n")
     out.flush()
 
@@ -379,33 +379,45 @@ def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
     try:
         api = _Core(root)
     except Exception as exc:  # a base without core.daemon, or with a broken one
-        _reply(out, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        send_line(out, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 3
-    _reply(out, {"ready": True, "core": api.origin, "pid": os.getpid()})
+    send_line(out, {"ready": True, "core": api.origin, "pid": os.getpid()})
     measurer = Measurer(api, injection)
+    handlers = {
+        "run": measurer.timed,
+        "counters": measurer.counters,
+        "profile": measurer.profile,
+        "instructions": measurer.instructions,
+    }
     try:
-        for line in commands:
-            request = json.loads(line)
-            cmd = request.get("cmd")
-            if cmd == "quit":
-                break
-            try:
-                if cmd == "run":
-                    reply = measurer.timed(str(request["path"]))
-                elif cmd == "counters":
-                    reply = measurer.counters(str(request["path"]))
-                elif cmd == "profile":
-                    reply = measurer.profile(str(request["path"]))
-                elif cmd == "instructions":
-                    reply = measurer.instructions(str(request["path"]))
-                else:
-                    reply = {"ok": False, "error": f"unknown command {cmd!r}"}
-            except Exception as exc:
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            _reply(out, reply)
+        answer(commands, out, handlers, lambda cmd: f"unknown command {cmd!r}")
     finally:
         measurer.close()
     return 0
+
+
+def answer(
+    commands: Any,
+    out: Any,
+    handlers: Mapping[str, Callable[[str], dict[str, Any]]],
+    unknown: Callable[[object], str],
+) -> None:
+    """Reply to each command line until ``quit`` (or the end of input): ``handlers[cmd](path)``,
+    or an error reply (``unknown(cmd)``, or the exception a handler raised)."""
+    for line in commands:
+        request = json.loads(line)
+        cmd = request.get("cmd")
+        if cmd == "quit":
+            break
+        handler = handlers.get(cmd)
+        try:
+            if handler is None:
+                reply = {"ok": False, "error": unknown(cmd)}
+            else:
+                reply = handler(str(request["path"]))
+        except Exception as exc:
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        send_line(out, reply)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         injection = parse_injection(os.environ.get(INJECT_ENV, ""))
     except ValueError as exc:
-        _reply(out, {"ready": False, "error": str(exc)})
+        send_line(out, {"ready": False, "error": str(exc)})
         return 3
     return serve(args.root, injection, sys.stdin, out)
 
