@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from core import __version__
 from core.errors import CoreError
+from sim.cli.argtypes import int_at_least
 from sim.cli.collab_cmd import add_collab_arguments
 from sim.cli.explore_cmd import add_explore_commands
 from sim.cli.live import Progress
@@ -41,6 +42,8 @@ from sim.workload.generator import (
 )
 
 __all__ = ["main"]
+
+POSITIVE = int_at_least(1)
 
 
 def _notebook_arg(value: str | None) -> Path:
@@ -266,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def common_load(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--batch-size", type=_positive, default=3, help="cells per batch")
+        p.add_argument("--batch-size", type=POSITIVE, default=3, help="cells per batch")
         p.add_argument(
             "--insert",
             choices=["full", "naive"],
@@ -284,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="who joins, leaves, fails, edits: " + ", ".join(sorted(ALL_SCENARIOS)),
     )
     p.add_argument(
-        "--peers", type=_positive, default=None, help="number of peers (scenario-specific)"
+        "--peers", type=POSITIVE, default=None, help="number of peers (scenario-specific)"
     )
     p.add_argument(
         "--transport",
@@ -317,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="profile one load by phase")
     p.add_argument("notebook", nargs="?", help="a .ipynb (default: the bundled reference notebook)")
-    p.add_argument("--runs", type=_positive, default=3, help="loads to take the median of")
+    p.add_argument("--runs", type=POSITIVE, default=3, help="loads to take the median of")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     external_target(p)
     output_option(p)
@@ -409,26 +412,6 @@ def _external_target(args: argparse.Namespace) -> SocketTarget | None:
     if args.target_cmd is not None:
         return CommandTarget(args.target_cmd, start_timeout=args.target_timeout)
     return None
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

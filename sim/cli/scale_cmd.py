@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sim.cli.argtypes import int_at_least
 from sim.cli.live import Progress
 from sim.cli.output import UsageError, emit_json, finish, output_option
 from sim.cli.text import table
@@ -16,16 +17,6 @@ from sim.harness.scale import DEFAULT_INSTRUCTION_MAX_CELLS, DEFAULT_SIZES
 from sim.workload.generator import DEFAULT_SEED
 
 __all__ = ["add_scale_arguments", "run_scale_command"]
-
-
-def _int(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-    return value
 
 
 def add_scale_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +36,7 @@ def add_scale_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--instructions-max-cells",
-        type=lambda t: _int(t, 0),
+        type=int_at_least(0),
         default=DEFAULT_INSTRUCTION_MAX_CELLS,
         metavar="N",
         help="count the full path's instructions under valgrind at its sizes up to N cells "
@@ -53,7 +44,7 @@ def add_scale_arguments(p: argparse.ArgumentParser) -> None:
         "steps, never from time",
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the generator's seed")
-    p.add_argument("--batch-size", type=lambda t: _int(t, 1), default=3, help="cells per batch")
+    p.add_argument("--batch-size", type=int_at_least(1), default=3, help="cells per batch")
     p.add_argument(
         "--notebook",
         type=Path,
@@ -99,7 +90,7 @@ def run_scale_command(args: argparse.Namespace) -> int:
     if external:
         paths = ["full"]
     try:
-        repeats = _int(args.repeats, 1)
+        repeats = int_at_least(1)(args.repeats)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"--repeats: {exc}; see --help") from None
     sizes: dict[str, Sequence[int]] | None = None

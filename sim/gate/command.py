@@ -18,17 +18,17 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from sim.cli.argtypes import float_at_least, int_at_least
 from sim.gate.measure import Workload, compare, make_workload, measure_instructions
 from sim.gate.settings import (
     DEFAULT_BASES,
@@ -276,30 +276,6 @@ def run_self_test(
 # --------------------------------------------------------------------------- CLI
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _float_at_least(minimum: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text)
-        if not (math.isfinite(value) and value >= minimum):
-            raise argparse.ArgumentTypeError(f"must be a number >= {minimum:g}, got {text}")
-        return value
-
-    return parse
-
-
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``nbstream gate`` (the lead wires them into the CLI)."""
     parser.add_argument(
@@ -309,19 +285,19 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pairs",
-        type=_positive_int,
+        type=int_at_least(1),
         default=DEFAULT_PAIRS,
         help=f"interleaved base/candidate timing pairs (default {DEFAULT_PAIRS})",
     )
     parser.add_argument(
         "--cells",
-        type=_positive_int,
+        type=int_at_least(1),
         default=DEFAULT_CELLS,
         help=f"cells in the workload notebook (default {DEFAULT_CELLS}, min 16)",
     )
     parser.add_argument(
         "--time-threshold",
-        type=_float_at_least(1.0),
+        type=float_at_least(1.0),
         default=DEFAULT_TIME_THRESHOLD,
         metavar="RATIO",
         help="flag a time regression when the CI's lower bound of the median "
@@ -329,7 +305,7 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--exponent-tolerance",
-        type=_float_at_least(0.0),
+        type=float_at_least(0.0),
         default=DEFAULT_EXPONENT_TOLERANCE,
         metavar="DK",
         help="exponent increase tolerated; a larger one whose CI excludes 0 fails "
@@ -337,14 +313,14 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--counter-tolerance",
-        type=_float_at_least(0.0),
+        type=float_at_least(0.0),
         default=DEFAULT_COUNTER_TOLERANCE,
         metavar="FRACTION",
         help="relative counter increase allowed (default 0: any increase fails)",
     )
     parser.add_argument(
         "--instruction-tolerance",
-        type=_float_at_least(0.0),
+        type=float_at_least(0.0),
         default=DEFAULT_INSTRUCTION_TOLERANCE,
         metavar="FRACTION",
         help="relative increase of instructions per load (valgrind) allowed "
@@ -358,7 +334,7 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--memory-tolerance",
-        type=_float_at_least(0.0),
+        type=float_at_least(0.0),
         default=DEFAULT_MEMORY_TOLERANCES["python_heap_peak_kib"],
         metavar="FRACTION",
         help="relative growth of the load's peak Python heap allowed (default "
@@ -367,7 +343,7 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--budget",
-        type=_float_at_least(0.0),
+        type=float_at_least(0.0),
         default=DEFAULT_BUDGET_S,
         metavar="SECONDS",
         help="stop the run after SECONDS and exit 2, saying what was still being measured "
@@ -375,7 +351,7 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--large-cells",
-        type=_non_negative_int,
+        type=int_at_least(0),
         default=DEFAULT_LARGE_CELLS,
         metavar="N",
         help="also load an N-cell notebook in lock-step per side and compare its exact "
@@ -390,7 +366,7 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--target-timeout",
-        type=_float_at_least(0.0),
+        type=float_at_least(0.0),
         default=DEFAULT_TARGET_TIMEOUT_S,
         metavar="SECONDS",
         help=f"seconds --target-cmd may take to listen on {{socket}} "
@@ -427,7 +403,7 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--reruns",
-        type=_positive_int,
+        type=int_at_least(1),
         default=DEFAULT_RERUNS,
         help=f"self-test reruns per condition (default {DEFAULT_RERUNS})",
     )
