@@ -208,6 +208,9 @@ class CollabRun:
         here = {e.name for e in self.connected()}
         wanted = {e.change for e in self.log.edits if e.peer in here or e.acknowledged}
         late: list[str] = []
+        # One deadline for the whole settle: per-editor timeouts added up to N x the timeout
+        # (5 editors x 30 s outlived pytest-timeout's 120 s when a peer never settled).
+        deadline = asyncio.get_running_loop().time() + self.timeout
         for editor in self.connected():
             client = editor.client
             assert client is not None
@@ -216,7 +219,7 @@ class CollabRun:
                 return wanted <= ed.seen
 
             try:
-                await asyncio.wait_for(client.wait_for(has_all), self.timeout)
+                await _until(client, has_all, deadline)
             except (asyncio.TimeoutError, CoreError) as exc:
                 late.append(f"{editor.name}: {len(wanted - editor.seen)} edits missing ({exc!r})")
         server = await self.read_server() if not late else None
@@ -231,7 +234,7 @@ class CollabRun:
                     return s is not None and s.phase == phase and set(c.doc.heads()) == heads
 
                 try:
-                    await asyncio.wait_for(client.wait_for(done), self.timeout)
+                    await _until(client, done, deadline)
                 except (asyncio.TimeoutError, CoreError) as exc:
                     late.append(f"{editor.name} ({exc!r})")
         self.checks.append(Check(f"{stage}: every peer settled", not late, "; ".join(late)))
@@ -252,6 +255,7 @@ class CollabRun:
         editors = self.connected()
         if judge is not None:
             editors = [judge, *(e for e in editors if e is not judge)]
+        deadline = asyncio.get_running_loop().time() + self.timeout  # one for all editors
         for i, editor in enumerate(editors):
             client = editor.client
             assert client is not None
@@ -264,7 +268,7 @@ class CollabRun:
                 return s is not None and s.phase in ("ready", "failed")
 
             try:
-                await asyncio.wait_for(client.wait_for(ended), self.timeout)
+                await _until(client, ended, deadline)
             except (asyncio.TimeoutError, CoreError) as exc:
                 self.checks.append(Check(f"load {phase}", False, f"{editor.name}: {exc!r}"))
                 return False
@@ -380,6 +384,15 @@ class CollabRun:
         for editor in self.editors.values():
             await editor.close()
         await self.target.stop()
+
+
+async def _until(client: NotebookClient, predicate: Callable[[], bool], deadline: float) -> None:
+    """``client.wait_for(predicate)`` until ``deadline`` (the running loop's clock);
+    TimeoutError after it. A predicate that already holds passes even past the deadline."""
+    if predicate():
+        return
+    left = max(deadline - asyncio.get_running_loop().time(), 0.0)
+    await asyncio.wait_for(client.wait_for(predicate), left)
 
 
 # ---------------------------------------------------------------------------- the scenarios
