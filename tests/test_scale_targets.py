@@ -116,3 +116,35 @@ def test_scale_bad_notebook_is_one_line_exit_2(
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_scale_outputs_match_the_scale_schema(tmp_path: Path) -> None:
+    from .test_result_files import validate
+
+    cmd = f"{sys.executable} -m sim.cli.main serve --socket {{socket}} --root {tmp_path}"
+    outside = nbstream(tmp_path, "scale", *TINY, "--target-cmd", cmd, "--json")
+    bundled = nbstream(tmp_path, "scale", "--insert", "both", *TINY, "--json")
+    assert outside.returncode == 0, outside.stderr
+    assert bundled.returncode in (0, 1), bundled.stderr
+    for done in (outside, bundled):
+        validate("scale", json.loads(done.stdout))
+    broken = json.loads(bundled.stdout)
+    broken["paths"]["full"]["ci"] = [1.0]
+    with pytest.raises(AssertionError, match="ci"):
+        validate("scale", broken)
+
+
+@pytest.mark.parametrize("scenario", ["edits", "typists"])
+def test_sim_collaboration_outputs_match_the_sim_schema(tmp_path: Path, scenario: str) -> None:
+    from sim.results.schemas import KINDS
+
+    from .test_result_files import validate
+
+    nb = write_notebook(tmp_path / "nb.ipynb", cells=12).path
+    done = nbstream(tmp_path, "sim", str(nb), "--scenario", scenario, "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert {"edits", "trace_sha256"} & set(data)
+    validate("sim", data)
+    named = set(KINDS["sim"]["properties"])
+    assert set(data) <= named, set(data) - named  # every key described

@@ -1,10 +1,10 @@
 """JSON Schemas (draft 2020-12) of the result files, as ``nbstream schema KIND`` prints them.
 
 Every result file carries ``command`` (its kind), ``schema`` (``nbstream/<kind>/<version>``),
-``machine`` and ``git`` (:mod:`sim.cli.provenance`). ``sim`` and ``profile`` are described to
-the last key; ``scale``, ``gate`` and ``gate-self-test`` by their envelope and top-level keys
-(their inner structure is the one their ``from_json`` reads, and is still changing under issue
-13). Every schema allows keys it does not name (``additionalProperties`` is not false): a newer
+``machine`` and ``git`` (:mod:`sim.cli.provenance`). ``sim``, ``profile`` and ``scale`` are
+described to the last key; ``gate`` and ``gate-self-test`` by their envelope and top-level keys
+(their inner structure is the one their ``from_json`` reads). Every schema allows keys it does
+not name (``additionalProperties`` is not false): a newer
 producer may add keys without breaking an older reader, as the ``from_json`` readers do.
 ``tests/test_result_schemas.py`` validates real outputs of every kind against these.
 """
@@ -149,6 +149,37 @@ def _envelope(kind: str, props: dict[str, Schema], optional: tuple[str, ...] = (
     }
 
 
+EDITS = obj(
+    {
+        "made": NONNEG,
+        "acknowledged": NONNEG,
+        "unacknowledged": NONNEG,
+        "survived": NONNEG,
+        "removed_by_delete": NONNEG,
+        "rolled_back": NONNEG,
+        "lost": NONNEG,
+        "lost_detail": arr(STR),
+    }
+)
+TYPIST_POINT: dict[str, Schema] = {
+    "k": NONNEG,
+    "samples": NONNEG,
+    "p50_s": NUM,
+    "p99_s": NUM,
+    "max_s": NUM,
+    "edits_lost": NONNEG,
+    "converged": BOOL,
+}
+TYPISTS = obj(
+    {
+        "rate_hz": NUM,
+        "duration_s": NUM,
+        **TYPIST_POINT,
+        "sweep": arr(obj(TYPIST_POINT)),
+        "p99_limit_s": NUM,
+        "max_k_under_limit": nullable(NONNEG),
+    }
+)
 SIM = _envelope(
     "sim",
     {
@@ -173,8 +204,21 @@ SIM = _envelope(
         "peak_rss_kib": NONNEG,
         "server": STR,
         "checks": arr(CHECK),
+        "edits": EDITS,
+        "edits_lost": NONNEG,
+        "typists": TYPISTS,
+        "trace_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
     },
-    optional=("loads", "targets", "peak_rss_kib", "server"),
+    optional=(
+        "loads",
+        "targets",
+        "peak_rss_kib",
+        "server",
+        "edits",
+        "edits_lost",
+        "typists",
+        "trace_sha256",
+    ),
 )
 PROFILE = _envelope(
     "profile",
@@ -207,7 +251,117 @@ PROFILE = _envelope(
         "checks",
     ),
 )
-SCALE = _envelope("scale", {"paths": {"type": "object"}}, optional=("paths",))
+PAIR: Schema = {"type": "array", "items": NUM, "minItems": 2, "maxItems": 2}
+SCALE_POINT = obj(
+    {
+        "cells": NONNEG,
+        "total_s": NUM,
+        "server_s": nullable(NUM),
+        "time_to_first_cell_s": nullable(NUM),
+        "time_to_full_s": nullable(NUM),
+        "ops": NONNEG,
+        "scan_steps": NONNEG,
+        "transactions": NONNEG,
+        "frames": NONNEG,
+        "bytes_in": NONNEG,
+    },
+    optional=(
+        "server_s",
+        "time_to_first_cell_s",
+        "time_to_full_s",
+        "ops",
+        "scan_steps",
+        "transactions",
+        "frames",
+        "bytes_in",
+    ),
+)
+COUNTER_FIT = obj({"verdict": STR, "exponent": nullable(NUM)})
+INSTRUCTIONS: Schema = {
+    "anyOf": [
+        obj({"available": {"const": False}, "reason": nullable(STR)}),
+        obj(
+            {
+                "available": {"const": True},
+                "points": arr(obj({"cells": NONNEG, "instructions": NONNEG})),
+                "exponent": nullable(NUM),
+                "verdict": nullable(STR),
+            }
+        ),
+    ]
+}
+BATCH_TREND = obj(
+    {
+        "cells": NONNEG,
+        "relative_slope": NUM,
+        "robust_relative_slope": NUM,
+        "flat": BOOL,
+        "latencies_s": arr(NUM),
+    },
+    optional=("latencies_s",),
+)
+SCALE_PATH = obj(
+    {
+        "exponent": NUM,
+        "ci": PAIR,
+        "verdict": STR,
+        "exponent_of": {"enum": ["server_s", "time_to_full_s"]},
+        "r_squared": NUM,
+        "wall_exponent": NUM,
+        "wall_ci": PAIR,
+        "points": arr(SCALE_POINT),
+        "counters": {"type": "object", "additionalProperties": COUNTER_FIT},
+        "batch_trend": BATCH_TREND,
+        "first_cell_exponent": NUM,
+        "first_cell_ci": PAIR,
+        "instructions": INSTRUCTIONS,
+        "deterministic_verdict": STR,
+    },
+    optional=(
+        "exponent_of",
+        "r_squared",
+        "wall_exponent",
+        "wall_ci",
+        "counters",
+        "batch_trend",
+        "first_cell_exponent",
+        "first_cell_ci",
+        "instructions",
+        "deterministic_verdict",
+    ),
+)
+SIZE_LISTS: Schema = {"type": "object", "additionalProperties": arr(NONNEG)}
+SCALE = _envelope(
+    "scale",
+    {
+        "sizes": arr(NONNEG),
+        "sizes_by_path": SIZE_LISTS,
+        "repeats": {"type": "integer", "minimum": 1},
+        "seed": INT,
+        "batch_size": {"type": "integer", "minimum": 1},
+        "paths": {"type": "object", "minProperties": 1, "additionalProperties": SCALE_PATH},
+        "raw_automerge": nullable(
+            obj(
+                {"points": arr(obj({"cells": NONNEG, "total_s": NUM})), "exponent": NUM},
+                optional=("exponent",),
+            )
+        ),
+        "elapsed_s": NUM,
+        "checks": arr(CHECK),
+        "default_sizes": SIZE_LISTS,
+        "server": STR,
+        "notebook": NOTEBOOK,
+    },
+    optional=(
+        "sizes_by_path",
+        "batch_size",
+        "elapsed_s",
+        "checks",
+        "default_sizes",
+        "server",
+        "notebook",
+    ),
+)
 GATE = _envelope("gate", {"verdict": STR}, optional=("verdict",))
 SELF_TEST = _envelope("gate-self-test", {})
 EXPLORE_FAILURE = obj(
