@@ -46,7 +46,7 @@ write this class makes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,6 +60,7 @@ from .doc_values import Counters as _Counters
 from .doc_values import OpCount as _OpCount
 from .doc_values import str_value as _str_value
 from .errors import DocError, MessageError
+from .sync_needs import strip_unknown_needs
 
 __all__ = ["CellSnapshot", "DocStatistics", "NewCell", "NotebookDoc", "object_key"]
 
@@ -536,7 +537,11 @@ class NotebookDoc:
         return data
 
     def receive_sync_message(self, state: am.SyncState, data: bytes) -> None:
-        """Apply a peer's sync message. Undecodable or inapplicable → :class:`MessageError`."""
+        """Apply a peer's sync message. Undecodable or inapplicable → :class:`MessageError`.
+
+        Needs for changes this document lacks are dropped first (:mod:`core.sync_needs`: a
+        stall of the bundled Automerge, fixed upstream in 0.11)."""
+        data = strip_unknown_needs(data, self._change_lookup())
         try:
             message = am.Message.decode(data)
         except Exception as exc:
@@ -547,6 +552,19 @@ class NotebookDoc:
             raise MessageError(f"Automerge sync message could not be applied: {exc}") from exc
         self._counters.sync_messages_received += 1
         self._counters.sync_bytes_received += len(data)
+
+    def _change_lookup(self) -> Callable[[bytes], bool]:
+        """Whether the document holds a change, by hash; the hashes are read on first use only
+        (a message with needs, rare: after a false positive of the sync Bloom filter)."""
+        held: set[bytes] | None = None
+
+        def has(change: bytes) -> bool:
+            nonlocal held
+            if held is None:
+                held = {bytes(c.hash) for c in self._doc.get_changes([])}
+            return change in held
+
+        return has
 
     # ------------------------------------------------------------------ counters
     def statistics(self) -> DocStatistics:
