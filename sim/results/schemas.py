@@ -1,60 +1,33 @@
 """JSON Schemas (draft 2020-12) of the result files, as ``nbstream schema KIND`` prints them.
 
 Every result file carries ``command`` (its kind), ``schema`` (``nbstream/<kind>/<version>``),
-``machine`` and ``git`` (:mod:`sim.cli.provenance`). ``sim``, ``profile`` and ``scale`` are
-described to the last key; ``gate`` and ``gate-self-test`` by their envelope and top-level keys
-(their inner structure is the one their ``from_json`` reads). Every schema allows keys it does
-not name (``additionalProperties`` is not false): a newer
-producer may add keys without breaking an older reader, as the ``from_json`` readers do.
-``tests/test_result_schemas.py`` validates real outputs of every kind against these.
+``machine`` and ``git`` (:mod:`sim.cli.provenance`). ``sim``, ``profile``, ``scale``, ``explore``
+and ``gate`` (:mod:`sim.results.schemas_gate`) are described to the last key; ``gate-self-test``
+by its envelope (its inner structure is the one its ``from_json`` reads). Every schema allows
+keys it does not name (``additionalProperties`` is not false): a newer producer may add keys
+without breaking an older reader, as the ``from_json`` readers do. ``tests/test_result_files.py``
+and ``tests/test_gate.py`` validate real outputs of every kind against these.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from sim.results.base import schema_id
+from sim.results.schema_parts import (
+    BOOL,
+    INT,
+    NONNEG,
+    NUM,
+    PAIR,
+    STR,
+    Schema,
+    arr,
+    envelope,
+    nullable,
+    obj,
+)
+from sim.results.schemas_gate import GATE
 
 __all__ = ["KINDS", "schema_for"]
 
-Schema = dict[str, Any]
-
-NUM: Schema = {"type": "number"}
-INT: Schema = {"type": "integer"}
-NONNEG: Schema = {"type": "integer", "minimum": 0}
-STR: Schema = {"type": "string"}
-BOOL: Schema = {"type": "boolean"}
-
-
-def nullable(s: Schema) -> Schema:
-    return {"anyOf": [s, {"type": "null"}]}
-
-
-def obj(props: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
-    return {
-        "type": "object",
-        "properties": props,
-        "required": [k for k in props if k not in optional],
-    }
-
-
-def arr(items: Schema) -> Schema:
-    return {"type": "array", "items": items}
-
-
-MACHINE = obj(
-    {
-        "cpu_model": STR,
-        "cpu_count": {"type": "integer", "minimum": 1},
-        "memory_bytes": nullable(NONNEG),
-        "python": STR,
-        "os": STR,
-        "automerge": nullable(STR),
-        "load_average": {"type": "array", "items": NUM, "minItems": 3, "maxItems": 3},
-        "timestamp": {"type": "string", "format": "date-time"},
-    }
-)
-GIT = nullable(obj({"commit": {"type": "string", "pattern": "^[0-9a-f]{40,64}$"}, "dirty": BOOL}))
 NOTEBOOK = obj({"path": STR, "cells": NONNEG, "bytes": NONNEG, "sha256": STR})
 PHASE_KEYS = ("read_s", "parse_s", "manifest_s", "insert_s", "sync_gen_s", "network_s", "total_s")
 PHASES: Schema = {
@@ -130,25 +103,6 @@ TARGETS = {
 COUNTERS = {"type": "object", "additionalProperties": INT}
 
 
-def _envelope(kind: str, props: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
-    body = obj(
-        {
-            "command": {"const": kind},
-            "schema": {"const": schema_id(kind)},
-            "machine": MACHINE,
-            "git": GIT,
-            **props,
-        },
-        optional=("machine", "git", *optional),
-    )
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"https://nbstream.invalid/schemas/{kind}/1",
-        "title": f"nbstream {kind} result",
-        **body,
-    }
-
-
 EDITS = obj(
     {
         "made": NONNEG,
@@ -180,7 +134,7 @@ TYPISTS = obj(
         "max_k_under_limit": nullable(NONNEG),
     }
 )
-SIM = _envelope(
+SIM = envelope(
     "sim",
     {
         "version": STR,
@@ -220,7 +174,7 @@ SIM = _envelope(
         "trace_sha256",
     ),
 )
-PROFILE = _envelope(
+PROFILE = envelope(
     "profile",
     {
         "notebook": NOTEBOOK,
@@ -251,7 +205,6 @@ PROFILE = _envelope(
         "checks",
     ),
 )
-PAIR: Schema = {"type": "array", "items": NUM, "minItems": 2, "maxItems": 2}
 SCALE_POINT = obj(
     {
         "cells": NONNEG,
@@ -331,7 +284,7 @@ SCALE_PATH = obj(
     ),
 )
 SIZE_LISTS: Schema = {"type": "object", "additionalProperties": arr(NONNEG)}
-SCALE = _envelope(
+SCALE = envelope(
     "scale",
     {
         "sizes": arr(NONNEG),
@@ -362,8 +315,7 @@ SCALE = _envelope(
         "notebook",
     ),
 )
-GATE = _envelope("gate", {"verdict": STR}, optional=("verdict",))
-SELF_TEST = _envelope("gate-self-test", {})
+SELF_TEST = envelope("gate-self-test", {})
 EXPLORE_FAILURE = obj(
     {
         "seed": INT,
@@ -377,7 +329,7 @@ EXPLORE_FAILURE = obj(
         "replay": STR,
     }
 )
-EXPLORE = _envelope(
+EXPLORE = envelope(
     "explore",
     {
         "seed": INT,
