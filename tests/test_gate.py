@@ -38,6 +38,7 @@ from sim.gate.command import (
     DEFAULT_TIME_THRESHOLD,
     GateSettings,
     add_gate_arguments,
+    gate_settings,
     run_gate_command,
 )
 from sim.gate.worker import Injection, parse_injection
@@ -250,7 +251,8 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_arguments_and_defaults() -> None:
     args = _args()
-    assert args.base is None and args.pairs == DEFAULT_PAIRS and args.cells == DEFAULT_CELLS
+    assert args.base is None and args.pairs == DEFAULT_PAIRS
+    assert gate_settings(args).cells == DEFAULT_CELLS
     assert args.time_threshold == DEFAULT_TIME_THRESHOLD and args.reruns == 20
     assert not args.json and not args.self_test and args.markdown is None
     assert GateSettings().sweep_sizes() == (25, 50, 100, 200)

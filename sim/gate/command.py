@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sim.cli.argtypes import float_at_least, int_at_least
-from sim.gate.measure import Workload, compare, make_workload, measure_instructions
+from sim.gate.measure import compare, measure_instructions
 from sim.gate.settings import (
     DEFAULT_BASES,
     DEFAULT_BUDGET_S,
@@ -49,6 +49,7 @@ from sim.gate.settings import (
     Progress,
 )
 from sim.gate.workers import BudgetExhausted, GateError, Worker, budget, workers
+from sim.gate.workload import Workload, make_workload, notebook_cells
 from sim.results.gate import UNAVAILABLE_OUTSIDE, GateErrorResult, GateResult, GateThresholds
 from sim.results.gate_signals import InstructionJudgement
 from sim.results.self_test import SelfTestResult, SelfTestRun
@@ -65,6 +66,7 @@ __all__ = [
     "Workload",
     "add_gate_arguments",
     "compare",
+    "gate_settings",
     "main",
     "make_workload",
     "measure_instructions",
@@ -203,6 +205,7 @@ def run_gate(
         comparison=comparison,
         elapsed_s=time.perf_counter() - t0,
         target=settings.target_cmd,
+        notebooks=workload.sources,
     )
 
 
@@ -292,8 +295,19 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cells",
         type=int_at_least(1),
-        default=DEFAULT_CELLS,
-        help=f"cells in the workload notebook (default {DEFAULT_CELLS}, min 16)",
+        default=None,
+        help=f"cells in the main load (default {DEFAULT_CELLS}; with --notebook, the first "
+        "notebook's own count; min 16)",
+    )
+    parser.add_argument(
+        "--notebook",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="load your own notebook instead of a generated one (repeatable): the first seeds "
+        "every size of the run from its own cells, each further one is loaded as it is and its "
+        "counters judged apart (default: generated, --seed)",
     )
     parser.add_argument(
         "--time-threshold",
@@ -352,10 +366,11 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--large-cells",
         type=int_at_least(0),
-        default=DEFAULT_LARGE_CELLS,
+        default=None,
         metavar="N",
         help="also load an N-cell notebook in lock-step per side and compare its exact "
-        f"counters and core call counts (default {DEFAULT_LARGE_CELLS}; 0: off)",
+        f"counters and core call counts (default {DEFAULT_LARGE_CELLS}, off when the main load "
+        "is that large already; 0: off)",
     )
     parser.add_argument(
         "--target-cmd",
@@ -409,18 +424,31 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace) -> GateSettings:
-    if args.cells < 16:
-        raise GateError(f"--cells must be >= 16 (the size sweep needs room), got {args.cells}")
-    if 0 < args.large_cells <= args.cells:
+def gate_settings(args: argparse.Namespace) -> GateSettings:
+    """The run's settings from the parsed options (GateError, one line, for a bad combination)."""
+    notebooks = tuple(args.notebook or ())
+    cells = args.cells
+    if cells is None:
+        cells = max(16, notebook_cells(notebooks[0])) if notebooks else DEFAULT_CELLS
+    else:
+        for path in notebooks[:1]:
+            notebook_cells(path)  # readable and valid: one line now, not mid-run
+    for path in notebooks[1:]:
+        notebook_cells(path)
+    if cells < 16:
+        raise GateError(f"--cells must be >= 16 (the size sweep needs room), got {cells}")
+    large_cells = args.large_cells
+    if large_cells is None:
+        large_cells = DEFAULT_LARGE_CELLS if cells < DEFAULT_LARGE_CELLS else 0
+    elif 0 < large_cells <= cells:
         raise GateError(
-            f"--large-cells must be 0 or more than --cells ({args.cells}), got {args.large_cells}"
+            f"--large-cells must be 0 or more than --cells ({cells}), got {large_cells}"
         )
     if args.pairs < 2:
         raise GateError(f"--pairs must be >= 2, got {args.pairs}")
     return GateSettings(
         pairs=args.pairs,
-        cells=args.cells,
+        cells=cells,
         time_threshold=args.time_threshold,
         exponent_tolerance=args.exponent_tolerance,
         counter_tolerance=args.counter_tolerance,
@@ -429,9 +457,10 @@ def _settings(args: argparse.Namespace) -> GateSettings:
         memory_tolerance=args.memory_tolerance,
         instructions=not args.no_instructions,
         budget_s=args.budget or None,
-        large_cells=args.large_cells,
+        large_cells=large_cells,
         target_cmd=_target_cmd(args.target_cmd),
         target_timeout=args.target_timeout,
+        notebooks=tuple(p.resolve() for p in notebooks),
     )
 
 
@@ -469,7 +498,7 @@ def run_gate_command(args: argparse.Namespace) -> int:
     """``nbstream gate``: 0 pass, 1 regression (or self-test targets missed), 2 error."""
     command = "gate-self-test" if args.self_test else "gate"
     try:
-        settings = _settings(args)
+        settings = gate_settings(args)
         if args.self_test:
             result = run_self_test(settings, args.reruns, progress=sys.stderr)
             _emit(args, result.to_json(), result.to_markdown())

@@ -8,10 +8,8 @@ sides' instructions per load under valgrind (:mod:`sim.gate.instructions`) befor
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,33 +33,11 @@ from sim.gate.outside import COUNTERS as OUTSIDE_COUNTERS
 from sim.gate.outside import NOISY_TOLERANCE as OUTSIDE_NOISY_TOLERANCE
 from sim.gate.settings import COUNTER_RUNS, GateSettings, Progress, memory_tolerances
 from sim.gate.workers import GateError, Worker
+from sim.gate.workload import Workload, make_workload
 from sim.results.gate import Comparison, CounterJudgement
 from sim.results.gate_signals import InstructionJudgement
-from sim.workload.generator import write_notebook
 
 __all__ = ["Workload", "compare", "make_workload", "measure_instructions"]
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    cells: int
-    main: Path
-    sweep: tuple[tuple[int, Path], ...]
-    files: Mapping[int, Path] = dataclasses.field(default_factory=dict)  # every size, by cells
-
-
-def make_workload(directory: Path, settings: GateSettings) -> Workload:
-    """Generate the notebooks both sides load (once; the sweep's largest is the main one)."""
-    paths: dict[int, Path] = {}
-    extra = (*instruction_plan(settings.cells), warm_up_size(settings.cells))
-    if settings.large_cells:
-        extra = (*extra, settings.large_cells)
-    for n in (*settings.sweep_sizes(), settings.cells, *extra):
-        if n not in paths:
-            paths[n] = directory / f"gate-{n}-cells-seed{settings.seed}.ipynb"
-            write_notebook(paths[n], n, settings.seed)
-    sweep = tuple((n, paths[n]) for n in sorted({*settings.sweep_sizes(), settings.cells}))
-    return Workload(settings.cells, paths[settings.cells], sweep, paths)
 
 
 def _run_both(pair: Sequence[Worker], message: Mapping[str, Any], cells: int) -> list[Any]:
@@ -100,6 +76,7 @@ def compare(
     """Measure both sides (counters and memory, interleaved timed pairs, sweep) and judge."""
     say = progress or (lambda _message: None)
     both = (base, candidate)
+    outside = base.outside or candidate.outside
     counter_runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
     memory_runs: tuple[dict[str, list[float]], dict[str, list[float]]] = ({}, {})
     # The first load of each fresh process (also the warm-up): its RSS high-water growth.
@@ -115,8 +92,18 @@ def compare(
             for key, value in (reply.get("memory") or {}).items():
                 mem.setdefault(key, []).append(float(value))
     say(f"counters and peak memory: {COUNTER_RUNS + 1} loads per side done")
+    extra_counters: dict[str, CounterJudgement] = {}
+    for load in workload.extra:  # --notebook beyond the first: exact counters of each
+        extra_runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
+        for _ in range(COUNTER_RUNS):
+            replies = _run_both(both, {"cmd": "counters", "path": str(load.path)}, load.cells)
+            for runs, reply in zip(extra_runs, replies, strict=True):
+                runs.append(reply["counters"])
+        judged = _judge_counters(extra_runs, settings, outside)
+        extra_counters.update({f"{name}@{load.label}": j for name, j in judged.items()})
+    if workload.extra:
+        say(f"counters of {len(workload.extra)} more notebook(s): done")
     large: dict[str, Any] = {}
-    outside = base.outside or candidate.outside
     if settings.large_cells and not outside:  # call counts need the server's code in-process
         call_sizes = (workload.cells, settings.large_cells)
         profiles = [
@@ -141,9 +128,11 @@ def compare(
         say(f"calls and counters at {settings.large_cells} cells: done")
 
     times: dict[Worker, list[tuple[float, float, float | None]]] = {base: [], candidate: []}
+    mains = workload.mains
     for i in range(settings.pairs):  # A B, B A, A B, ...: order effects cancel
+        load = mains[i % len(mains)]  # with --notebook: each pair loads one of them, in turn
         for w in both if i % 2 == 0 else both[::-1]:
-            times[w].append(_timed(w, workload.main, workload.cells))
+            times[w].append(_timed(w, load.path, load.cells))
         if (i + 1) % 10 == 0 or i + 1 == settings.pairs:
             say(f"timing: {i + 1}/{settings.pairs} pairs")
 
@@ -171,9 +160,7 @@ def compare(
         cpu_time=judge_time(
             [t[1] for t in times[base]], [t[1] for t in times[candidate]], threshold=threshold
         ),
-        counters=_outside_counters(counter_runs, settings)
-        if outside
-        else judge_counters(*counter_runs, tolerance=settings.counter_tolerance),
+        counters={**_judge_counters(counter_runs, settings, outside), **extra_counters},
         exponent=judge_exponent(
             sizes, sweep[base], sweep[candidate], tolerance=settings.exponent_tolerance
         ),
@@ -181,6 +168,16 @@ def compare(
         memory=judge_memory(*memory_runs, tolerances=memory_tolerances(settings)),
         **large,
     )
+
+
+def _judge_counters(
+    runs: tuple[list[dict[str, float]], list[dict[str, float]]],
+    settings: GateSettings,
+    outside: bool,
+) -> dict[str, CounterJudgement]:
+    if outside:
+        return _outside_counters(runs, settings)
+    return judge_counters(*runs, tolerance=settings.counter_tolerance)
 
 
 def _outside_counters(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "DEFAULT_BUDGET_S",
@@ -80,6 +81,7 @@ class GateSettings:
     call_exponent_tolerance: float = DEFAULT_CALL_EXPONENT_TOLERANCE
     target_cmd: str | None = None  # --target-cmd: the server to measure from outside
     target_timeout: float = DEFAULT_TARGET_TIMEOUT_S
+    notebooks: tuple[Path, ...] = ()  # --notebook: the user's own (empty: generated)
 
     def sweep_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({max(2, self.cells // d) for d in SWEEP_DIVISORS}))

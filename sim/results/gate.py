@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sim.results.base import JsonDict, Reader, SchemaError, schema_id
@@ -276,7 +277,8 @@ class Comparison:
             limit = "any increase" if c.tolerance == 0 else f"> +{c.tolerance:.1%}"
             if not c.deterministic:
                 limit += " (range vs range: not reproducible)"
-            label = COUNTER_LABELS.get(name, name)
+            counter, _, notebook = name.partition("@")
+            label = COUNTER_LABELS.get(counter, counter) + (f" ({notebook})" if notebook else "")
             rows.append(
                 f"| {label} | {_num(c.base)} | {_num(c.candidate)} "
                 f"| {_delta(c.base, c.candidate)} | {limit} | {_mark(c.regressed)} |"
@@ -377,6 +379,8 @@ class GateResult:
     comparison: Comparison
     elapsed_s: float = 0.0
     target: str | None = None  # --target-cmd: measured from outside (None: in-process)
+    # --notebook: path, cells, bytes, sha256 of each of the user's notebooks (empty: generated)
+    notebooks: tuple[Mapping[str, Any], ...] = ()
     command: ClassVar[str] = "gate"
 
     @property
@@ -398,6 +402,7 @@ class GateResult:
             "pairs": self.pairs,
             "cells": self.cells,
             "seed": self.seed,
+            **({"notebooks": [dict(n) for n in self.notebooks]} if self.notebooks else {}),
             "thresholds": self.thresholds.to_json(),
             "time": c.time.to_json(),
             "cpu_time": c.cpu_time.to_json(),
@@ -451,11 +456,28 @@ class GateResult:
             comparison=comparison,
             elapsed_s=r.number("elapsed_s"),
             target=r.child("target").text("command") if r.present("target") else None,
+            notebooks=tuple(
+                {
+                    "path": nb.text("path"),
+                    "cells": nb.integer("cells"),
+                    "bytes": nb.integer("bytes"),
+                    "sha256": nb.text("sha256"),
+                }
+                for nb in r.children("notebooks")
+            )
+            if r.present("notebooks")
+            else (),
         )
         verdict = r.text("verdict")
         if verdict != result.verdict:
             raise SchemaError(f"verdict: {verdict!r} contradicts the judgements")
         return result
+
+    def _workload_text(self) -> str:
+        if not self.notebooks:
+            return f"{self.cells}-cell generated notebook"
+        names = ", ".join(f"`{Path(n['path']).name}` ({n['cells']} cells)" for n in self.notebooks)
+        return f"notebooks {names} (every size of the run built from the first one's cells)"
 
     def to_markdown(self) -> str:
         ok = not self.regressed
@@ -476,7 +498,7 @@ class GateResult:
             f"### {head}",
             "",
             f"{outside}Base `{self.base_ref}` ({self.base_commit[:10]}) vs candidate {cand}; "
-            f"{self.cells}-cell notebook, {self.pairs} interleaved pairs, "
+            f"{self._workload_text()}, {self.pairs} interleaved pairs, "
             f"{self.elapsed_s:.1f} s.",
             "",
             *self.comparison.markdown_rows(self.pairs),
