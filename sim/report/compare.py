@@ -16,6 +16,10 @@ What can fail the comparison, and why only that:
   A ``sim`` result is one run: its times are shown (marked ``slower``/``faster`` beyond the
   threshold) but never fail, because one run of a noisy machine is not evidence. The machine
   blocks of both files are shown so a reader can tell an unfair comparison.
+
+``gate`` results compare their candidate sides (:mod:`sim.report.compare_gate`) and ``scale``
+results their insert paths' complexity (:mod:`sim.report.compare_scale`), each by the exact
+signals and tolerances of the command that wrote them.
 """
 
 from __future__ import annotations
@@ -23,80 +27,44 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sim.report.compare_gate import gate_rows
+from sim.report.compare_rows import (
+    CompareError,
+    Comparison,
+    Row,
+    counter_rows,
+    memory_row,
+    same_workload,
+    separated_row,
+    time_row,
+)
+from sim.report.compare_scale import scale_rows
 from sim.results.base import SchemaError
+from sim.results.gate import GateResult
 from sim.results.profile import ProfileResult
+from sim.results.scale import ScaleResult
 from sim.results.sim import SimResult
 
-__all__ = ["Comparison", "Row", "add_compare_arguments", "compare", "run_compare_command"]
+__all__ = [
+    "CompareError",
+    "Comparison",
+    "Row",
+    "add_compare_arguments",
+    "compare",
+    "run_compare_command",
+]
 
-COUNTERS = ("ops", "transactions", "scan_steps")
-ADVISORY_COUNTERS = ("sync_messages", "sync_bytes")  # depend on how replies interleave
 _READERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "sim": SimResult.from_json,
     "profile": ProfileResult.from_json,
+    "scale": ScaleResult.from_json,
+    "gate": GateResult.from_json,
 }
-
-
-class CompareError(ValueError):
-    """Bad input: the files cannot be read or are not comparable (exit 2)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    name: str
-    a: float | None
-    b: float | None
-    verdict: str  # same | better | worse | regression | faster | slower | n/a
-    fails: bool = False
-
-    @property
-    def ratio(self) -> float | None:
-        if self.a is None or self.b is None or self.a == 0:
-            return None
-        return self.b / self.a
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    kind: str
-    rows: tuple[Row, ...]
-    machines: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
-
-    @property
-    def regression(self) -> bool:
-        return any(r.fails for r in self.rows)
-
-    def markdown(self, a_name: str, b_name: str) -> str:
-        lines = [
-            f"### nbstream compare ({self.kind}): {'REGRESSION' if self.regression else 'ok'}",
-            "",
-            f"| figure | A `{a_name}` | B `{b_name}` | B/A | verdict |",
-            "|---|---:|---:|---:|---|",
-        ]
-        for r in self.rows:
-            ratio = "" if r.ratio is None else f"{r.ratio:.3f}"
-            lines.append(f"| {r.name} | {_fmt(r.a)} | {_fmt(r.b)} | {ratio} | {r.verdict} |")
-        for label, m in zip(("A", "B"), self.machines, strict=True):
-            if m:
-                lines.append(
-                    f"\n{label}: {m.get('cpu_model')} x{m.get('cpu_count')}, python "
-                    f"{m.get('python')}, automerge {m.get('automerge')}, load "
-                    f"{m.get('load_average')}, {m.get('timestamp')}"
-                )
-        return "\n".join(lines) + "\n"
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if float(value).is_integer() and abs(value) >= 1:
-        return f"{int(value):,}"
-    return f"{value:.4g}"
+Rows = Callable[[Mapping[str, Any], Mapping[str, Any], float, float], list[Row]]
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -119,61 +87,13 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
-def _same_workload(a: Mapping[str, Any], b: Mapping[str, Any], keys: Sequence[str]) -> None:
-    for key in keys:
-        va = a["notebook"]["sha256"] if key == "notebook" else a.get(key)
-        vb = b["notebook"]["sha256"] if key == "notebook" else b.get(key)
-        if va != vb:
-            what = "notebooks" if key == "notebook" else f"{key}s"
-            raise CompareError(f"the results measure different {what}: {va!r} vs {vb!r}")
-
-
-def _counter_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Row]:
-    rows = []
-    ca, cb = a.get("counters", {}), b.get("counters", {})
-    for key in COUNTERS + ADVISORY_COUNTERS:
-        if key not in ca and key not in cb:
-            continue
-        va, vb = ca.get(key), cb.get(key)
-        if va is None or vb is None:
-            rows.append(Row(key, va, vb, "n/a"))
-            continue
-        worse = vb > va
-        if key in COUNTERS:
-            verdict = "regression" if worse else ("better" if vb < va else "same")
-            rows.append(Row(key, va, vb, verdict, fails=worse))
-        else:
-            rows.append(Row(key, va, vb, "more" if worse else ("fewer" if vb < va else "same")))
-    return rows
-
-
-def _memory_row(a: Mapping[str, Any], b: Mapping[str, Any], threshold: float) -> list[Row]:
-    va, vb = a.get("peak_rss_kib"), b.get("peak_rss_kib")
-    if va is None and vb is None:
-        return []
-    if va is None or vb is None or va <= 0:
-        return [Row("peak_rss_kib", va, vb, "n/a")]
-    ratio = vb / va
-    fails = ratio > threshold
-    verdict = "regression" if fails else ("better" if ratio < 1 / threshold else "same")
-    return [Row("peak_rss_kib", va, vb, verdict, fails=fails)]
-
-
-def _time_row(name: str, va: float | None, vb: float | None, threshold: float) -> Row:
-    if va is None or vb is None or va <= 0:
-        return Row(name, va, vb, "n/a")
-    ratio = vb / va
-    verdict = "slower" if ratio > threshold else ("faster" if ratio < 1 / threshold else "same")
-    return Row(name, va, vb, verdict)
-
-
 def _loader(data: Mapping[str, Any]) -> Mapping[str, Any]:
     peers = {p["name"]: p for p in data.get("peers", [])}
     return peers.get("retry") or peers.get("loader") or {}
 
 
 def _sim_rows(a: Mapping[str, Any], b: Mapping[str, Any], t: float, m: float) -> list[Row]:
-    _same_workload(a, b, ("notebook", "scenario", "batch_size"))
+    same_workload(a, b, ("notebook", "scenario", "batch_size"))
     rows = [
         Row(
             "cells",
@@ -183,33 +103,28 @@ def _sim_rows(a: Mapping[str, Any], b: Mapping[str, Any], t: float, m: float) ->
             fails=a["cells"] != b["cells"],
         )
     ]
-    rows += _counter_rows(a, b) + _memory_row(a, b, m)
+    rows += counter_rows(a, b) + memory_row(a, b, m)
     la, lb = _loader(a), _loader(b)
     for key in ("time_to_first_cell_s", "time_to_full_s"):
-        rows.append(_time_row(f"loader {key}", la.get(key), lb.get(key), t))
+        rows.append(time_row(f"loader {key}", la.get(key), lb.get(key), t))
     pa, pb = a.get("phases") or {}, b.get("phases") or {}
     for key in sorted(set(pa) | set(pb)):
-        rows.append(_time_row(f"phase {key}", pa.get(key), pb.get(key), t))
+        rows.append(time_row(f"phase {key}", pa.get(key), pb.get(key), t))
     return rows
 
 
 def _profile_rows(a: Mapping[str, Any], b: Mapping[str, Any], t: float, m: float) -> list[Row]:
-    _same_workload(a, b, ("notebook", "batch_size"))
-    rows = _counter_rows(a, b) + _memory_row(a, b, m)
+    same_workload(a, b, ("notebook", "batch_size"))
+    rows = counter_rows(a, b) + memory_row(a, b, m)
     runs_a = [r["total_s"] for r in a.get("phases_per_run") or [] if r]
     runs_b = [r["total_s"] for r in b.get("phases_per_run") or [] if r]
     if runs_a and runs_b:
-        separated = min(runs_b) > max(runs_a) * t  # every run of B slower than every run of A
-        median_a, median_b = sorted(runs_a)[len(runs_a) // 2], sorted(runs_b)[len(runs_b) // 2]
-        verdict = "regression" if separated else _time_row("", median_a, median_b, t).verdict
-        rows.append(
-            Row("load total_s (median of runs)", median_a, median_b, verdict, fails=separated)
-        )
+        rows.append(separated_row("load total_s (median of runs)", runs_a, runs_b, t))
     pa, pb = a.get("phases") or {}, b.get("phases") or {}
     for key in sorted((set(pa) | set(pb)) - {"total_s"}):
-        rows.append(_time_row(f"phase {key}", pa.get(key), pb.get(key), t))
+        rows.append(time_row(f"phase {key}", pa.get(key), pb.get(key), t))
     for key in ("time_to_first_cell_s", "time_to_full_s"):
-        rows.append(_time_row(key, a.get(key), b.get(key), t))
+        rows.append(time_row(key, a.get(key), b.get(key), t))
     return rows
 
 
@@ -222,8 +137,13 @@ def compare(
             f"different kinds: {a_path} is a {a['command']} result, {b_path} a {b['command']} one"
         )
     kind = a["command"]
-    build = _sim_rows if kind == "sim" else _profile_rows
-    rows = build(a, b, time_threshold, memory_threshold)
+    builders: dict[str, Rows] = {
+        "sim": _sim_rows,
+        "profile": _profile_rows,
+        "scale": scale_rows,
+        "gate": gate_rows,
+    }
+    rows = builders[kind](a, b, time_threshold, memory_threshold)
     return Comparison(kind, tuple(rows), (a.get("machine"), b.get("machine")))
 
 

@@ -1,0 +1,144 @@
+"""``nbstream compare`` of two scale results: each insert path's complexity, B against A.
+
+Both must sweep the same workload: the same seed, batch size, notebook (``--notebook`` by
+SHA-256, or both generated) and server (the bundled daemon, or one measured from outside);
+else exit 2. Sizes may differ: per-size rows cover the sizes both measured.
+
+What fails, per insert path both files have:
+
+* the **deterministic verdict** (the one ``scale`` exits on) turning from what the path must be
+  (``linear`` for ``full``) to ``not …``;
+* an exact counter's **verdict** getting worse (zero < constant < sublinear < linear <
+  superlinear < quadratic), and, when both files swept the same sizes, its exponent growing by
+  more than 0.05 (exact counts: the fit of equal sizes repeats to the digit);
+* **instructions** per load at a size both counted above +1.5 %, or their exponent by more than
+  0.05 — the gate's own tolerances (:mod:`sim.gate.settings`);
+* exact per-load counters (``ops``, ``transactions``, ``scan_steps``) at a size both measured:
+  any increase (the bundled daemon only; from outside they are absent);
+* the **time exponent** only for a server measured from outside, where nothing exact decides:
+  when B's exponent exceeds the upper end of A's interval by more than 0.15 (the gate's
+  exponent tolerance). For the bundled daemon it is shown, advisory, as ``scale`` shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sim.gate.settings import (
+    DEFAULT_EXPONENT_TOLERANCE,
+    DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE,
+    DEFAULT_INSTRUCTION_TOLERANCE,
+)
+from sim.report.compare_rows import (
+    COUNTERS,
+    CompareError,
+    Row,
+    exact_row,
+    exponent_row,
+    ratio_row,
+)
+
+__all__ = ["COUNTER_EXPONENT_TOLERANCE", "scale_rows"]
+
+COUNTER_EXPONENT_TOLERANCE = 0.05
+RANK = {v: i for i, v in enumerate(("zero", "constant", "sublinear", "linear", "superlinear"))}
+RANK["quadratic"] = len(RANK)
+
+
+def _workload(data: Mapping[str, Any]) -> tuple[Any, ...]:
+    notebook = (data.get("notebook") or {}).get("sha256")
+    return data["seed"], data.get("batch_size"), notebook, data.get("server", "bundled daemon")
+
+
+def scale_rows(a: Mapping[str, Any], b: Mapping[str, Any], t: float, m: float) -> list[Row]:
+    del t, m  # scale's verdicts are exponents, not ratios of times or memory
+    wa, wb = _workload(a), _workload(b)
+    for i, what in enumerate(("seeds", "batch sizes", "notebooks", "servers")):
+        if wa[i] != wb[i]:
+            raise CompareError(f"the results measure different {what}: {wa[i]!r} vs {wb[i]!r}")
+    common = sorted(set(a["paths"]) & set(b["paths"]))
+    if not common:
+        raise CompareError(
+            f"no insert path in both results: {sorted(a['paths'])} vs {sorted(b['paths'])}"
+        )
+    rows: list[Row] = []
+    for name in common:
+        rows += _path_rows(name, a["paths"][name], b["paths"][name])
+    return rows
+
+
+def _path_rows(name: str, pa: Mapping[str, Any], pb: Mapping[str, Any]) -> list[Row]:
+    rows = []
+    da, db = pa.get("deterministic_verdict"), pb.get("deterministic_verdict")
+    if da is not None and db is not None:
+        turned = not da.startswith("not ") and db.startswith("not ")
+        verdict = f"{da} -> {db}" if da != db else f"{db} (same)"
+        rows.append(Row(f"{name}: verdict", None, None, verdict, fails=turned))
+    same_sizes = [p["cells"] for p in pa["points"]] == [p["cells"] for p in pb["points"]]
+    ca, cb = pa.get("counters") or {}, pb.get("counters") or {}
+    for counter in sorted(set(ca) & set(cb)):
+        va, vb = ca[counter]["verdict"], cb[counter]["verdict"]
+        worse = RANK.get(vb, -1) > RANK.get(va, len(RANK))
+        label = f"{name}: {counter} exponent"
+        if same_sizes:
+            row = exponent_row(
+                label, ca[counter]["exponent"], cb[counter]["exponent"], COUNTER_EXPONENT_TOLERANCE
+            )
+            rows.append(
+                Row(row.name, row.a, row.b, f"{row.verdict} ({va} -> {vb})", row.fails or worse)
+            )
+        else:
+            rows.append(
+                Row(label, ca[counter]["exponent"], cb[counter]["exponent"], f"{va} -> {vb}", worse)
+            )
+    rows += _instruction_rows(name, pa.get("instructions") or {}, pb.get("instructions") or {})
+    points_b = {p["cells"]: p for p in pb["points"]}
+    for p in pa["points"]:
+        q = points_b.get(p["cells"])
+        if q is None:
+            continue
+        for counter in COUNTERS:
+            if counter in p and counter in q:
+                rows.append(
+                    exact_row(f"{name}: {counter} at {p['cells']} cells", p[counter], q[counter])
+                )
+    rows.append(_time_exponent_row(name, pa, pb))
+    return rows
+
+
+def _instruction_rows(name: str, ia: Mapping[str, Any], ib: Mapping[str, Any]) -> list[Row]:
+    if not ia.get("available") or not ib.get("available"):
+        return []
+    counts_b = {p["cells"]: p["instructions"] for p in ib["points"]}
+    rows = [
+        ratio_row(
+            f"{name}: instructions at {p['cells']} cells",
+            p["instructions"],
+            counts_b[p["cells"]],
+            DEFAULT_INSTRUCTION_TOLERANCE,
+        )
+        for p in ia["points"]
+        if p["cells"] in counts_b
+    ]
+    rows.append(
+        exponent_row(
+            f"{name}: instruction exponent",
+            ia.get("exponent"),
+            ib.get("exponent"),
+            DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE,
+        )
+    )
+    return rows
+
+
+def _time_exponent_row(name: str, pa: Mapping[str, Any], pb: Mapping[str, Any]) -> Row:
+    outside = pb.get("exponent_of") == "time_to_full_s"
+    ka, kb, upper = pa["exponent"], pb["exponent"], pa["ci"][1]
+    beyond = kb > upper + DEFAULT_EXPONENT_TOLERANCE
+    of = pb.get("exponent_of", "time")
+    if outside:
+        verdict = "regression" if beyond else "same"
+        return Row(f"{name}: exponent of {of} (decides from outside)", ka, kb, verdict, beyond)
+    verdict = ("worse" if beyond else "same") + " (advisory)"
+    return Row(f"{name}: exponent of {of}", ka, kb, verdict)
