@@ -437,7 +437,9 @@ def test_end_to_end_scan_seen_only_at_the_large_size_is_a_regression(repo: Path)
 
 # --------------------------------------------------------------------------- --target-cmd
 
-SERVER_SH = '#!/bin/sh\nexec "{python}" -m sim.cli.main serve --socket "$1" --root / {extra}\n'
+# Exactly the README's "server": nbstream serve on the socket it is given, serving (its default
+# root) the notebooks under its working directory, the tree under test.
+SERVER_SH = '#!/bin/sh\nexec "{python}" -m sim.cli.main serve --socket "$1" {extra}\n'
 
 
 def _served_repo(root: Path, extra: str = "") -> None:
@@ -515,6 +517,7 @@ def test_target_cmd_gates_any_repository(server_repo: Path, tmp_path: Path) -> N
     changed = _outside_gate(server_repo, *cmd, *OUTSIDE, *LOOSE, "--json")
     assert changed.returncode == 1, changed.stderr
     assert "counter:changed_frames" in json.loads(changed.stdout)["flagged_by"]
+    assert not list(server_repo.glob(".nbstream-gate-*"))  # the loads' copies are gone
 
 
 def test_target_cmd_that_never_listens_exits_2_with_one_line(server_repo: Path) -> None:

@@ -414,6 +414,13 @@ def _external_target(args: argparse.Namespace) -> SocketTarget | None:
     return None
 
 
+def _with_help(message: str, command: str) -> str:
+    """An error about an option (``--sizes must ...``) points at the help, as argparse's do."""
+    if message.startswith("--") and "--help" not in message:
+        return f"{message} (see nbstream {command} --help)"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -422,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except UsageError as exc:
-        print(f"nbstream {args.command}: {exc}", file=sys.stderr)
+        print(f"nbstream {args.command}: {_with_help(str(exc), args.command)}", file=sys.stderr)
         return 2
     except CoreError as exc:
         print(f"nbstream {args.command}: {exc}", file=sys.stderr)

@@ -426,6 +426,13 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def gate_settings(args: argparse.Namespace) -> GateSettings:
     """The run's settings from the parsed options (GateError, one line, for a bad combination)."""
+    try:
+        return _settings(args)
+    except GateError as exc:
+        raise GateError(f"{exc} (see nbstream gate --help)") from None
+
+
+def _settings(args: argparse.Namespace) -> GateSettings:
     notebooks = tuple(args.notebook or ())
     cells = args.cells
     if cells is None:

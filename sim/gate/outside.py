@@ -9,6 +9,9 @@ imported, so any server that speaks the protocol can be measured.
 
 Each load opens a fresh copy of the notebook (:func:`sim.harness.external.fresh_copy`): a server
 keeps a room open after its last peer leaves, and reopening it would measure a sync, not a load.
+The copies are written into the tree under test, the server's working directory
+(``.nbstream-gate-<pid>/``, removed when the process ends), so a server that serves the notebooks
+under its working directory (``nbstream serve``'s default root) can open them on both sides.
 Per load the reply has ``time_s`` (handshake to every cell loaded), ``first_cell_s``, ``cpu_s``
 (the CPU time, ``utime + stime``, the server's process tree spent meanwhile, read from
 ``/proc``), ``cells``, ``rss_hwm_kib`` (the tree's summed ``VmHWM`` before and after) and, for
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -100,10 +104,13 @@ def tree_hwm_kib(pid: int) -> int:
 class OutsideMeasurer:
     """Loads notebooks into the started server; one event loop for the whole process."""
 
-    def __init__(self, target: CommandTarget, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, target: CommandTarget, loop: asyncio.AbstractEventLoop, copies: Path
+    ) -> None:
         self.target = target
         self.loop = loop
         self.loads = 0
+        self.copies = copies  # where each load's fresh copy is written
 
     @property
     def pid(self) -> int:
@@ -116,7 +123,7 @@ class OutsideMeasurer:
 
     async def _load(self, path: Path, counters: bool) -> dict[str, Any]:
         self.loads += 1
-        with fresh_copy(path, f"gate{self.loads}") as copy:
+        with fresh_copy(path, f"gate{self.loads}", into=self.copies) as copy:
             hwm0 = tree_hwm_kib(self.pid)
             c0 = tree_cpu_s(self.pid)
             t0 = time.perf_counter()
@@ -160,7 +167,15 @@ def serve(command: str, start_timeout: float, commands: Any, out: Any) -> int:
         send_line(out, {"ready": False, "error": str(exc)})
         loop.close()
         return 3
-    measurer = OutsideMeasurer(target, loop)
+    copies = Path.cwd() / f".nbstream-gate-{os.getpid()}"
+    try:
+        copies.mkdir(mode=0o700)
+    except OSError as exc:
+        loop.run_until_complete(target.stop())
+        loop.close()
+        send_line(out, {"ready": False, "error": f"cannot create {copies}: {exc.strerror}"})
+        return 3
+    measurer = OutsideMeasurer(target, loop, copies)
     send_line(out, {"ready": True, "pid": target.pid, "server": target.description})
     handlers = {
         "run": lambda path: measurer.load(path, False),
@@ -171,6 +186,7 @@ def serve(command: str, start_timeout: float, commands: Any, out: Any) -> int:
     finally:
         loop.run_until_complete(target.stop())
         loop.close()
+        shutil.rmtree(copies, ignore_errors=True)
     return 0
 
 

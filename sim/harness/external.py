@@ -226,13 +226,14 @@ def _report(notebook_id: str, load: p.LoadFigures) -> LoadReport:
 
 
 @contextlib.contextmanager
-def fresh_copy(notebook: Path, tag: str) -> Iterator[Path]:
-    """A copy of ``notebook`` beside it, removed afterwards.
+def fresh_copy(notebook: Path, tag: str, into: Path | None = None) -> Iterator[Path]:
+    """A copy of ``notebook`` beside it (or in the directory ``into``), removed afterwards.
 
     A server keeps a room open for a while after its last peer leaves (``nbstream serve``: 30 s),
     so reopening the same path measures a sync, not a load. A copy is a new room; beside the
     original, it is inside whatever notebook root the server confines clients to."""
-    copy = notebook.with_name(f".nbstream-{tag}-{os.getpid()}-{notebook.name}")
+    name = f".nbstream-{tag}-{os.getpid()}-{notebook.name}"
+    copy = notebook.with_name(name) if into is None else into / name
     copy.write_bytes(notebook.read_bytes())
     try:
         yield copy.resolve()
