@@ -150,7 +150,10 @@ def test_merge_refuses_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_a_bad_shard_is_one_line_and_exit_2(shard: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explore", "--schedules", "2", f"--shard={shard}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"nbstream explore: --shard must be I/N with 0 <= I < N, got {shard!r}"
+    assert err == (
+        f"nbstream explore: --shard must be I/N with 0 <= I < N, got {shard!r} "
+        "(see nbstream explore --help)"
+    )
 
 
 def test_a_bad_replay_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
