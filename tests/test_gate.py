@@ -214,20 +214,29 @@ def test_comparison_flags_and_markdown_table() -> None:
 def test_self_test_result_rates_and_targets() -> None:
     def run(condition: str, i: int, flagged: bool) -> SelfTestRun:
         ci = (1.4, 1.6) if flagged else (0.95, 1.05)
-        return SelfTestRun(condition, i, flagged, (), 1.0, ci, 1.0, ci, 0.0, (0.0, 0.0), 1.0)
+        ratio = 1.07 if flagged else 1.0002
+        return SelfTestRun(
+            condition, i, flagged, (), 1.0, ci, 1.0, ci, 0.0, (0.0, 0.0), 1.0,
+            instruction_ratio=ratio,
+        )  # fmt: skip
 
     runs = [run("unchanged", i, False) for i in range(20)]
     runs += [run("quadratic", i, True) for i in range(20)]
-    runs += [run("slowdown_1.5x", i, i != 3) for i in range(20)]
-    result = SelfTestResult(20, {"unchanged": 30}, 200, 1.25, tuple(runs), 1.0)
+    runs += [run("cpu_slowdown", i, True) for i in range(20)]
+    changes = {"unchanged": "none", "quadratic": "a scan", "cpu_slowdown": "more CPU"}
+    result = SelfTestResult(20, {"unchanged": 10}, 100, 1.2, tuple(runs), 1.0, changes)
     d = result.to_json()
     assert d["command"] == "gate-self-test" and d["reruns"] == 20
-    assert d["false_alarms"] == 0
-    assert d["detections"] == {"quadratic": [20, 20], "slowdown_1.5x": [19, 20]}
+    assert d["false_alarms"] == 0 and d["changes"] == changes
+    assert d["detections"] == {"quadratic": [20, 20], "cpu_slowdown": [20, 20]}
     assert d["targets_met"] and result.targets_met
-    assert d["margins"]["slowdown_min_ci_low"] == pytest.approx(0.95)
-    assert "19/20" in result.to_markdown()
-    alarm = SelfTestResult(20, {}, 200, 1.25, (run("unchanged", 0, True), *runs[1:]), 1.0)
+    assert d["margins"]["cpu_slowdown_min_instruction_ratio"] == pytest.approx(1.07)
+    assert d["margins"]["unchanged_max_instruction_ratio"] == pytest.approx(1.0002)
+    assert "20/20" in result.to_markdown()
+    assert SelfTestResult.from_json(d).changes == changes
+    missed = SelfTestResult(20, {}, 100, 1.2, (*runs[:-1], run("cpu_slowdown", 19, False)), 1.0)
+    assert missed.detections["cpu_slowdown"] == [19, 20] and not missed.targets_met
+    alarm = SelfTestResult(20, {}, 100, 1.2, (run("unchanged", 0, True), *runs[1:]), 1.0)
     assert alarm.false_alarms == 1 and not alarm.targets_met
 
 
@@ -251,9 +260,10 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_arguments_and_defaults() -> None:
     args = _args()
-    assert args.base is None and args.pairs == DEFAULT_PAIRS
-    assert gate_settings(args).cells == DEFAULT_CELLS
-    assert args.time_threshold == DEFAULT_TIME_THRESHOLD and args.reruns == 20
+    assert args.base is None and args.reruns == 1
+    settings = gate_settings(args)
+    assert settings.cells == DEFAULT_CELLS and settings.pairs == DEFAULT_PAIRS
+    assert args.time_threshold == DEFAULT_TIME_THRESHOLD
     assert not args.json and not args.self_test and args.markdown is None
     assert GateSettings().sweep_sizes() == (25, 50, 100, 200)
     with pytest.raises(SystemExit):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -26,10 +25,11 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sim.cli.argtypes import float_at_least, int_at_least
 from sim.gate.measure import compare, measure_instructions
+from sim.gate.self_test import SELF_TEST_CELLS, SELF_TEST_PAIRS, run_self_test, self_test_settings
 from sim.gate.settings import (
     DEFAULT_BASES,
     DEFAULT_BUDGET_S,
@@ -40,11 +40,8 @@ from sim.gate.settings import (
     DEFAULT_LARGE_CELLS,
     DEFAULT_MEMORY_TOLERANCES,
     DEFAULT_PAIRS,
-    DEFAULT_RERUNS,
     DEFAULT_TARGET_TIMEOUT_S,
     DEFAULT_TIME_THRESHOLD,
-    SELF_TEST_QUADRATIC_PAIRS,
-    SELF_TEST_SLOWDOWN,
     GateSettings,
     Progress,
 )
@@ -52,7 +49,6 @@ from sim.gate.workers import BudgetExhausted, GateError, Worker, budget, workers
 from sim.gate.workload import Workload, make_workload, notebook_cells
 from sim.results.gate import UNAVAILABLE_OUTSIDE, GateErrorResult, GateResult, GateThresholds
 from sim.results.gate_signals import InstructionJudgement
-from sim.results.self_test import SelfTestResult, SelfTestRun
 
 __all__ = [
     "DEFAULT_CELLS",
@@ -209,73 +205,6 @@ def run_gate(
     )
 
 
-# --------------------------------------------------------------------------- self-test
-
-
-def run_self_test(
-    settings: GateSettings, reruns: int = DEFAULT_RERUNS, progress: TextIO | None = None
-) -> SelfTestResult:
-    """Prove the gate on this machine: the working tree against itself, ``reruns`` times each
-    unchanged (no flag allowed), with the quadratic insert path injected and with a 1.5x
-    slowdown injected (both must be flagged), on the candidate side only.
-
-    Every comparison starts two fresh worker processes (so process-level offsets are sampled,
-    not frozen in for all reruns); the conditions are interleaved rerun by rerun so drift of
-    the machine hits them alike.
-    """
-    t0 = time.perf_counter()
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "core" / "daemon.py").is_file():
-        raise GateError(f"self-test: no core/daemon.py next to the gate in {root}")
-    slow = f"slowdown_{SELF_TEST_SLOWDOWN:g}x"
-    conditions = (
-        ("unchanged", None, settings),
-        (
-            "quadratic",
-            "quadratic",
-            dataclasses.replace(settings, pairs=min(settings.pairs, SELF_TEST_QUADRATIC_PAIRS)),
-        ),
-        (slow, f"slowdown:{SELF_TEST_SLOWDOWN}", settings),
-    )
-    runs: list[SelfTestRun] = []
-    with tempfile.TemporaryDirectory(prefix="nbstream-gate-nb-") as nb_dir:
-        workload = make_workload(Path(nb_dir), settings)
-        for i in range(1, reruns + 1):
-            for name, inject, s in conditions:
-                t1 = time.perf_counter()
-                with workers(("A (unchanged)", root, None), (f"B ({name})", root, inject)) as (
-                    a,
-                    b,
-                ):
-                    c = compare(a, b, workload, s)
-                run = SelfTestRun(
-                    name,
-                    i,
-                    c.regressed,
-                    tuple(c.flagged_by()),
-                    c.time.median_ratio,
-                    c.time.ci,
-                    c.cpu_time.median_ratio,
-                    c.cpu_time.ci,
-                    c.exponent.delta,
-                    c.exponent.delta_ci,
-                    time.perf_counter() - t1,
-                    c.time.ratios,
-                    c.cpu_time.ratios,
-                )
-                runs.append(run)
-                if progress is not None:
-                    print(f"self-test {i}/{reruns} {run.summary()}", file=progress, flush=True)
-    return SelfTestResult(
-        reruns=reruns,
-        pairs={name: s.pairs for name, _, s in conditions},
-        cells=settings.cells,
-        time_threshold=settings.time_threshold,
-        runs=tuple(runs),
-        elapsed_s=time.perf_counter() - t0,
-    )
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -289,8 +218,9 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pairs",
         type=int_at_least(1),
-        default=DEFAULT_PAIRS,
-        help=f"interleaved base/candidate timing pairs (default {DEFAULT_PAIRS})",
+        default=None,
+        help=f"interleaved base/candidate timing pairs (default {DEFAULT_PAIRS}; "
+        f"self-test {SELF_TEST_PAIRS})",
     )
     parser.add_argument(
         "--cells",
@@ -413,14 +343,16 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--self-test",
         action="store_true",
-        help="prove the gate here: unchanged code, an injected quadratic insert "
-        "path and an injected 1.5x slowdown, --reruns times each (default: off)",
+        help="prove the gate here against real code changes of core/ (an O(n^2) scan, more CPU "
+        "per cell, retained memory, work above 400 cells, a slower client) and unchanged code, "
+        f"--reruns times each; main load {SELF_TEST_CELLS} cells unless --cells (default: off)",
     )
     parser.add_argument(
         "--reruns",
         type=int_at_least(1),
-        default=DEFAULT_RERUNS,
-        help=f"self-test reruns per condition (default {DEFAULT_RERUNS})",
+        default=1,
+        help="self-test reruns per condition (default 1: the deterministic signals decide; "
+        "20 to measure the rates)",
     )
 
 
@@ -451,10 +383,11 @@ def _settings(args: argparse.Namespace) -> GateSettings:
         raise GateError(
             f"--large-cells must be 0 or more than --cells ({cells}), got {large_cells}"
         )
-    if args.pairs < 2:
-        raise GateError(f"--pairs must be >= 2, got {args.pairs}")
+    pairs = DEFAULT_PAIRS if args.pairs is None else args.pairs
+    if pairs < 2:
+        raise GateError(f"--pairs must be >= 2, got {pairs}")
     return GateSettings(
-        pairs=args.pairs,
+        pairs=pairs,
         cells=cells,
         time_threshold=args.time_threshold,
         exponent_tolerance=args.exponent_tolerance,
@@ -507,6 +440,9 @@ def run_gate_command(args: argparse.Namespace) -> int:
     try:
         settings = gate_settings(args)
         if args.self_test:
+            settings = self_test_settings(
+                settings, cells_given=args.cells is not None, pairs_given=args.pairs is not None
+            )
             result = run_self_test(settings, args.reruns, progress=sys.stderr)
             _emit(args, result.to_json(), result.to_markdown())
             return 0 if result.targets_met else 1
