@@ -41,7 +41,6 @@ from sim.gate.command import (
     gate_settings,
     run_gate_command,
 )
-from sim.gate.worker import Injection, parse_injection
 from sim.results.gate import GateResult
 from sim.results.schemas import schema_for
 
@@ -238,15 +237,6 @@ def test_self_test_result_rates_and_targets() -> None:
     assert missed.detections["cpu_slowdown"] == [19, 20] and not missed.targets_met
     alarm = SelfTestResult(20, {}, 100, 1.2, (run("unchanged", 0, True), *runs[1:]), 1.0)
     assert alarm.false_alarms == 1 and not alarm.targets_met
-
-
-def test_parse_injection() -> None:
-    assert parse_injection("") == Injection()
-    assert parse_injection("quadratic") == Injection(insert_path="naive")
-    assert parse_injection("slowdown:1.5") == Injection(slowdown=1.5)
-    for bad in ("slowdown:0.5", "slowdown:x", "cubic"):
-        with pytest.raises(ValueError):
-            parse_injection(bad)
 
 
 # --------------------------------------------------------------------------- CLI

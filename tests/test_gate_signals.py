@@ -21,6 +21,7 @@ from sim.analysis.stats import (
 from sim.gate import valgrind
 from sim.gate.command import DEFAULT_MEMORY_TOLERANCES, GateSettings, measure_instructions
 from sim.gate.instructions import changed_functions, count_instructions, phase_counts
+from sim.gate.self_test_changes import CodeChange, Edit, patched_tree
 from sim.gate.workers import Worker
 from sim.results.gate import Comparison
 from sim.results.gate_signals import CallsJudgement, InstructionJudgement, MemoryJudgement
@@ -185,15 +186,25 @@ def test_instructions_unavailable_is_reported_not_failed(monkeypatch: pytest.Mon
 
 @pytest.mark.skipif(valgrind.unavailable() is not None, reason="valgrind cannot run here")
 def test_instruction_counts_repeat_and_catch_the_quadratic_path(tmp_path: Path) -> None:
-    """Under callgrind, the scanning insert path (the self-test's quadratic injection) costs
-    more instructions than the tolerance allows, at every size, and grows faster."""
+    """Under callgrind, the scanning insert path (a copy of this tree whose daemon defaults to
+    it) costs more instructions than the tolerance allows, at every size, and grows faster."""
+    naive = CodeChange(
+        "naive",
+        "the scanning insert path by default",
+        (
+            Edit(
+                "core/daemon.py",
+                'insert_path: InsertPath = "full"',
+                'insert_path: InsertPath = "naive"',
+            ),
+        ),
+    )
+    scanning = patched_tree(REPO, naive, tmp_path / "naive")
     paths = {}
     for n in (6, 12):
         paths[n] = tmp_path / f"nb{n}.ipynb"
         write_notebook(paths[n], n, 0)
-    runs = count_instructions(
-        [("A", REPO, None), ("B", REPO, "quadratic")], paths, (6, 12), warm_up=6
-    )
+    runs = count_instructions([("A", REPO), ("B", scanning)], paths, (6, 12), warm_up=6)
     a, b = runs.counts("base"), runs.counts("candidate")
     assert sorted(a) == sorted(b) == [6, 12] and all(len(v) == 1 for v in (*a.values(),))
     j = judge_instructions(a, b, tolerance=0.01, exponent_tolerance=0.05)

@@ -146,9 +146,9 @@ def run_gate(
         base_worktree(root, commit) as base_tree,
     ):
         workload = make_workload(Path(nb_dir), settings)
-        specs: tuple[tuple[str, Path, str | None], ...] = (
-            (f"base {ref} ({commit[:10]})", base_tree, None),
-            ("candidate", root, None),
+        specs: tuple[tuple[str, Path], ...] = (
+            (f"base {ref} ({commit[:10]})", base_tree),
+            ("candidate", root),
         )
         target = (
             None if settings.target_cmd is None else (settings.target_cmd, settings.target_timeout)

@@ -79,13 +79,13 @@ def warm_up_size(cells: int) -> int:
 
 @contextlib.contextmanager
 def _valgrind_workers(
-    specs: Sequence[tuple[str, Path, str | None]], out_dirs: Sequence[Path]
+    specs: Sequence[tuple[str, Path]], out_dirs: Sequence[Path]
 ) -> Iterator[list[Worker]]:
     started: list[Worker] = []
     try:
-        for (label, root, inject), out in zip(specs, out_dirs, strict=True):
+        for (label, root), out in zip(specs, out_dirs, strict=True):
             wrapper = valgrind.command_prefix(out)
-            started.append(Worker(label, root, inject=inject, wrapper=wrapper))
+            started.append(Worker(label, root, wrapper=wrapper))
         for w in started:
             w.wait_ready(timeout=READY_TIMEOUT_S)
         yield started
@@ -107,7 +107,7 @@ def _both(
 
 
 def count_instructions(
-    specs: Sequence[tuple[str, Path, str | None]],
+    specs: Sequence[tuple[str, Path]],
     paths: Mapping[int, Path],
     plan: Sequence[int],
     *,
@@ -117,7 +117,7 @@ def count_instructions(
     """Count the loads of ``plan`` (cell counts, each a key of ``paths``) on both sides, after
     one marked load of ``warm_up`` cells (a key of ``paths`` too) whose counts are dropped.
 
-    ``specs`` are the ``(label, tree, injection)`` of base and candidate, as for
+    ``specs`` are the ``(label, tree)`` of base and candidate, as for
     :func:`sim.gate.workers.workers`. Raises GateError when a worker fails.
     """
     if len(specs) != 2:
@@ -127,7 +127,7 @@ def count_instructions(
 
 
 def count_loads(
-    specs: Sequence[tuple[str, Path, str | None]],
+    specs: Sequence[tuple[str, Path]],
     paths: Mapping[int, Path],
     plan: Sequence[int],
     *,

@@ -196,7 +196,7 @@ def _outside_counters(
 
 
 def measure_instructions(
-    specs: Sequence[tuple[str, Path, str | None]],
+    specs: Sequence[tuple[str, Path]],
     workload: Workload,
     settings: GateSettings,
     progress: Progress | None = None,

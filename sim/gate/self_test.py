@@ -65,8 +65,8 @@ def run_self_test(
             for change in changes:
                 t1 = time.perf_counter()
                 specs = (
-                    ("A (unchanged)", base, None),
-                    (f"B ({change.name})", trees[change.name], None),
+                    ("A (unchanged)", base),
+                    (f"B ({change.name})", trees[change.name]),
                 )
                 instructions = measure_instructions(specs, workload, settings)
                 with workers(*specs) as (a, b):

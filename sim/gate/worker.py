@@ -30,10 +30,7 @@ Protocol: one JSON object per line. At start the worker prints ``{"ready": true,
   lock-step;
 * ``{"cmd": "quit"}`` → the worker exits.
 
-A failure replies ``{"ok": false, "error": ...}``. Self-test fault injection (the gate sets it on
-the candidate side only): ``NBSTREAM_GATE_INJECT=quadratic`` loads with
-``DaemonConfig(insert_path="naive")``; ``NBSTREAM_GATE_INJECT=slowdown:F`` busy-spins inside the
-timed region so every timed load takes ``F`` times as long (real CPU time, not a sleep).
+A failure replies ``{"ok": false, "error": ...}``.
 """
 
 from __future__ import annotations
@@ -54,11 +51,9 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-INJECT_ENV = "NBSTREAM_GATE_INJECT"
 LOAD_TIMEOUT_S = 600.0
 REPLY_TIMEOUT_S = LOAD_TIMEOUT_S + 60.0
 READY_TIMEOUT_S = 120.0
@@ -66,32 +61,7 @@ READY_TIMEOUT_S = 120.0
 # client message applied) after which a lock-step exchange is considered settled.
 QUIET_TURNS = 30
 
-__all__ = ["INJECT_ENV", "Injection", "answer", "main", "parse_injection", "send_line", "serve"]
-
-
-@dataclass(frozen=True, slots=True)
-class Injection:
-    """What the self-test injects into this side (nothing by default)."""
-
-    insert_path: str | None = None  # None: the tree's own DaemonConfig default
-    slowdown: float = 1.0
-
-
-def parse_injection(value: str) -> Injection:
-    """``""`` → none; ``"quadratic"`` → naive insert path; ``"slowdown:F"`` (F >= 1) → Fx time."""
-    value = value.strip()
-    if not value:
-        return Injection()
-    if value == "quadratic":
-        return Injection(insert_path="naive")
-    if value.startswith("slowdown:"):
-        try:
-            factor = float(value.removeprefix("slowdown:"))
-        except ValueError:
-            factor = float("nan")
-        if factor >= 1.0:
-            return Injection(slowdown=factor)
-    raise ValueError(f"{INJECT_ENV}={value!r}: expected 'quadratic' or 'slowdown:F' with F >= 1")
+__all__ = ["answer", "main", "send_line", "serve"]
 
 
 def _inside(path: str, root: str) -> bool:
@@ -198,9 +168,8 @@ async def _settle(client: Any, server: _ServerView) -> None:
 class Measurer:
     """Runs loads of notebooks against this side's core, one event loop for the whole process."""
 
-    def __init__(self, api: _Core, injection: Injection) -> None:
+    def __init__(self, api: _Core) -> None:
         self.api = api
-        self.injection = injection
         self.loop = asyncio.new_event_loop()
         self.markers = 0
 
@@ -261,8 +230,6 @@ class Measurer:
         t0 = time.perf_counter()
         c0 = time.process_time()
         options: dict[str, Any] = {}  # none: each tree as it ships, its own defaults
-        if self.injection.insert_path is not None:
-            options["insert_path"] = self.injection.insert_path
         if "notebook_root" in {f.name for f in dataclasses.fields(api.DaemonConfig)}:
             # serve the notebooks' directory (a base tree from before issue 12 has no root)
             options["notebook_root"] = Path(os.path.realpath(path)).parent
@@ -281,8 +248,6 @@ class Measurer:
             holder.append(client)
             await client.open(path)
             await client.wait_loaded()
-            if self.injection.slowdown > 1.0:
-                _spin(c0, (time.process_time() - c0) * self.injection.slowdown)
             elapsed = time.perf_counter() - t0
             cpu = time.process_time() - c0
             if mark:
@@ -343,17 +308,6 @@ def _core_calls(profiler: cProfile.Profile, core_init: str) -> dict[str, int]:
     return calls
 
 
-def _spin(c0: float, total: float) -> None:
-    """Burn CPU until this process has used ``total`` CPU seconds since ``c0``.
-
-    So an injected Fx slowdown is Fx the load's own CPU time (real work, not a sleep), and
-    shows in wall-clock time as it would for slower code.
-    """
-    end = c0 + total
-    while time.process_time() < end:
-        pass
-
-
 def _counters(client: Any, server: _ServerView, cells: int) -> dict[str, float]:
     ds = server.statistics()
     cs = client.statistics()
@@ -374,7 +328,7 @@ def send_line(out: Any, message: dict[str, Any]) -> None:
     out.flush()
 
 
-def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
+def serve(root: str, commands: Any, out: Any) -> int:
     """Import the tree's core, report readiness, then answer commands until ``quit`` or EOF."""
     try:
         api = _Core(root)
@@ -382,7 +336,7 @@ def serve(root: str, injection: Injection, commands: Any, out: Any) -> int:
         send_line(out, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 3
     send_line(out, {"ready": True, "core": api.origin, "pid": os.getpid()})
-    measurer = Measurer(api, injection)
+    measurer = Measurer(api)
     handlers = {
         "run": measurer.timed,
         "counters": measurer.counters,
@@ -426,12 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = sys.stdout
     sys.stdout = sys.stderr  # stray prints from the code under test must not corrupt the protocol
-    try:
-        injection = parse_injection(os.environ.get(INJECT_ENV, ""))
-    except ValueError as exc:
-        send_line(out, {"ready": False, "error": str(exc)})
-        return 3
-    return serve(args.root, injection, sys.stdin, out)
+    return serve(args.root, sys.stdin, out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from sim.gate import outside as _outside
 from sim.gate import worker as _script
-from sim.gate.worker import INJECT_ENV, READY_TIMEOUT_S, REPLY_TIMEOUT_S
+from sim.gate.worker import READY_TIMEOUT_S, REPLY_TIMEOUT_S
 
 __all__ = ["BudgetExhausted", "GateError", "Worker", "budget", "workers"]
 
@@ -57,7 +57,6 @@ class Worker:
         label: str,
         root: Path,
         *,
-        inject: str | None = None,
         wrapper: Sequence[str] = (),
         target: tuple[str, float] | None = None,
     ) -> None:
@@ -77,9 +76,6 @@ class Worker:
             script += ["--target-timeout", str(target[1])]
             self.ready_timeout = READY_TIMEOUT_S + target[1]
         env["PYTHONHASHSEED"] = "0"  # same dict/set layout on both sides
-        env.pop(INJECT_ENV, None)
-        if inject:
-            env[INJECT_ENV] = inject
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._buf = b""
         try:
@@ -183,15 +179,15 @@ class Worker:
 
 @contextlib.contextmanager
 def workers(
-    *specs: tuple[str, Path, str | None],
+    *specs: tuple[str, Path],
     wrapper: Sequence[str] = (),
     target: tuple[str, float] | None = None,
 ) -> Iterator[list[Worker]]:
-    """Start one worker per ``(label, root, inject)`` concurrently; always stopped afterwards."""
+    """Start one worker per ``(label, root)`` concurrently; always stopped afterwards."""
     started: list[Worker] = []
     try:
-        for label, root, inject in specs:
-            started.append(Worker(label, root, inject=inject, wrapper=wrapper, target=target))
+        for label, root in specs:
+            started.append(Worker(label, root, wrapper=wrapper, target=target))
         for w in started:
             w.wait_ready()
         yield started

@@ -342,7 +342,7 @@ def count_path_instructions(
             )
         try:
             (runs,) = count_loads(
-                [("full path", TREE, None)], paths, small, warm_up=small[0], progress=progress
+                [("full path", TREE)], paths, small, warm_up=small[0], progress=progress
             )
         except GateError as exc:
             return InstructionFit(False, str(exc))
