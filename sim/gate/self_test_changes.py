@@ -57,7 +57,7 @@ CHANGES: tuple[CodeChange, ...] = (
     CodeChange(
         "cpu_slowdown",
         "the loader fingerprints every cell (its JSON and its outputs' data, SHA-256) before "
-        "inserting it: constant extra CPU per cell, +6.4-7.1 % of a load's instructions",
+        "inserting it: constant extra CPU per cell, +7.6 % of a load's instructions (12 and 25 cells)",
         (
             Edit(
                 "core/loader.py",
