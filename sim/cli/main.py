@@ -32,6 +32,7 @@ from sim.report.command import add_report_arguments, run_report_command
 
 if TYPE_CHECKING:
     from sim.harness.external import SocketTarget
+    from sim.harness.scenarios import Scenario
     from sim.results.profile import ProfileResult
     from sim.results.sim import SimResult
 from sim.workload.generator import (
@@ -82,6 +83,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.joins == "progress" and scenario.fail_at_batch is not None:
         raise UsageError("--joins progress cannot inject a fault: use --joins hook")
     progress = Progress()
+    if args.workers is not None:
+        return _sim_workers(args, scenario, notebook, progress)
 
     async def run() -> SimResult:
         target = _external_target(args)
@@ -111,6 +114,44 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                 )
 
     result = asyncio.run(run())
+    progress.done()
+    data = finish(result.to_json(), args)
+    if args.json:
+        emit_json(data)
+    else:
+        print_sim(data, scenario.description)
+    return 0 if result.ok else 1
+
+
+def _sim_workers(
+    args: argparse.Namespace, scenario: Scenario, notebook: Path, progress: Progress
+) -> int:
+    """``sim --workers N``: the peers in N processes against the bundled daemon's socket."""
+    from sim.harness.multi_runner import WorkerFailed, run_scenario_workers
+
+    if args.connect is not None or args.target_cmd is not None:
+        raise UsageError("--workers drives the bundled daemon only: drop --connect/--target-cmd")
+    if args.transport == "socketpair":
+        raise UsageError("--workers connects over the daemon's Unix socket: drop --transport")
+    if args.joins == "progress":
+        raise UsageError("--workers times joins by the daemon's batch hook: drop --joins")
+    try:
+        result = asyncio.run(
+            run_scenario_workers(
+                scenario,
+                notebook,
+                workers=args.workers,
+                batch_size=args.batch_size,
+                insert_path=args.insert,
+                seed=args.seed,
+                timeout=args.timeout,
+                progress=progress,
+            )
+        )
+    except WorkerFailed as exc:
+        progress.done()
+        print(f"nbstream sim: {exc}", file=sys.stderr)
+        return 1
     progress.done()
     data = finish(result.to_json(), args)
     if args.json:
@@ -303,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="hook",
         help="what times joins and leaves: the bundled daemon's in-process batch hook (exact; "
         "needed by the failure scenario) or the load-status progress a peer receives",
+    )
+    p.add_argument(
+        "--workers",
+        type=POSITIVE,
+        default=None,
+        metavar="N",
+        help="run the peers in N worker processes (each its own event loop) against the "
+        "bundled daemon's Unix socket; results merged into one (key workers)",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="safety timeout per wait (s)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -134,6 +134,12 @@ TYPISTS = obj(
         "max_k_under_limit": nullable(NONNEG),
     }
 )
+WORKER = obj({"index": NONNEG, "peers": NONNEG, "peak_rss_kib": NONNEG})
+WORKERS: Schema = {
+    "description": "--workers N: the worker processes the peers ran in (peak_rss_kib at the "
+    "top is then the daemon's process alone)",
+    **arr(WORKER),
+}
 SIM = envelope(
     "sim",
     {
@@ -162,6 +168,7 @@ SIM = envelope(
         "edits_lost": NONNEG,
         "typists": TYPISTS,
         "trace_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "workers": WORKERS,
     },
     optional=(
         "loads",
@@ -172,6 +179,7 @@ SIM = envelope(
         "edits_lost",
         "typists",
         "trace_sha256",
+        "workers",
     ),
 )
 PROFILE = envelope(
