@@ -312,6 +312,12 @@ SCALE = envelope(
         "default_sizes": SIZE_LISTS,
         "server": STR,
         "notebook": NOTEBOOK,
+        "shards": {
+            "description": "nbstream merge of scale --shard I/N results: N (elapsed_s is then "
+            "the longest shard's)",
+            "type": "integer",
+            "minimum": 1,
+        },
     },
     optional=(
         "sizes_by_path",
@@ -321,7 +327,49 @@ SCALE = envelope(
         "default_sizes",
         "server",
         "notebook",
+        "shards",
     ),
+)
+SCALE_SHARD = envelope(
+    "scale-shard",
+    {
+        "shard": obj({"shards": {"type": "integer", "minimum": 1}, "index": NONNEG}),
+        "run": obj(
+            {
+                "seed": INT,
+                "repeats": {"type": "integer", "minimum": 1},
+                "batch_size": {"type": "integer", "minimum": 1},
+                "sizes_by_path": SIZE_LISTS,
+                "instructions_max_cells": NONNEG,
+                "notebook": nullable(NOTEBOOK),
+                "server": STR,
+            }
+        ),
+        "units": arr(NONNEG),
+        "loads": arr(
+            obj(
+                {
+                    "unit": NONNEG,
+                    "repeat": NONNEG,
+                    "path": STR,
+                    "cells": NONNEG,
+                    "total_s": NUM,
+                    "server_s": NUM,
+                    "time_to_first_cell_s": nullable(NUM),
+                    "time_to_full_s": nullable(NUM),
+                    "ops": NONNEG,
+                    "transactions": NONNEG,
+                    "scan_steps": NONNEG,
+                    "frames": NONNEG,
+                    "bytes_in": NONNEG,
+                    "batch_s": arr(NUM),
+                }
+            )
+        ),
+        "raw_automerge": arr(obj({"cells": NONNEG, "total_s": NUM})),
+        "instructions": nullable(INSTRUCTIONS),
+        "elapsed_s": NUM,
+    },
 )
 SELF_TEST = envelope("gate-self-test", {})
 EXPLORE_FAILURE = obj(
@@ -360,6 +408,7 @@ KINDS: dict[str, Schema] = {
     "sim": SIM,
     "profile": PROFILE,
     "scale": SCALE,
+    "scale-shard": SCALE_SHARD,
     "gate": GATE,
     "gate-self-test": SELF_TEST,
     "explore": EXPLORE,
