@@ -121,3 +121,28 @@ async def test_two_thousand_peers_over_two_workers_converge(tmp_path: Path) -> N
     result = await run_scenario_workers(scenario, nb, workers=2, timeout=600)
     assert result.ok, [c for c in result.checks if not c.ok][:3]
     assert sum(p.converged for p in result.peers) == 2000
+
+
+async def test_a_worker_killed_mid_load_ends_the_run_with_one_error(notebook: Path) -> None:
+    scenario = build_scenario("many-peers", seed=2, batches=5, peers=12)
+    pids: list[int] = []
+
+    def kill_at_batch_2(line: str) -> None:
+        if line == "batch 2" and pids:
+            os.kill(pids[1], signal.SIGKILL)
+
+    original = WorkerPool.start
+
+    async def start(self: WorkerPool) -> None:
+        await original(self)
+        pids.extend(w.pid for w in self.workers)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(WorkerPool, "start", start)
+        with pytest.raises(WorkerFailed, match=r"worker 1 \(pid \d+\) exited with code -9"):
+            await asyncio.wait_for(
+                run_scenario_workers(
+                    scenario, notebook, workers=2, timeout=30, progress=kill_at_batch_2
+                ),
+                60,
+            )

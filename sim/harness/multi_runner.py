@@ -69,6 +69,7 @@ class _MultiRun:
         self.fault_armed = scenario.fail_at_batch is not None
         self.initial_open = asyncio.Event()
         self.timeout = pool.timeout
+        self.failure: WorkerFailed | None = None
 
     def _by_worker(self, names: list[str]) -> list[list[str]]:
         groups: list[list[str]] = [[] for _ in range(self.pool.count)]
@@ -103,7 +104,16 @@ class _MultiRun:
                 self.timeout,
             )
 
-    async def before_batch(self, _room: NotebookRoom, index: int) -> None:
+    async def before_batch(self, room: NotebookRoom, index: int) -> None:
+        """The daemon's hook; a worker's failure in it is kept and raised by the run, not only
+        reported as the load's failure."""
+        try:
+            await self._before_batch(room, index)
+        except WorkerFailed as exc:
+            self.failure = exc
+            raise
+
+    async def _before_batch(self, _room: NotebookRoom, index: int) -> None:
         if index == 0:
             await self.initial_open.wait()
         joining = [
@@ -263,6 +273,8 @@ async def _drive(run: _MultiRun, result: Draft, expected: dict[str, Any]) -> Non
     except asyncio.TimeoutError:
         result.checks.append(Check("load finished", False, f"no result in {run.timeout:g} s"))
         return
+    if run.failure is not None:
+        raise run.failure
     run.fault_armed = False
     if phase == "ready":
         await run.settle(result, "load", expected, "ready")
