@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema (draft 2020-12) of a result kind")
     p.add_argument(
         "kind",
-        choices=["sim", "profile", "scale", "gate", "gate-self-test", "explore"],
+        choices=["sim", "profile", "scale", "gate", "gate-self-test", "explore", "scale-shard"],
         help="result kind",
     )
     p.set_defaults(func=_cmd_schema)

@@ -12,13 +12,14 @@ merged verdicts and fits are those of an unsharded run over the same loads. Inst
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from core.loader import InsertPath
 from sim.harness.scale import (
     BUNDLED_SERVER,
     LoadMeasurement,
+    SweepMeasurements,
     assemble_scale,
     check_sweep,
     chosen_sizes,
@@ -27,11 +28,11 @@ from sim.harness.scale import (
     sweep_builder,
     sweep_units,
 )
-from sim.results.scale import RawPoint, ScaleResult
+from sim.results.scale import InstructionFit, RawPoint, ScaleResult
 from sim.results.scale_shard import ScaleShard, ShardLoad
 from sim.workload.sweep import NotebookSweep
 
-__all__ = ["ShardMergeError", "merge_shards", "run_scale_shard", "shard_units"]
+__all__ = ["ShardMergeError", "merge_shards", "run_scale_shard", "shard_result", "shard_units"]
 
 Progress = Callable[[str], None]
 
@@ -85,29 +86,53 @@ async def run_scale_shard(
             progress=progress,
             build=build,
         )
+    run = {
+        "seed": seed,
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "sizes_by_path": {name: list(s) for name, s in chosen.items()},
+        "instructions_max_cells": instructions_max_cells,
+        "notebook": None if notebook is None else dict(notebook.source),
+        "server": BUNDLED_SERVER,
+    }
+    return shard_result(swept, index, shards, run, fit, time.monotonic() - t0)
+
+
+def shard_result(
+    swept: SweepMeasurements,
+    index: int,
+    shards: int,
+    run: Mapping[str, Any],
+    instructions: InstructionFit | None,
+    elapsed_s: float,
+) -> ScaleShard:
+    """Shard ``index`` of ``shards`` of ``run`` from what it measured (``swept``: its units'
+    loads; loads of other units are left out)."""
+    units = sweep_units(run["sizes_by_path"], run["repeats"])
+    mine = shard_units(len(units), index, shards)
+    keep = set(mine)
     loads = [
         ShardLoad(u, units[u][1], name, _figures(m), m.batch_s)
         for name, measured in swept.loads.items()
         for u, m in measured
+        if u in keep
     ]
+    raw = [RawPoint(n, t) for n, t in swept.raw_points if _last_unit(units, n) in keep]
     return ScaleShard(
         shards=shards,
         index=index,
-        run={
-            "seed": seed,
-            "repeats": repeats,
-            "batch_size": batch_size,
-            "sizes_by_path": {name: list(s) for name, s in chosen.items()},
-            "instructions_max_cells": instructions_max_cells,
-            "notebook": None if notebook is None else dict(notebook.source),
-            "server": BUNDLED_SERVER,
-        },
+        run=dict(run),
         units=mine,
         loads=tuple(loads),
-        raw_automerge=tuple(RawPoint(n, t) for n, t in swept.raw_points),
-        instructions=fit,
-        elapsed_s=time.monotonic() - t0,
+        raw_automerge=tuple(raw),
+        instructions=instructions if index == 0 else None,
+        elapsed_s=elapsed_s,
     )
+
+
+def _last_unit(units: Sequence[tuple[int, int]], size: int) -> int:
+    """The unit after which a size's raw Automerge floor is measured (its last repeat)."""
+    return max(u for u, (n, _) in enumerate(units) if n == size)
 
 
 def _figures(m: LoadMeasurement) -> dict[str, Any]:
