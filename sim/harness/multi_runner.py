@@ -199,18 +199,18 @@ async def run_scenario_workers(
         eviction_delay=timeout,
         notebook_root=notebook.parent,
     )
-    hook_box: list[_MultiRun] = []
+    pending: list[_MultiRun] = []  # the run, once its target exists (the hook comes first)
 
     async def hook(room: NotebookRoom, index: int) -> None:
         if progress is not None:
             progress(f"batch {index + 1}")
-        await hook_box[0].before_batch(room, index)
+        await pending[0].before_batch(room, index)
 
     target = BundledTarget(config, transport="unix", before_batch=hook)
     assert target.socket_path is not None
     pool = WorkerPool(workers, target.socket_path, notebook, timeout)
     run = _MultiRun(scenario, pool, target, notebook_id)
-    hook_box.append(run)
+    pending.append(run)
     result.server = f"{target.description}, peers in {workers} worker processes"
     reset_peak_rss()
     rows: list[PeerRow] = []
@@ -228,27 +228,7 @@ async def run_scenario_workers(
         server_hash = (
             doc_sha256(NotebookDoc.load(server_bytes).materialize()) if server_bytes else ""
         )
-        diverged: list[str] = []
-        for index, reply in enumerate(replies):
-            hashes: dict[str, str] = reply["hashes"]
-            for raw in reply["peers"]:
-                row = PeerRow.read(Reader(raw))
-                same = row.name in hashes and hashes[row.name] == server_hash
-                if row.name in hashes and not same:
-                    diverged.append(row.name)
-                rows.append(dataclasses.replace(row, converged=same))
-            worker_rows.append(WorkerRow(index, len(reply["peers"]), int(reply["peak_rss_kib"])))
-        checked = sum(len(r["hashes"]) for r in replies)
-        result.checks.append(
-            Check(
-                "every peer's document hash equals the server's",
-                not diverged and checked > 0,
-                f"{checked} peers equal the server"
-                if not diverged
-                else "DIVERGED: " + ", ".join(diverged[:20]),
-            )
-        )
-        result.converged = result.converged and not diverged
+        rows, worker_rows = _merge_reports(result, replies, server_hash, scenario)
     finally:
         result.peak_rss_kib = peak_rss_kib()
         figures = target.figures()
@@ -257,6 +237,40 @@ async def run_scenario_workers(
     result.workers = tuple(worker_rows)
     _measure(result, rows, run.join_batch, figures.load_reports, parsed, batch_size, figures)
     return result.freeze()
+
+
+def _merge_reports(
+    result: Draft, replies: Sequence[dict[str, Any]], server_hash: str, scenario: Scenario
+) -> tuple[list[PeerRow], list[WorkerRow]]:
+    """The workers' peer rows in the scenario's order (a retry last), each converged when its
+    document hash is the server's; one row per worker; the hash check."""
+    rows: list[PeerRow] = []
+    worker_rows: list[WorkerRow] = []
+    diverged: list[str] = []
+    for index, reply in enumerate(replies):
+        hashes: dict[str, str] = reply["hashes"]
+        for raw in reply["peers"]:
+            row = PeerRow.read(Reader(raw))
+            same = row.name in hashes and hashes[row.name] == server_hash
+            if row.name in hashes and not same:
+                diverged.append(row.name)
+            rows.append(dataclasses.replace(row, converged=same))
+        worker_rows.append(WorkerRow(index, len(reply["peers"]), int(reply["peak_rss_kib"])))
+    order = {spec.name: i for i, spec in enumerate(scenario.peers)}
+    rows.sort(key=lambda r: order.get(r.name, len(order)))
+    checked = sum(len(r["hashes"]) for r in replies)
+    detail = (
+        f"{checked} peers equal the server"
+        if not diverged
+        else "DIVERGED: " + ", ".join(sorted(diverged, key=lambda n: order.get(n, 0))[:20])
+    )
+    result.checks.append(
+        Check(
+            "every peer's document hash equals the server's", not diverged and checked > 0, detail
+        )
+    )
+    result.converged = result.converged and not diverged
+    return rows, worker_rows
 
 
 async def _drive(run: _MultiRun, result: Draft, expected: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 __all__ = ["WorkerFailed", "WorkerHandle", "WorkerPool"]
 
 STDERR_LINES = 5
-STARTUP_PIPE_LIMIT = 1 << 26  # replies carry every peer's row: a few MiB for 1000 peers
+PIPE_LIMIT = 1 << 26  # replies carry every peer's row: a few MiB for 1000 peers
 
 
 class WorkerFailed(RuntimeError):
@@ -119,7 +119,7 @@ class WorkerPool:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                limit=STARTUP_PIPE_LIMIT,
+                limit=PIPE_LIMIT,
             )
             self.workers.append(WorkerHandle(index, process, self.timeout))
 
