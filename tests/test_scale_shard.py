@@ -167,6 +167,12 @@ def test_bad_merges_are_one_line_and_exit_2(
     data = json.loads(shard_files[2].read_text())
     data["units"] = [0, 3]
     wrong_units.write_text(json.dumps(data))
+    unfittable = []
+    for i, path in enumerate(shard_files):
+        data = json.loads(path.read_text())
+        data["run"]["sizes_by_path"] = {"full": [12]}
+        unfittable.append(tmp_path / f"unfittable{i}.json")
+        unfittable[-1].write_text(json.dumps(data))
     unsharded = tmp_path / "unsharded.json"
     assert main(["scale", *SWEEP, "--output", str(unsharded)]) in (0, 1)
     explore = _explore_shard(tmp_path)
@@ -180,6 +186,7 @@ def test_bad_merges_are_one_line_and_exit_2(
         (a, b, str(broken)): "missing 'loads'",
         (a, b, str(wrong_units)): "shard 2/3: units [0, 3], expected [2, 5]",
         (a, b, str(unsharded)): "this is 'scale' (an unsharded or merged scale result)",
+        tuple(map(str, unfittable)): "cannot be fitted: --sizes needs at least two distinct",
     }
     for files, message in cases.items():
         assert main(["merge", *files]) == 2

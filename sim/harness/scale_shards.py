@@ -193,6 +193,13 @@ def merge_shards(shards: Sequence[ScaleShard]) -> ScaleResult:
         )
     run = first.run
     chosen: dict[str, list[int]] = {k: list(v) for k, v in run["sizes_by_path"].items()}
+    try:
+        if not chosen:
+            raise ValueError("no insert path in run.sizes_by_path")
+        for sizes in chosen.values():
+            check_sweep(sizes, run["repeats"], run["batch_size"])
+    except ValueError as exc:
+        raise ShardMergeError(f"scale shards of a sweep that cannot be fitted: {exc}") from None
     units = sweep_units(chosen, run["repeats"])
     measured: dict[str, list[tuple[int, LoadMeasurement]]] = {name: [] for name in chosen}
     for s in shards:
