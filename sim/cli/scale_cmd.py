@@ -1,5 +1,6 @@
 """``nbstream scale``'s options and command: the size sweep of the bundled daemon's insert paths,
-or of your server (``--connect`` / ``--target-cmd``), on generated or your own cells."""
+or of your server (``--connect`` / ``--target-cmd``), on generated or your own cells; with
+``--shard I/N`` one shard of the bundled sweep (:mod:`sim.harness.scale_shards`)."""
 
 from __future__ import annotations
 
