@@ -6,6 +6,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +91,8 @@ def test_cli_workers_json_and_text(notebook: Path, capsys: pytest.CaptureFixture
     [
         (["--scenario", "edits"], "--workers runs the load scenarios"),
         (["--check-determinism"], "--workers runs the load scenarios"),
-        (["--connect", "/nonexistent.sock"], "bundled daemon only"),
+        (["--connect", "/nonexistent.sock"], "cannot connect to /nonexistent.sock"),
+        (["--connect", "/nonexistent.sock", "--scenario", "failure"], "needs the bundled"),
         (["--transport", "socketpair"], "Unix socket"),
         (["--joins", "progress"], "batch hook"),
     ],
@@ -98,6 +104,54 @@ def test_cli_workers_bad_usage_is_one_line_exit_2(
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Path]:
+    """A real ``nbstream serve`` in its own process, serving ``tmp_path``; its socket."""
+    sock = tmp_path / "s.sock"
+    serve = ["serve", "--socket", str(sock), "--blob-root", str(tmp_path / "blobs")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli.main", *serve, "--root", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(sock):  # the condition: the socket accepts
+            assert proc.poll() is None, "nbstream serve exited"
+            assert time.monotonic() < deadline, "nbstream serve never listened"
+            time.sleep(0.02)
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("name", ["many-peers", "loader-disconnect"])
+def test_workers_against_a_server_of_another_process(
+    name: str, served: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nb = write_notebook(tmp_path / "nb.ipynb", cells=15, seed=4).path
+    args = ["sim", str(nb), "--scenario", name, "--peers", "10", "--workers", "2", "--json"]
+    assert main([*args, "--connect", str(served)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    _validate(data)
+    assert data["ok"] and data["converged"] and data["cells"] == 15
+    assert data["server"] == f"server on {served}, peers in 2 worker processes"
+    assert "peak_rss_kib" not in data  # the server's memory is not ours
+    assert sum(w["peers"] for w in data["workers"]) == len(data["peers"])
+    if name == "loader-disconnect":  # the retry's load, heard by the retry peer
+        assert any(c["name"] == "retry loaded" and c["ok"] for c in data["checks"])
 
 
 async def test_a_worker_that_dies_is_one_clear_error_not_a_hang(notebook: Path) -> None:

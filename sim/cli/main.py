@@ -126,18 +126,20 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 def _sim_workers(
     args: argparse.Namespace, scenario: Scenario, notebook: Path, progress: Progress
 ) -> int:
-    """``sim --workers N``: the peers in N processes against the bundled daemon's socket."""
+    """``sim --workers N``: the peers in N processes against the bundled daemon's socket, or
+    the ``--connect`` / ``--target-cmd`` server's."""
+    from sim.harness.external import fresh_copy
     from sim.harness.multi_runner import WorkerFailed, run_scenario_workers
 
-    if args.connect is not None or args.target_cmd is not None:
-        raise UsageError("--workers drives the bundled daemon only: drop --connect/--target-cmd")
     if args.transport == "socketpair":
         raise UsageError("--workers connects over the daemon's Unix socket: drop --transport")
-    if args.joins == "progress":
-        raise UsageError("--workers times joins by the daemon's batch hook: drop --joins")
-    try:
-        result = asyncio.run(
-            run_scenario_workers(
+    external = _external_target(args)
+    if args.joins == "progress" and external is None:
+        raise UsageError("--workers times joins by the bundled daemon's batch hook: drop --joins")
+
+    async def run() -> SimResult:
+        if external is None:
+            return await run_scenario_workers(
                 scenario,
                 notebook,
                 workers=args.workers,
@@ -147,7 +149,22 @@ def _sim_workers(
                 timeout=args.timeout,
                 progress=progress,
             )
-        )
+        async with external:
+            with fresh_copy(notebook, "sim") as copy:
+                return await run_scenario_workers(
+                    scenario,
+                    copy,
+                    workers=args.workers,
+                    batch_size=args.batch_size,
+                    seed=args.seed,
+                    timeout=args.timeout,
+                    progress=progress,
+                    target=external,
+                    shown_as=notebook,
+                )
+
+    try:
+        result = asyncio.run(run())
     except WorkerFailed as exc:
         progress.done()
         print(f"nbstream sim: {exc}", file=sys.stderr)
@@ -351,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="run the peers in N worker processes (each its own event loop) against the "
-        "bundled daemon's Unix socket; results merged into one (key workers)",
+        "daemon's Unix socket (the bundled one, or --connect/--target-cmd); results merged "
+        "into one (key workers)",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="safety timeout per wait (s)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

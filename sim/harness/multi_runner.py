@@ -21,6 +21,7 @@ stderr lines).
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from core.loader import InsertPath, LoadReport
 from core.notebook_doc import NotebookDoc
 from core.room import NotebookRoom
 from sim.harness.convergence import check_convergence, empty_document, expected_document
+from sim.harness.external import SocketTarget
 from sim.harness.memory import peak_rss_kib, reset_peak_rss
 from sim.harness.metrics import batch_rows_from_peers, phases, raw_automerge_seconds
 from sim.harness.peers import PeerSpec
@@ -55,7 +57,7 @@ def _spec_json(spec: PeerSpec) -> dict[str, Any]:
 
 class _MultiRun:
     def __init__(
-        self, scenario: Scenario, pool: WorkerPool, target: BundledTarget, notebook_id: str
+        self, scenario: Scenario, pool: WorkerPool, target: BundledTarget | None, notebook_id: str
     ) -> None:
         self.scenario = scenario
         self.pool = pool
@@ -93,12 +95,13 @@ class _MultiRun:
         )
 
     async def disconnect(self, names: list[str]) -> None:
-        room = self.target.figures().rooms.get(self.notebook_id)
+        """These peers vanish; with the bundled daemon, wait until it has noticed."""
+        room = self.target.figures().rooms.get(self.notebook_id) if self.target else None
         before = room.peers if room is not None else None
         groups = self._by_worker(names)
         await self.pool.each([("disconnect", {"names": g}) if g else None for g in groups])
         self.gone.update(names)
-        if before is not None:
+        if self.target is not None and before is not None:
             await asyncio.wait_for(
                 self.target.wait_peers_below(self.notebook_id, before - len(names) + 1),
                 self.timeout,
@@ -113,9 +116,19 @@ class _MultiRun:
             self.failure = exc
             raise
 
-    async def _before_batch(self, _room: NotebookRoom, index: int) -> None:
+    async def _before_batch(self, _room: NotebookRoom | None, index: int) -> None:
         if index == 0:
             await self.initial_open.wait()
+        await self.at_batch(index)
+        if self.fault_armed and index == self.scenario.fail_at_batch:
+            self.fault_armed = False
+            raise BlobStoreError(
+                f"blob store write failed: [Errno 28] No space left on device "
+                f"(injected at batch {index})"
+            )
+
+    async def at_batch(self, index: int) -> None:
+        """Open the peers that join at batch ``index``; disconnect the ones that leave at it."""
         joining = [
             s
             for s in self.scenario.peers
@@ -132,15 +145,39 @@ class _MultiRun:
         ]
         if leaving:
             await self.disconnect(leaving)
-        if self.fault_armed and index == self.scenario.fail_at_batch:
-            self.fault_armed = False
-            raise BlobStoreError(
-                f"blob store write failed: [Errno 28] No space left on device "
-                f"(injected at batch {index})"
-            )
+
+    async def follow_progress(self, total_batches: int, batch_size: int) -> None:
+        """Without the hook (a server of another process): batch k begins once the loader has
+        heard ``k * batch_size`` cells announced, as :meth:`sim.harness.runner._Run.
+        follow_progress` has it; the loader's worker does the listening."""
+        loader = self.scenario.loader.name
+        for index in range(total_batches):
+            if index:
+                worker = self.pool.workers[self.owner[loader]]
+                await worker.request("progress", name=loader, cells=index * batch_size)
+            await self.at_batch(index)
+
+    async def outcome(self, names: list[str] | None = None) -> tuple[str, str | None]:
+        """The load's end as the workers' connected peers hear it (the first that does)."""
+        replies = await self.pool.each([("outcome", {"names": names})] * self.pool.count)
+        for reply in replies:
+            if reply["phase"] is not None:
+                return str(reply["phase"]), reply["reason"]
+        raise WorkerFailed("no connected peer in any worker heard the load end")
+
+    async def server_document(self) -> bytes | None:
+        """The server's document: the bundled daemon's own, else ``get_doc_bytes`` through a
+        worker's connected peer."""
+        if self.target is not None:
+            return self.target.document_bytes(self.notebook_id)
+        for worker in self.pool.workers:
+            doc = (await worker.request("server_doc"))["doc"]
+            if doc is not None:
+                return base64.b64decode(doc)
+        return None
 
     async def settle(self, result: Draft, stage: str, expected: dict[str, Any], phase: str) -> None:
-        saved = self.target.document_bytes(self.notebook_id)
+        saved = await self.server_document()
         if saved is None:
             result.checks.append(Check(f"{stage}: converged", False, "the server has no document"))
             result.converged = False
@@ -160,12 +197,6 @@ class _MultiRun:
         result.converged = report.ok and not late
 
 
-async def _final_phase(
-    target: BundledTarget, notebook_id: str, timeout: float
-) -> tuple[str, str | None]:
-    return await asyncio.wait_for(target.wait_load_finished(notebook_id), timeout)
-
-
 async def run_scenario_workers(
     scenario: Scenario,
     notebook: Path,
@@ -176,66 +207,93 @@ async def run_scenario_workers(
     seed: int = 0,
     timeout: float = 120.0,
     progress: Progress | None = None,
+    target: SocketTarget | None = None,
+    shown_as: Path | None = None,
 ) -> SimResult:
-    """Run ``scenario`` with its peers in ``workers`` processes against the bundled daemon on a
-    Unix socket; one :class:`SimResult` (with ``workers``). Raises :class:`WorkerFailed`."""
+    """Run ``scenario`` with its peers in ``workers`` processes; one :class:`SimResult` (with
+    ``workers``). Raises :class:`WorkerFailed`.
+
+    The server is the bundled daemon on a Unix socket in this process (joins, leaves and the
+    fault by its batch hook), or ``target``, a started server of another process (joins and
+    leaves by the load-status progress the loader hears; no fault can be injected; the target's
+    figures, if it reports any). ``shown_as``: the path the result names."""
     notebook = Path(os.path.realpath(notebook))
     data = notebook.read_bytes()
     parsed = parse_notebook(data)
     notebook_id = str(notebook)
     expected = expected_document(parsed, notebook_id)
+    if target is not None and scenario.fail_at_batch is not None:
+        raise ValueError("an injected fault needs the bundled daemon (it is raised inside it)")
     result = Draft(
         scenario,
         "unix",
         insert_path,
         batch_size,
         seed,
-        NotebookInfo(notebook_id, len(parsed.cells), len(data), notebook_fingerprint(data)),
+        NotebookInfo(
+            str(shown_as or notebook_id), len(parsed.cells), len(data), notebook_fingerprint(data)
+        ),
     )
-    raise_fd_limit()  # the daemon holds one socket per peer
-    config = DaemonConfig(
-        batch_size=batch_size,
-        insert_path=insert_path,
-        eviction_delay=timeout,
-        notebook_root=notebook.parent,
-    )
-    pending: list[_MultiRun] = []  # the run, once its target exists (the hook comes first)
+    raise_fd_limit()  # the bundled daemon holds one socket per peer
+    pending: list[_MultiRun] = []  # the run, once its daemon exists (the hook comes first)
 
     async def hook(room: NotebookRoom, index: int) -> None:
         if progress is not None:
             progress(f"batch {index + 1}")
         await pending[0].before_batch(room, index)
 
-    target = BundledTarget(config, transport="unix", before_batch=hook)
-    assert target.socket_path is not None
-    pool = WorkerPool(workers, target.socket_path, notebook, timeout)
-    run = _MultiRun(scenario, pool, target, notebook_id)
+    bundled: BundledTarget | None = None
+    if target is None:
+        config = DaemonConfig(
+            batch_size=batch_size,
+            insert_path=insert_path,
+            eviction_delay=timeout,
+            notebook_root=notebook.parent,
+        )
+        bundled = BundledTarget(config, transport="unix", before_batch=hook)
+        assert bundled.socket_path is not None
+        socket, description = bundled.socket_path, bundled.description
+    else:
+        socket, description = target.socket, target.description
+    pool = WorkerPool(workers, socket, notebook, timeout)
+    run = _MultiRun(scenario, pool, bundled, notebook_id)
     pending.append(run)
-    result.server = f"{target.description}, peers in {workers} worker processes"
+    result.server = f"{description}, peers in {workers} worker processes"
     reset_peak_rss()
     rows: list[PeerRow] = []
     worker_rows: list[WorkerRow] = []
+    figures: ServerFigures | None = None
+    origin: float | None = None
     try:
-        await target.start()
+        if bundled is not None:
+            await bundled.start()
         await pool.start()
-        await _drive(run, result, expected)
-        reports = list(target.figures().load_reports)
+        await _drive(run, result, expected, -(-len(parsed.cells) // batch_size), batch_size)
+        if bundled is not None:
+            figures = bundled.figures()
+        elif target is not None:
+            figures = await target.server_figures(notebook)
+        reports = list(figures.load_reports) if figures is not None else []
         ok = [r for r in reports if r.ok]
         last: LoadReport | None = ok[-1] if ok else (reports[-1] if reports else None)
         origin = last.started_at if last is not None else None
         replies = await pool.each([("report", {"origin": origin})] * workers)
-        server_bytes = target.document_bytes(notebook_id)
+        server_bytes = await run.server_document()
         server_hash = (
             doc_sha256(NotebookDoc.load(server_bytes).materialize()) if server_bytes else ""
         )
         rows, worker_rows = _merge_reports(result, replies, server_hash, scenario)
     finally:
-        result.peak_rss_kib = peak_rss_kib()
-        figures = target.figures()
+        # The bundled daemon is alone in this process: the peak is its. Another server's
+        # memory is not ours: absent rather than wrong.
+        result.peak_rss_kib = peak_rss_kib() if bundled is not None else None
+        if bundled is not None:
+            figures = bundled.figures()
         await pool.stop()
-        await target.stop()
+        if bundled is not None:
+            await bundled.stop()
     result.workers = tuple(worker_rows)
-    _measure(result, rows, run.join_batch, figures.load_reports, parsed, batch_size, figures)
+    _measure(result, rows, run.join_batch, parsed, batch_size, figures, origin)
     return result.freeze()
 
 
@@ -273,7 +331,9 @@ def _merge_reports(
     return rows, worker_rows
 
 
-async def _drive(run: _MultiRun, result: Draft, expected: dict[str, Any]) -> None:
+async def _drive(
+    run: _MultiRun, result: Draft, expected: dict[str, Any], batches: int, batch_size: int
+) -> None:
     scenario = run.scenario
     initial = [s for s in scenario.peers if s.join_at_batch is None]
     try:
@@ -283,7 +343,13 @@ async def _drive(run: _MultiRun, result: Draft, expected: dict[str, Any]) -> Non
     finally:
         run.initial_open.set()
     try:
-        phase, reason = await _final_phase(run.target, run.notebook_id, run.timeout)
+        if run.target is None:
+            await asyncio.wait_for(run.follow_progress(batches, batch_size), run.timeout)
+            phase, reason = await run.outcome()
+        else:
+            phase, reason = await asyncio.wait_for(
+                run.target.wait_load_finished(run.notebook_id), run.timeout
+            )
     except asyncio.TimeoutError:
         result.checks.append(Check("load finished", False, f"no result in {run.timeout:g} s"))
         return
@@ -298,42 +364,48 @@ async def _drive(run: _MultiRun, result: Draft, expected: dict[str, Any]) -> Non
     )
     result.checks.append(Check("failure was expected", expect_failure, reason or ""))
     await run.settle(result, "rollback", empty_document(run.notebook_id), "failed")
-    before = len(run.target.daemon.load_reports)
-    await run.open([PeerSpec("retry")], None)  # its open starts a second load
-
-    def retried() -> bool:
-        return len(run.target.daemon.load_reports) > before
-
     try:
-        await asyncio.wait_for(run.target.daemon.wait_for(retried), run.timeout)
+        phase, reason = await asyncio.wait_for(_retry(run), run.timeout)
     except asyncio.TimeoutError:
         result.checks.append(Check("retry finished", False, f"no result in {run.timeout:g} s"))
         return
-    last = run.target.daemon.load_reports[-1]
-    phase, reason = ("ready" if last.ok else "failed"), last.error
     result.checks.append(Check("retry loaded", phase == "ready", reason or ""))
     await run.settle(result, "retry", expected, "ready")
+
+
+async def _retry(run: _MultiRun) -> tuple[str, str | None]:
+    """A ``retry`` peer opens (its open starts a second load); the second load's end."""
+    if run.target is None:
+        await run.open([PeerSpec("retry")], None)
+        return await run.outcome(["retry"])
+    daemon = run.target.daemon
+    before = len(daemon.load_reports)
+    await run.open([PeerSpec("retry")], None)
+    await daemon.wait_for(lambda: len(daemon.load_reports) > before)
+    last = daemon.load_reports[-1]
+    return ("ready" if last.ok else "failed"), last.error
 
 
 def _measure(
     result: Draft,
     rows: list[PeerRow],
     join_batch: dict[str, int | None],
-    load_reports: Sequence[LoadReport],
     parsed: ParsedNotebook,
     batch_size: int,
-    figures: ServerFigures,
+    figures: ServerFigures | None,
+    origin: float | None,
 ) -> None:
-    reports = list(load_reports)
+    reports = list(figures.load_reports) if figures is not None else []
     result.load_reports = reports
     ok = [r for r in reports if r.ok]
     report = ok[-1] if ok else (reports[-1] if reports else None)
     result.peers = rows
-    if report is not None:
+    if report is not None and figures is not None:
         result.cells = report.cells if report.ok else 0
-        result.batches = batch_rows_from_peers(report, rows, join_batch)
         result.phases = phases(report, figures)
-    room = figures.rooms.get(result.notebook.path)
+        if origin is not None and report.started_at == origin:  # rows timed from its start
+            result.batches = batch_rows_from_peers(report, rows, join_batch)
+    room = figures.rooms.get(result.notebook.path) if figures is not None else None
     if room is not None:
         stats = room.doc
         result.counters = {

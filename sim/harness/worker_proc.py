@@ -10,6 +10,12 @@ tracebacks only. Every peer connects to the daemon's Unix socket ``SOCKET``. Req
 - ``disconnect`` ``names``: these peers vanish abruptly;
 - ``settle`` ``phase`` ``heads``: wait until every peer that reads holds the load phase and the
   server's heads (hex); replies the ones that did not in ``timeout`` as ``late``;
+- ``progress`` ``name`` ``cells``: wait until that peer heard ``cells`` cells announced by the
+  load-status progress, or the load left streaming (the joins' clock against a server without
+  the bundled daemon's hook);
+- ``outcome`` ``names``: the load's end (phase, reason) as the first of these connected peers
+  (all: ``null``) hears it; phase ``null`` when none is connected here;
+- ``server_doc``: the server's document, base64, from ``get_doc_bytes`` on a connected peer;
 - ``report`` ``origin``: every peer's row (:class:`~sim.results.sim.PeerRow` JSON, times
   relative to ``origin``, the load's ``perf_counter`` start), the sha256 of each converging
   peer's materialized document (``hashes``) and the process's peak RSS;
@@ -19,6 +25,7 @@ tracebacks only. Every peer connects to the daemon's Unix socket ``SOCKET``. Req
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from core.client import NotebookClient
+from core.errors import CoreError, TransportClosed
 from sim.harness.memory import peak_rss_kib, reset_peak_rss
 from sim.harness.metrics import peer_row_at
 from sim.harness.peers import PeerSpec, VirtualPeer
@@ -95,6 +103,70 @@ class _Worker:
         late = await asyncio.gather(*(one(p) for p in self.peers.values()))
         return {"late": [x for x in late if x is not None]}
 
+    def _readers(self, names: list[str] | None) -> list[NotebookClient]:
+        return [
+            p.client
+            for n, p in self.peers.items()
+            if p.client is not None
+            and not p.disconnected
+            and p.spec.expects_convergence
+            and (names is None or n in names)
+        ]
+
+    async def progress(self, name: str, cells: int) -> dict[str, Any]:
+        """Wait until ``name`` has heard ``cells`` cells announced, or the load left streaming
+        (at once when the peer is gone: what is scheduled next happens anyway)."""
+        peer = self.peers.get(name)
+        client = peer.client if peer is not None and not peer.disconnected else None
+        if client is not None:
+
+            def reached(c: NotebookClient = client) -> bool:
+                s = c.load_status
+                return s is not None and (s.phase != "streaming" or s.cells_loaded >= cells)
+
+            with contextlib.suppress(TransportClosed, asyncio.TimeoutError):
+                await asyncio.wait_for(client.wait_for(reached), self.timeout)
+        return {}
+
+    async def outcome(self, names: list[str] | None) -> dict[str, Any]:
+        """The load's end as the first of these reading peers hears it: phase and reason
+        (phase None: no such peer is connected here)."""
+        clients = self._readers(names)
+        if not clients:
+            return {"phase": None, "reason": None}
+
+        async def final(c: NotebookClient) -> tuple[str, str | None]:
+            def ended() -> bool:
+                s = c.load_status
+                return s is not None and s.phase in ("ready", "failed")
+
+            await c.wait_for(ended)
+            assert c.load_status is not None
+            return c.load_status.phase, c.load_status.reason
+
+        tasks = [asyncio.ensure_future(final(c)) for c in clients]
+        try:
+            done, _ = await asyncio.wait(
+                tasks, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if not task.exception():
+                    phase, reason = task.result()
+                    return {"phase": phase, "reason": reason}
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        raise TimeoutError(f"no peer here heard the load end in {self.timeout:g} s")
+
+    async def server_doc(self) -> dict[str, Any]:
+        """The server's document (base64), asked with ``get_doc_bytes`` by a connected peer."""
+        for client in self._readers(None):
+            with contextlib.suppress(CoreError, asyncio.TimeoutError):
+                data = await asyncio.wait_for(client.get_doc_bytes(), self.timeout)
+                return {"doc": base64.b64encode(data).decode()}
+        return {"doc": None}
+
     def report(self, origin: float | None) -> dict[str, Any]:
         rows = []
         hashes: dict[str, str] = {}
@@ -118,6 +190,12 @@ class _Worker:
             return await self.disconnect(request["names"])
         if op == "settle":
             return await self.settle(request["phase"], request["heads"])
+        if op == "progress":
+            return await self.progress(request["name"], request["cells"])
+        if op == "outcome":
+            return await self.outcome(request.get("names"))
+        if op == "server_doc":
+            return await self.server_doc()
         if op == "report":
             return self.report(request.get("origin"))
         if op == "exit":
