@@ -104,12 +104,14 @@ def print_sim(data: dict[str, Any], description: str) -> None:
         f"daemon time-to-full / raw = {ratio_text}"
     )
     workers = data.get("workers")
-    if workers is not None and data.get("peak_rss_kib") is not None:
+    if workers is not None:
         each = ", ".join(
             f"worker {w['index']} ({w['peers']} peers) {size(w['peak_rss_kib'] * 1024)}"
             for w in workers
         )
-        print(f"peak RSS: daemon process {size(data['peak_rss_kib'] * 1024)}; {each}")
+        daemon = data.get("peak_rss_kib")
+        own = "" if daemon is None else f"daemon process {size(daemon * 1024)}; "
+        print(f"peak RSS: {own}{each}")
     elif data.get("peak_rss_kib") is not None:
         print(f"peak RSS of the run (daemon and peers): {size(data['peak_rss_kib'] * 1024)}")
     c = data["counters"]
