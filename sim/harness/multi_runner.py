@@ -192,8 +192,9 @@ class _MultiRun:
         doc = server.materialize()
         report = check_convergence(doc, {}, expected=expected)
         result.convergence.append(report)
-        detail = "the server's document equals the source" if report.ok else report.describe()
-        result.checks.append(Check(f"{stage}: server equals the source", report.ok, detail))
+        what = "the empty notebook" if phase == "failed" else "the source"
+        detail = f"the server's document equals {what}" if report.ok else report.describe()
+        result.checks.append(Check(f"{stage}: server equals {what}", report.ok, detail))
         result.converged = report.ok and not late
 
 
