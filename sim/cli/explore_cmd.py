@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sim.cli.argtypes import parse_shard
 from sim.cli.output import UsageError, emit_json, finish, output_option
 
 __all__ = ["add_explore_commands"]
@@ -49,19 +50,6 @@ def add_explore_commands(sub: argparse._SubParsersAction[Any]) -> None:
     m.add_argument("--json", action="store_true", help="print the merged result as JSON")
     output_option(m)
     m.set_defaults(func=_merge)
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    if text is None:
-        return 0, 1
-    index, sep, count = text.partition("/")
-    try:
-        i, n = int(index), int(count)
-    except ValueError:
-        i, n = -1, 0
-    if not sep or n < 1 or not 0 <= i < n:
-        raise UsageError(f"--shard must be I/N with 0 <= I < N, got {text!r}")
-    return i, n
 
 
 def _explore(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.cli.argtypes import int_at_least
+from sim.cli.argtypes import int_at_least, parse_shard
 from sim.cli.live import Progress
 from sim.cli.output import UsageError, emit_json, finish, output_option
 from sim.cli.text import table
@@ -94,8 +94,6 @@ def run_scale_command(args: argparse.Namespace) -> int:
     external = args.connect is not None or args.target_cmd is not None
     shard = None
     if args.shard is not None:
-        from sim.cli.explore_cmd import parse_shard
-
         shard = parse_shard(args.shard)
         if external:
             raise UsageError(
