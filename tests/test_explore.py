@@ -135,7 +135,7 @@ def test_merge_refuses_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[
         (a, a): "shard 0/2 given twice",
         (a, b): "results of different runs",
         (a, str(corrupt)): "not JSON",
-        (a, str(other)): "merge takes explore results, this is 'sim'",
+        (a, str(other)): "merge takes explore or scale --shard results, this is 'sim'",
         (a, str(tmp_path / "missing.json")): "No such file",
         (a, str(broken)): "missing 'failures'",
     }

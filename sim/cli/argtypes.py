@@ -7,7 +7,9 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["float_at_least", "int_at_least"]
+from sim.cli.output import UsageError
+
+__all__ = ["float_at_least", "int_at_least", "parse_shard"]
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -38,3 +40,18 @@ def float_at_least(minimum: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``--shard I/N`` (``explore``, ``scale``) as (I, N); None: (0, 1). A bad value is a
+    :class:`UsageError` (one line, exit 2)."""
+    if text is None:
+        return 0, 1
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard must be I/N with 0 <= I < N, got {text!r}")
+    return i, n

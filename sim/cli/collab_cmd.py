@@ -56,6 +56,12 @@ def add_collab_arguments(p: argparse.ArgumentParser, plain: Command) -> None:
     )
 
     def dispatch(args: argparse.Namespace) -> int:
+        collab = args.scenario in COLLAB_SCENARIOS or args.clock == "virtual"
+        if args.workers is not None and (collab or args.check_determinism):
+            raise UsageError(
+                "--workers runs the load scenarios (" + ", ".join(sorted(SCENARIOS)) + ") "
+                "on real time: drop --workers, --clock virtual or --check-determinism"
+            )
         if args.check_determinism:
             return _check_determinism(args)
         if args.scenario in COLLAB_SCENARIOS or args.clock == "virtual":

@@ -1,14 +1,14 @@
 """``nbstream explore`` (random schedules, shrunk failures, ``--shard i/N``, ``--replay``) and
-``nbstream merge`` (explore shard results of one run into one result)."""
+``nbstream merge`` (shard results of one run into one result: :mod:`sim.cli.merge_cmd`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from sim.cli.argtypes import parse_shard
 from sim.cli.output import UsageError, emit_json, finish, output_option
 
 __all__ = ["add_explore_commands"]
@@ -39,24 +39,17 @@ def add_explore_commands(sub: argparse._SubParsersAction[Any]) -> None:
     output_option(e)
     e.set_defaults(func=_explore)
 
-    m = sub.add_parser("merge", help="merge explore shard results of one run into one result")
-    m.add_argument("results", nargs="+", type=Path, metavar="FILE", help="shard result files")
+    m = sub.add_parser(
+        "merge",
+        help="merge the shard results of one run (explore --shard, or every scale --shard) "
+        "into one result",
+    )
+    m.add_argument(
+        "results", nargs="+", type=Path, metavar="FILE", help="shard result files, one kind"
+    )
     m.add_argument("--json", action="store_true", help="print the merged result as JSON")
     output_option(m)
     m.set_defaults(func=_merge)
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    if text is None:
-        return 0, 1
-    index, sep, count = text.partition("/")
-    try:
-        i, n = int(index), int(count)
-    except ValueError:
-        i, n = -1, 0
-    if not sep or n < 1 or not 0 <= i < n:
-        raise UsageError(f"--shard must be I/N with 0 <= I < N, got {text!r}")
-    return i, n
 
 
 def _explore(args: argparse.Namespace) -> int:
@@ -113,26 +106,6 @@ def _report(data: dict[str, Any], args: argparse.Namespace, ok: bool) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from sim.results.base import SchemaError
-    from sim.results.explore import MergeError, merge, read_result
+    from sim.cli.merge_cmd import run_merge
 
-    results = []
-    for path in args.results:
-        try:
-            data = json.loads(path.read_text())
-        except OSError as exc:
-            raise UsageError(f"{path}: {exc.strerror or exc}") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path}: not JSON ({exc})") from None
-        kind = data.get("command") if isinstance(data, dict) else None
-        if kind != "explore":
-            raise UsageError(f"{path}: merge takes explore results, this is {kind!r}")
-        try:
-            results.append(read_result(data))
-        except SchemaError as exc:
-            raise UsageError(f"{path}: {exc}") from None
-    try:
-        merged = merge(results)
-    except MergeError as exc:
-        raise UsageError(str(exc)) from None
-    return _report(finish(merged.to_json(), args), args, merged.ok)
+    return run_merge(args, _report)

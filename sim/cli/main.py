@@ -32,6 +32,7 @@ from sim.report.command import add_report_arguments, run_report_command
 
 if TYPE_CHECKING:
     from sim.harness.external import SocketTarget
+    from sim.harness.scenarios import Scenario
     from sim.results.profile import ProfileResult
     from sim.results.sim import SimResult
 from sim.workload.generator import (
@@ -82,6 +83,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.joins == "progress" and scenario.fail_at_batch is not None:
         raise UsageError("--joins progress cannot inject a fault: use --joins hook")
     progress = Progress()
+    if args.workers is not None:
+        return _sim_workers(args, scenario, notebook, progress)
 
     async def run() -> SimResult:
         target = _external_target(args)
@@ -111,6 +114,61 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                 )
 
     result = asyncio.run(run())
+    progress.done()
+    data = finish(result.to_json(), args)
+    if args.json:
+        emit_json(data)
+    else:
+        print_sim(data, scenario.description)
+    return 0 if result.ok else 1
+
+
+def _sim_workers(
+    args: argparse.Namespace, scenario: Scenario, notebook: Path, progress: Progress
+) -> int:
+    """``sim --workers N``: the peers in N processes against the bundled daemon's socket, or
+    the ``--connect`` / ``--target-cmd`` server's."""
+    from sim.harness.external import fresh_copy
+    from sim.harness.multi_runner import WorkerFailed, run_scenario_workers
+
+    if args.transport == "socketpair":
+        raise UsageError("--workers connects over the daemon's Unix socket: drop --transport")
+    external = _external_target(args)
+    if args.joins == "progress" and external is None:
+        raise UsageError("--workers times joins by the bundled daemon's batch hook: drop --joins")
+
+    async def run() -> SimResult:
+        if external is None:
+            return await run_scenario_workers(
+                scenario,
+                notebook,
+                workers=args.workers,
+                batch_size=args.batch_size,
+                insert_path=args.insert,
+                seed=args.seed,
+                timeout=args.timeout,
+                progress=progress,
+            )
+        async with external:
+            with fresh_copy(notebook, "sim") as copy:
+                return await run_scenario_workers(
+                    scenario,
+                    copy,
+                    workers=args.workers,
+                    batch_size=args.batch_size,
+                    seed=args.seed,
+                    timeout=args.timeout,
+                    progress=progress,
+                    target=external,
+                    shown_as=notebook,
+                )
+
+    try:
+        result = asyncio.run(run())
+    except WorkerFailed as exc:
+        progress.done()
+        print(f"nbstream sim: {exc}", file=sys.stderr)
+        return 1
     progress.done()
     data = finish(result.to_json(), args)
     if args.json:
@@ -304,6 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="what times joins and leaves: the bundled daemon's in-process batch hook (exact; "
         "needed by the failure scenario) or the load-status progress a peer receives",
     )
+    p.add_argument(
+        "--workers",
+        type=POSITIVE,
+        default=None,
+        metavar="N",
+        help="run the peers in N worker processes (each its own event loop) against the "
+        "daemon's Unix socket (the bundled one, or --connect/--target-cmd); results merged "
+        "into one (key workers)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="safety timeout per wait (s)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     common_load(p)
@@ -365,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema (draft 2020-12) of a result kind")
     p.add_argument(
         "kind",
-        choices=["sim", "profile", "scale", "gate", "gate-self-test", "explore"],
+        choices=["sim", "profile", "scale", "gate", "gate-self-test", "explore", "scale-shard"],
         help="result kind",
     )
     p.set_defaults(func=_cmd_schema)

@@ -1,5 +1,6 @@
 """``nbstream scale``'s options and command: the size sweep of the bundled daemon's insert paths,
-or of your server (``--connect`` / ``--target-cmd``), on generated or your own cells."""
+or of your server (``--connect`` / ``--target-cmd``), on generated or your own cells; with
+``--shard I/N`` one shard of the bundled sweep (:mod:`sim.harness.scale_shards`)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.cli.argtypes import int_at_least
+from sim.cli.argtypes import int_at_least, parse_shard
 from sim.cli.live import Progress
 from sim.cli.output import UsageError, emit_json, finish, output_option
 from sim.cli.text import table
 from sim.harness.scale import DEFAULT_INSTRUCTION_MAX_CELLS, DEFAULT_SIZES
 from sim.workload.generator import DEFAULT_SEED
 
-__all__ = ["add_scale_arguments", "run_scale_command"]
+__all__ = ["add_scale_arguments", "print_scale", "run_scale_command"]
 
 
 def add_scale_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +72,14 @@ def add_scale_arguments(p: argparse.ArgumentParser) -> None:
         default=30.0,
         help="seconds --target-cmd may take to listen on {socket}",
     )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        default=None,
+        help="measure only the sweep's loads (size, repeat in run order) whose index %% N == I, "
+        "unfitted (a scale-shard result); `nbstream merge` of all N fits them as one run "
+        "(bundled daemon only)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     output_option(p)
 
@@ -83,6 +92,14 @@ def run_scale_command(args: argparse.Namespace) -> int:
     from sim.workload.sweep import NotebookSweep, SweepError
 
     external = args.connect is not None or args.target_cmd is not None
+    shard = None
+    if args.shard is not None:
+        shard = parse_shard(args.shard)
+        if external:
+            raise UsageError(
+                "--shard splits the bundled daemon's sweep; with --connect/--target-cmd run "
+                "the whole sweep"
+            )
     if external and args.insert is not None:
         raise UsageError("--insert picks the bundled daemon's insert path; your server has its own")
     insert = args.insert or "both"
@@ -113,6 +130,8 @@ def run_scale_command(args: argparse.Namespace) -> int:
             notebook = NotebookSweep(args.notebook.expanduser())
         except SweepError as exc:
             raise UsageError(str(exc)) from None
+    if shard is not None:
+        return _run_shard(args, paths, sizes, repeats, notebook, shard)
     progress = Progress(label="nbstream scale", heartbeat=True)
 
     async def run() -> ScaleResult:
@@ -153,6 +172,60 @@ def run_scale_command(args: argparse.Namespace) -> int:
     else:
         _print(data, result)
     return 0 if result.ok else 1
+
+
+def _run_shard(
+    args: argparse.Namespace,
+    paths: list[Any],
+    sizes: dict[str, Sequence[int]] | None,
+    repeats: int,
+    notebook: Any,
+    shard: tuple[int, int],
+) -> int:
+    from sim.harness.scale import chosen_sizes, sweep_units
+    from sim.harness.scale_shards import run_scale_shard
+
+    index, count = shard
+    units = len(sweep_units(chosen_sizes(paths, sizes), repeats))
+    if count > units:
+        raise UsageError(
+            f"--shard {index}/{count}: the sweep has {units} loads per path (sizes x repeats), "
+            f"so at most {units} shards; see --help"
+        )
+    progress = Progress(label=f"nbstream scale shard {index}/{count}", heartbeat=True)
+    try:
+        result = asyncio.run(
+            run_scale_shard(
+                paths,
+                index=index,
+                shards=count,
+                sizes=sizes,
+                repeats=repeats,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                progress=progress,
+                instructions_max_cells=args.instructions_max_cells,
+                notebook=notebook,
+            )
+        )
+    finally:
+        progress.done()
+    data = finish(result.to_json(), args)
+    if args.json:
+        emit_json(data)
+        return 0
+    loads = ", ".join(f"{x.path} {x.figures['cells']}" for x in result.loads)
+    print(
+        f"nbstream scale: shard {index}/{count} measured {len(result.loads)} loads "
+        f"({loads}) in {result.elapsed_s:.1f} s; unfitted: `nbstream merge` all {count} "
+        "shard files for the verdicts"
+    )
+    return 0
+
+
+def print_scale(data: dict[str, Any], result: Any) -> None:
+    """The human-readable scale result (``nbstream scale`` and the merge of its shards)."""
+    _print(data, result)
 
 
 def _print(data: dict[str, Any], result: Any) -> None:
@@ -201,4 +274,5 @@ def _print(data: dict[str, Any], result: Any) -> None:
             )
     for c in result.checks or ():
         print(f"[{'ok  ' if c.ok else 'FAIL'}] {c.name} — {c.detail}")
-    print(f"({result.elapsed_s or 0.0:.0f} s)")
+    shards = "" if result.shards is None else f", the longest of {result.shards} shards"
+    print(f"({result.elapsed_s or 0.0:.0f} s{shards})")

@@ -103,7 +103,16 @@ def print_sim(data: dict[str, Any], description: str) -> None:
         f"raw Automerge build+sync of the same cells: {ms(data['raw_automerge_s'])} ms; "
         f"daemon time-to-full / raw = {ratio_text}"
     )
-    if data.get("peak_rss_kib") is not None:
+    workers = data.get("workers")
+    if workers is not None:
+        each = ", ".join(
+            f"worker {w['index']} ({w['peers']} peers) {size(w['peak_rss_kib'] * 1024)}"
+            for w in workers
+        )
+        daemon = data.get("peak_rss_kib")
+        own = "" if daemon is None else f"daemon process {size(daemon * 1024)}; "
+        print(f"peak RSS: {own}{each}")
+    elif data.get("peak_rss_kib") is not None:
         print(f"peak RSS of the run (daemon and peers): {size(data['peak_rss_kib'] * 1024)}")
     c = data["counters"]
     if c:

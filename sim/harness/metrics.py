@@ -7,7 +7,7 @@ in it), so a batch's server-side start and a frame's arrival at a peer are direc
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from automerge import core as am
@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from sim.harness.peers import VirtualPeer
     from sim.harness.target import ServerFigures
 
-__all__ = ["batch_rows", "load_summary", "peer_row", "phases", "raw_automerge_seconds"]
+__all__ = [
+    "batch_rows",
+    "batch_rows_from_peers",
+    "load_summary",
+    "peer_row",
+    "peer_row_at",
+    "phases",
+    "raw_automerge_seconds",
+]
 
 
 def load_batch(b: BatchTiming, origin: float) -> LoadBatch:
@@ -88,6 +96,35 @@ def batch_rows(
     return rows
 
 
+def batch_rows_from_peers(
+    report: LoadReport, rows: Sequence[PeerRow], join_batch: Mapping[str, int | None]
+) -> list[BatchRow]:
+    """:func:`batch_rows` from peer rows (arrival times relative to ``report``'s start), as the
+    rows of peers in worker processes arrive."""
+    t0 = report.started_at
+    out: list[BatchRow] = []
+    for b in report.batches:
+        latency: dict[str, float | None] = {}
+        for row in rows:
+            if row.sync_frames_with_changes is None:  # no client (never_reads): no arrivals
+                continue
+            joined = join_batch.get(row.name)
+            if joined is not None and joined > b.index:
+                latency[row.name] = None
+                continue
+            hit = next(
+                (
+                    t0 + a.t
+                    for a in row.arrivals
+                    if t0 + a.t >= b.started_at and a.cells >= (b.doc_cells_after or 0)
+                ),
+                None,
+            )
+            latency[row.name] = None if hit is None else hit - b.started_at
+        out.append(BatchRow.with_latency(load_batch(b, t0), latency))
+    return out
+
+
 def phases(report: LoadReport, stats: ServerFigures | None) -> Phases:
     """Where the load's time went, by phase (sync and network summed over every peer)."""
     return Phases(
@@ -104,6 +141,16 @@ def phases(report: LoadReport, stats: ServerFigures | None) -> Phases:
 def peer_row(
     peer: VirtualPeer, joined_at: int | None, report: LoadReport | None, *, converged: bool
 ) -> PeerRow:
+    origin = report.started_at if report is not None else None
+    return peer_row_at(peer, joined_at, origin, converged=converged)
+
+
+def peer_row_at(
+    peer: VirtualPeer, joined_at: int | None, origin: float | None, *, converged: bool
+) -> PeerRow:
+    """:func:`peer_row` with the load's start (``time.perf_counter()``) given as a number, as
+    a worker process has it (on Linux ``perf_counter`` is ``CLOCK_MONOTONIC``, one clock for
+    every process of the machine); None: times relative to the peer's own start."""
     client = peer.client
     if client is None:
         return PeerRow(
@@ -118,7 +165,8 @@ def peer_row(
             arrivals=(),
         )
     stats = client.statistics()
-    origin = report.started_at if report is not None else client.started_at
+    if origin is None:
+        origin = client.started_at
     return PeerRow(
         name=peer.name,
         behaviour=peer.spec.behaviour,

@@ -60,16 +60,17 @@ from sim.results.sim import (
     SimResult,
     Targets,
     TtfcTarget,
+    WorkerRow,
 )
 from sim.workload.generator import notebook_fingerprint
 
-__all__ = ["Check", "SimResult", "run_scenario"]
+__all__ = ["Check", "Draft", "SimResult", "run_scenario", "targets"]
 
 Progress = Callable[[str], None]
 
 
 @dataclass(slots=True)
-class _Draft:
+class Draft:
     """The result while the run builds it (the checks accumulate); :meth:`freeze` makes the
     :class:`SimResult`."""
 
@@ -91,6 +92,7 @@ class _Draft:
     convergence: list[ConvergenceReport] = field(default_factory=list)
     peak_rss_kib: int | None = None
     server: str | None = None
+    workers: tuple[WorkerRow, ...] | None = None
 
     def freeze(self) -> SimResult:
         result = SimResult(
@@ -113,6 +115,7 @@ class _Draft:
             loads=tuple(load_summary(r) for r in self.load_reports),
             peak_rss_kib=self.peak_rss_kib,
             server=self.server,
+            workers=self.workers,
         )
         loader = result.loading_peer()
         ratio = 0.0
@@ -382,7 +385,7 @@ async def run_scenario(
     parsed = parse_notebook(data)
     notebook_id = str(notebook)
     expected = expected_document(parsed, notebook_id)
-    result = _Draft(
+    result = Draft(
         scenario,
         transport,
         insert_path,
@@ -432,7 +435,7 @@ async def run_scenario(
     return result.freeze()
 
 
-async def _drive(run: _Run, result: _Draft, expected: dict[str, Any], joins: Joins) -> None:
+async def _drive(run: _Run, result: Draft, expected: dict[str, Any], joins: Joins) -> None:
     scenario = run.scenario
     notebook_id = run.notebook_id
     initial = [s for s in scenario.peers if s.join_at_batch is None]
@@ -486,7 +489,7 @@ async def _drive(run: _Run, result: _Draft, expected: dict[str, Any], joins: Joi
 
 def _verify(
     run: _Run,
-    result: _Draft,
+    result: Draft,
     expected: dict[str, Any],
     stage: str,
     settled: tuple[dict[str, Any] | None, list[str]],
@@ -503,7 +506,7 @@ def _verify(
 
 
 def _measure(
-    run: _Run, result: _Draft, parsed: Any, batch_size: int, figures: ServerFigures | None
+    run: _Run, result: Draft, parsed: Any, batch_size: int, figures: ServerFigures | None
 ) -> None:
     ok_reports = [r for r in result.load_reports if r.ok]
     report = (

@@ -67,15 +67,21 @@ __all__ = [
     "DEFAULT_SIZES",
     "LoadMeasurement",
     "ScaleResult",
+    "SweepMeasurements",
+    "assemble_scale",
     "batch_trend",
     "check_sweep",
+    "chosen_sizes",
     "count_path_instructions",
     "first_cell_fit",
     "fit_counters",
     "measure_load",
+    "measure_units",
     "run_scale",
     "scale_checks",
     "summarize_path",
+    "sweep_builder",
+    "sweep_units",
 ]
 
 DEFAULT_SIZES: dict[str, tuple[int, ...]] = {
@@ -90,6 +96,7 @@ WORKER_BATCH_SIZE = 3  # the measuring worker loads with DaemonConfig's defaults
 TREE = Path(__file__).resolve().parents[2]
 MIN_LOADS = 3  # a fit with a confidence interval needs 3 points (1 degree of freedom)
 MIN_BATCHES = 3  # the per-batch trend of the largest load needs 3 batches
+BUNDLED_SERVER = "bundled daemon (in this process, in-memory streams and blobs)"
 
 
 def check_sweep(sizes: Sequence[int], repeats: int, batch_size: int) -> None:
@@ -351,6 +358,124 @@ def count_path_instructions(
     return InstructionFit(True, None, points, k, exponent_verdict(k))
 
 
+def sweep_units(chosen: Mapping[str, Sequence[int]], repeats: int) -> list[tuple[int, int]]:
+    """The sweep's units in run order: (size, repeat) for every distinct size ascending, then
+    every repeat. A unit loads every path that has the size (paths interleaved per size)."""
+    return [(n, r) for n in sorted({n for s in chosen.values() for n in s}) for r in range(repeats)]
+
+
+@dataclass(slots=True)
+class SweepMeasurements:
+    """What a sweep (or a shard of it) measured: each path's loads with their unit index, and
+    the raw Automerge floor per size."""
+
+    loads: dict[str, list[tuple[int, LoadMeasurement]]]
+    raw_points: list[tuple[int, float]]
+
+
+async def measure_units(
+    paths: Sequence[InsertPath],
+    chosen: Mapping[str, Sequence[int]],
+    repeats: int,
+    *,
+    batch_size: int,
+    build: Callable[[int], bytes],
+    only: Callable[[int], bool] | None = None,
+    progress: Progress | None = None,
+) -> SweepMeasurements:
+    """Measure the sweep's units (``only``: those whose index it accepts), after a discarded
+    warm-up load per path. The raw Automerge floor of a size is measured after the unit of its
+    last repeat, where the full path has that size."""
+    units = sweep_units(chosen, repeats)
+    out = SweepMeasurements({str(p): [] for p in paths}, [])
+    with tempfile.TemporaryDirectory(prefix="nbscale-") as tmp:
+        # Warm-up (discarded): the first load of a process pays for imports and thread start-up.
+        warm = Path(tmp) / "warm-up.ipynb"
+        warm.write_bytes(build(units[0][0]))
+        for p in paths:
+            await measure_load(warm, insert_path=p, batch_size=batch_size)
+        written: dict[int, bytes] = {}
+        for u, (n, r) in enumerate(units):
+            if only is not None and not only(u):
+                continue
+            nb = Path(tmp) / f"scale-{n}.ipynb"
+            if n not in written:
+                written[n] = build(n)
+                nb.write_bytes(written[n])
+            data = written[n]
+            for p in paths:
+                if n not in chosen[p]:
+                    continue
+                if progress is not None:
+                    progress(f"{p} path: {n} cells, run {r + 1}/{repeats}")
+                m = await measure_load(nb, insert_path=p, batch_size=batch_size)
+                out.loads[p].append((u, m))
+            if r == repeats - 1 and "full" in chosen and n in chosen["full"]:
+                out.raw_points.append((n, raw_automerge_seconds(parse_notebook(data), batch_size)))
+    return out
+
+
+def assemble_scale(
+    chosen: Mapping[str, Sequence[int]],
+    measured: Mapping[str, Sequence[LoadMeasurement]],
+    raw_points: Sequence[tuple[int, float]],
+    instructions: InstructionFit | None,
+    *,
+    repeats: int,
+    seed: int,
+    batch_size: int,
+    elapsed_s: float,
+    notebook: Mapping[str, Any] | None,
+    shards: int | None = None,
+) -> ScaleResult:
+    """The result from the loads in run order: fits, verdicts, checks (a sweep's, or the merge
+    of its shards': the same function over the same loads gives the same fits)."""
+    summaries = {name: summarize_path(points) for name, points in measured.items()}
+    if "full" in summaries and instructions is not None:
+        summaries["full"] = dataclasses.replace(summaries["full"], instructions=instructions)
+    for name in summaries:
+        ok, _ = deterministic_verdict(name, summaries[name])
+        expected = "linear" if name == "full" else "quadratic"
+        verdict = expected if ok else f"not {expected}"
+        summaries[name] = dataclasses.replace(
+            summaries[name], deterministic_verdict=verdict, exponent_of="server_s"
+        )
+    return ScaleResult(
+        sizes=tuple(sorted({n for s in chosen.values() for n in s})),
+        sizes_by_path={name: tuple(s) for name, s in chosen.items()},
+        repeats=repeats,
+        seed=seed,
+        batch_size=batch_size,
+        paths=summaries,
+        raw_automerge=raw_automerge(raw_points),
+        elapsed_s=elapsed_s,
+        checks=scale_checks(summaries),
+        default_sizes={k: tuple(v) for k, v in DEFAULT_SIZES.items()},
+        server=BUNDLED_SERVER,
+        notebook=None if notebook is None else dict(notebook),
+        shards=shards,
+    )
+
+
+def sweep_builder(seed: int, notebook: NotebookSweep | None) -> Callable[[int], bytes]:
+    """The sweep's notebook of ``n`` cells: generated from ``seed``, or built from ``notebook``."""
+
+    def build(n: int) -> bytes:
+        return (
+            generate_notebook(cells=n, seed=seed)
+            if notebook is None
+            else notebook.notebook_bytes(n)
+        )
+
+    return build
+
+
+def chosen_sizes(
+    paths: Sequence[InsertPath], sizes: Mapping[str, Sequence[int]] | None
+) -> dict[str, list[int]]:
+    return {str(p): list((sizes or {}).get(p) or DEFAULT_SIZES[p]) for p in paths}
+
+
 async def run_scale(
     paths: Sequence[InsertPath],
     *,
@@ -366,46 +491,16 @@ async def run_scale(
     the full path's instructions at its sizes up to ``instructions_max_cells`` (0: not at all;
     ``nbstream scale`` counts up to :data:`DEFAULT_INSTRUCTION_MAX_CELLS`). ``notebook``: the
     sweep is built from that notebook's cells (:mod:`sim.workload.sweep`), else generated."""
-
-    def build(n: int) -> bytes:
-        return (
-            generate_notebook(cells=n, seed=seed)
-            if notebook is None
-            else notebook.notebook_bytes(n)
-        )
-
-    chosen: dict[str, list[int]] = {
-        str(p): list((sizes or {}).get(p) or DEFAULT_SIZES[p]) for p in paths
-    }
-    for chosen_sizes in chosen.values():
-        check_sweep(chosen_sizes, repeats, batch_size)
+    build = sweep_builder(seed, notebook)
+    chosen = chosen_sizes(paths, sizes)
+    for s in chosen.values():
+        check_sweep(s, repeats, batch_size)
     t0 = time.monotonic()
-    measured: dict[str, list[LoadMeasurement]] = {str(p): [] for p in paths}
-    raw_points: list[tuple[int, float]] = []
-    all_sizes = sorted({n for s in chosen.values() for n in s})
-    with tempfile.TemporaryDirectory(prefix="nbscale-") as tmp:
-        # Warm-up (discarded): the first load of a process pays for imports and thread start-up.
-        warm = Path(tmp) / "warm-up.ipynb"
-        warm.write_bytes(build(all_sizes[0]))
-        for p in paths:
-            await measure_load(warm, insert_path=p, batch_size=batch_size)
-        for n in all_sizes:
-            data = build(n)
-            nb = Path(tmp) / f"scale-{n}.ipynb"
-            nb.write_bytes(data)
-            for r in range(repeats):
-                for p in paths:
-                    if n not in chosen[p]:
-                        continue
-                    if progress is not None:
-                        progress(f"{p} path: {n} cells, run {r + 1}/{repeats}")
-                    m = await measure_load(nb, insert_path=p, batch_size=batch_size)
-                    measured[p].append(m)
-            if "full" in chosen and n in chosen["full"]:
-                parsed = parse_notebook(data)
-                raw_points.append((n, raw_automerge_seconds(parsed, batch_size)))
-    summaries = {name: summarize_path(points) for name, points in measured.items()}
-    if "full" in summaries:
+    swept = await measure_units(
+        paths, chosen, repeats, batch_size=batch_size, build=build, progress=progress
+    )
+    fit = None
+    if "full" in chosen:
         fit = count_path_instructions(
             chosen["full"],
             seed=seed,
@@ -414,25 +509,14 @@ async def run_scale(
             progress=progress,
             build=build,
         )
-        summaries["full"] = dataclasses.replace(summaries["full"], instructions=fit)
-    for name in summaries:
-        ok, _ = deterministic_verdict(name, summaries[name])
-        expected = "linear" if name == "full" else "quadratic"
-        verdict = expected if ok else f"not {expected}"
-        summaries[name] = dataclasses.replace(
-            summaries[name], deterministic_verdict=verdict, exponent_of="server_s"
-        )
-    return ScaleResult(
-        sizes=tuple(all_sizes),
-        sizes_by_path={name: tuple(s) for name, s in chosen.items()},
+    return assemble_scale(
+        chosen,
+        {name: [m for _, m in loads] for name, loads in swept.loads.items()},
+        swept.raw_points,
+        fit,
         repeats=repeats,
         seed=seed,
         batch_size=batch_size,
-        paths=summaries,
-        raw_automerge=raw_automerge(raw_points),
         elapsed_s=time.monotonic() - t0,
-        checks=scale_checks(summaries),
-        default_sizes={k: tuple(v) for k, v in DEFAULT_SIZES.items()},
-        server="bundled daemon (in this process, in-memory streams and blobs)",
         notebook=None if notebook is None else notebook.source,
     )

@@ -281,6 +281,9 @@ class ScaleResult:
     # the --notebook the sweep was built from (path, cells, bytes, sha256; None: generated).
     server: str | None = None
     notebook: Mapping[str, Any] | None = None
+    # ``nbstream merge`` of ``scale --shard I/N`` results: N (``elapsed_s`` is then the longest
+    # shard's, as shards run side by side). Absent for an unsharded run.
+    shards: int | None = None
     command: ClassVar[str] = "scale"
 
     @property
@@ -308,6 +311,8 @@ class ScaleResult:
             out["server"] = self.server
         if self.notebook is not None:
             out["notebook"] = dict(self.notebook)
+        if self.shards is not None:
+            out["shards"] = self.shards
         return out
 
     @classmethod
@@ -335,6 +340,7 @@ class ScaleResult:
             default_sizes=_size_lists(r, "default_sizes"),
             server=r.opt_text("server"),
             notebook=_notebook(r),
+            shards=r.opt_integer("shards"),
         )
 
 

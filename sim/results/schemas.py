@@ -134,6 +134,12 @@ TYPISTS = obj(
         "max_k_under_limit": nullable(NONNEG),
     }
 )
+WORKER = obj({"index": NONNEG, "peers": NONNEG, "peak_rss_kib": NONNEG})
+WORKERS: Schema = {
+    "description": "--workers N: the worker processes the peers ran in (peak_rss_kib at the "
+    "top is then the daemon's process alone)",
+    **arr(WORKER),
+}
 SIM = envelope(
     "sim",
     {
@@ -162,6 +168,7 @@ SIM = envelope(
         "edits_lost": NONNEG,
         "typists": TYPISTS,
         "trace_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "workers": WORKERS,
     },
     optional=(
         "loads",
@@ -172,6 +179,7 @@ SIM = envelope(
         "edits_lost",
         "typists",
         "trace_sha256",
+        "workers",
     ),
 )
 PROFILE = envelope(
@@ -304,6 +312,12 @@ SCALE = envelope(
         "default_sizes": SIZE_LISTS,
         "server": STR,
         "notebook": NOTEBOOK,
+        "shards": {
+            "description": "nbstream merge of scale --shard I/N results: N (elapsed_s is then "
+            "the longest shard's)",
+            "type": "integer",
+            "minimum": 1,
+        },
     },
     optional=(
         "sizes_by_path",
@@ -313,7 +327,49 @@ SCALE = envelope(
         "default_sizes",
         "server",
         "notebook",
+        "shards",
     ),
+)
+SCALE_SHARD = envelope(
+    "scale-shard",
+    {
+        "shard": obj({"shards": {"type": "integer", "minimum": 1}, "index": NONNEG}),
+        "run": obj(
+            {
+                "seed": INT,
+                "repeats": {"type": "integer", "minimum": 1},
+                "batch_size": {"type": "integer", "minimum": 1},
+                "sizes_by_path": SIZE_LISTS,
+                "instructions_max_cells": NONNEG,
+                "notebook": nullable(NOTEBOOK),
+                "server": STR,
+            }
+        ),
+        "units": arr(NONNEG),
+        "loads": arr(
+            obj(
+                {
+                    "unit": NONNEG,
+                    "repeat": NONNEG,
+                    "path": STR,
+                    "cells": NONNEG,
+                    "total_s": NUM,
+                    "server_s": NUM,
+                    "time_to_first_cell_s": nullable(NUM),
+                    "time_to_full_s": nullable(NUM),
+                    "ops": NONNEG,
+                    "transactions": NONNEG,
+                    "scan_steps": NONNEG,
+                    "frames": NONNEG,
+                    "bytes_in": NONNEG,
+                    "batch_s": arr(NUM),
+                }
+            )
+        ),
+        "raw_automerge": arr(obj({"cells": NONNEG, "total_s": NUM})),
+        "instructions": nullable(INSTRUCTIONS),
+        "elapsed_s": NUM,
+    },
 )
 SELF_TEST = envelope("gate-self-test", {})
 EXPLORE_FAILURE = obj(
@@ -352,6 +408,7 @@ KINDS: dict[str, Schema] = {
     "sim": SIM,
     "profile": PROFILE,
     "scale": SCALE,
+    "scale-shard": SCALE_SHARD,
     "gate": GATE,
     "gate-self-test": SELF_TEST,
     "explore": EXPLORE,

@@ -28,6 +28,7 @@ __all__ = [
     "SimResult",
     "Targets",
     "TtfcTarget",
+    "WorkerRow",
 ]
 
 SIM_SCHEMA = schema_id("sim")
@@ -341,6 +342,23 @@ class Targets:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One worker process of ``nbstream sim --workers N``: how many peers it ran, its peak
+    resident set (KiB) over the run."""
+
+    index: int
+    peers: int
+    peak_rss_kib: int
+
+    def to_json(self) -> JsonDict:
+        return {"index": self.index, "peers": self.peers, "peak_rss_kib": self.peak_rss_kib}
+
+    @classmethod
+    def read(cls, r: Reader) -> WorkerRow:
+        return cls(r.integer("index"), r.integer("peers"), r.integer("peak_rss_kib"))
+
+
+@dataclass(frozen=True, slots=True)
 class SimResult:
     """One scenario run: what every peer saw, per batch and in total, and the run's checks.
 
@@ -377,6 +395,9 @@ class SimResult:
     typists: TypistsResult | None = None
     # sha256 over the run's ordered events (sim.harness.trace). Absent in older files.
     trace_sha256: str | None = None
+    # ``--workers N``: the worker processes the peers ran in (``peak_rss_kib`` above is then the
+    # daemon's process alone). Absent when the peers ran in the daemon's process.
+    workers: tuple[WorkerRow, ...] | None = None
     command: ClassVar[str] = "sim"
 
     @property
@@ -429,6 +450,8 @@ class SimResult:
             out["typists"] = self.typists.to_json()
         if self.trace_sha256 is not None:
             out["trace_sha256"] = self.trace_sha256
+        if self.workers is not None:
+            out["workers"] = [w.to_json() for w in self.workers]
         out["checks"] = [c.to_json() for c in self.checks]
         return out
 
@@ -465,4 +488,7 @@ class SimResult:
             edits=EditSummary.read(r.child("edits")) if r.has("edits") else None,
             typists=TypistsResult.read(r.child("typists")) if r.has("typists") else None,
             trace_sha256=r.text("trace_sha256") if r.has("trace_sha256") else None,
+            workers=tuple(WorkerRow.read(w) for w in r.children("workers"))
+            if r.has("workers")
+            else None,
         )
