@@ -26,7 +26,7 @@ from core import __version__
 from core.blob_store import BlobStore
 from core.client import NotebookClient
 from core.daemon import DaemonConfig
-from core.errors import BlobStoreError, CoreError
+from core.errors import CoreError
 from core.ipynb import parse_notebook
 from core.loader import InsertPath
 from core.notebook_doc import NotebookDoc
@@ -35,7 +35,7 @@ from sim.harness.convergence import check_convergence
 from sim.harness.editor import Editor
 from sim.harness.edits import EditLog
 from sim.harness.metrics import batch_rows, load_summary, peer_row, phases
-from sim.harness.scenarios import COLLAB_SCENARIOS
+from sim.harness.scenarios import COLLAB_SCENARIOS, disk_full
 from sim.harness.target import BundledTarget
 from sim.harness.trace import Trace, trace_sha256
 from sim.harness.watchdog import HarnessStuck, bounded
@@ -120,10 +120,7 @@ class CollabRun:
         if self.fail_at == index:
             self.fail_at = None
             self.trace.event(f"fault blob store full at batch {index}")
-            raise BlobStoreError(
-                f"blob store write failed: [Errno 28] No space left on device "
-                f"(injected at batch {index})"
-            )
+            raise disk_full(index)
 
     def on_batch(self, index: int, action: Callable[[], Awaitable[None]]) -> None:
         self.at_batch.setdefault(index, []).append(action)

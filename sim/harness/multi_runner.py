@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from core.daemon import DaemonConfig
-from core.errors import BlobStoreError
 from core.ipynb import ParsedNotebook, parse_notebook
 from core.loader import InsertPath, LoadReport
 from core.notebook_doc import NotebookDoc
@@ -40,7 +39,7 @@ from sim.harness.memory import peak_rss_kib, reset_peak_rss
 from sim.harness.metrics import batch_rows_from_peers, phases, raw_automerge_seconds
 from sim.harness.peers import PeerSpec
 from sim.harness.runner import Draft, Progress
-from sim.harness.scenarios import Scenario
+from sim.harness.scenarios import Scenario, disk_full
 from sim.harness.target import BundledTarget, ServerFigures
 from sim.harness.worker_pool import WorkerFailed, WorkerPool
 from sim.harness.worker_proc import doc_sha256, raise_fd_limit
@@ -122,10 +121,7 @@ class _MultiRun:
         await self.at_batch(index)
         if self.fault_armed and index == self.scenario.fail_at_batch:
             self.fault_armed = False
-            raise BlobStoreError(
-                f"blob store write failed: [Errno 28] No space left on device "
-                f"(injected at batch {index})"
-            )
+            raise disk_full(index)
 
     async def at_batch(self, index: int) -> None:
         """Open the peers that join at batch ``index``; disconnect the ones that leave at it."""

@@ -25,7 +25,7 @@ from core import __version__
 from core.blob_store import BlobStore
 from core.client import NotebookClient
 from core.daemon import DaemonConfig
-from core.errors import BlobStoreError, CoreError, TransportClosed
+from core.errors import CoreError, TransportClosed
 from core.ipynb import parse_notebook
 from core.loader import InsertPath, LoadReport
 from core.notebook_doc import NotebookDoc
@@ -46,7 +46,7 @@ from sim.harness.metrics import (
     raw_automerge_seconds,
 )
 from sim.harness.peers import PeerSpec, VirtualPeer
-from sim.harness.scenarios import Scenario
+from sim.harness.scenarios import Scenario, disk_full
 from sim.harness.target import BundledTarget, ServerFigures, Target
 from sim.harness.trace import result_trace, trace_sha256
 from sim.net.connect import StreamPair, Transport
@@ -203,10 +203,7 @@ class _Run:
         await self.at_batch(index)
         if self.fault_armed and index == self.scenario.fail_at_batch:
             self.fault_armed = False
-            raise BlobStoreError(
-                f"blob store write failed: [Errno 28] No space left on device "
-                f"(injected at batch {index})"
-            )
+            raise disk_full(index)
 
     async def at_batch(self, index: int) -> None:
         """Open the peers that join at batch ``index``; disconnect the ones that leave at it."""

@@ -9,9 +9,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from core.errors import BlobStoreError
 from sim.harness.peers import PeerSpec
 
-__all__ = ["ALL_SCENARIOS", "COLLAB_SCENARIOS", "SCENARIOS", "Scenario", "build_scenario"]
+__all__ = [
+    "ALL_SCENARIOS",
+    "COLLAB_SCENARIOS",
+    "SCENARIOS",
+    "Scenario",
+    "build_scenario",
+    "disk_full",
+]
 
 SLOW_BUFFER = 4096  # bytes per direction for slow / stalled peers (reference §4.7: 8 KiB on macOS)
 
@@ -128,4 +136,11 @@ def build_scenario(
             PeerSpec("loader", behaviour="disconnects", disconnect_at_batch=max(1, mid)),
             PeerSpec("watcher", join_at_batch=0),
         ),
+    )
+
+
+def disk_full(index: int) -> BlobStoreError:
+    """The fault a scenario injects at batch ``index``: the blob store's disk is full."""
+    return BlobStoreError(
+        f"blob store write failed: [Errno 28] No space left on device (injected at batch {index})"
     )
