@@ -114,6 +114,13 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                 )
 
     result = asyncio.run(run())
+    return _report_sim(result, args, scenario, progress)
+
+
+def _report_sim(
+    result: SimResult, args: argparse.Namespace, scenario: Scenario, progress: Progress
+) -> int:
+    """Print (or emit as JSON) and save a sim result; 0 when every check passed."""
     progress.done()
     data = finish(result.to_json(), args)
     if args.json:
@@ -169,13 +176,7 @@ def _sim_workers(
         progress.done()
         print(f"nbstream sim: {exc}", file=sys.stderr)
         return 1
-    progress.done()
-    data = finish(result.to_json(), args)
-    if args.json:
-        emit_json(data)
-    else:
-        print_sim(data, scenario.description)
-    return 0 if result.ok else 1
+    return _report_sim(result, args, scenario, progress)
 
 
 # --------------------------------------------------------------------------- profile
