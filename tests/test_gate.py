@@ -41,7 +41,7 @@ from sim.gate.command import (
     gate_settings,
     run_gate_command,
 )
-from sim.results.gate import GateResult
+from sim.results.gate import GateErrorResult, GateResult
 from sim.results.schemas import schema_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,6 +217,7 @@ def test_self_test_result_rates_and_targets() -> None:
         return SelfTestRun(
             condition, i, flagged, (), 1.0, ci, 1.0, ci, 0.0, (0.0, 0.0), 1.0,
             instruction_ratio=ratio,
+            memory_ratios={"python_heap_peak_kib": 1.25 if flagged else 1.01},
         )  # fmt: skip
 
     runs = [run("unchanged", i, False) for i in range(20)]
@@ -232,7 +233,14 @@ def test_self_test_result_rates_and_targets() -> None:
     assert d["margins"]["cpu_slowdown_min_instruction_ratio"] == pytest.approx(1.07)
     assert d["margins"]["unchanged_max_instruction_ratio"] == pytest.approx(1.0002)
     assert "20/20" in result.to_markdown()
+    assert d["margins"]["unchanged_max_memory_ratio:python_heap_peak_kib"] == pytest.approx(1.01)
     assert SelfTestResult.from_json(d).changes == changes
+    assert SelfTestResult.from_json(d).runs[0].memory_ratios == {"python_heap_peak_kib": 1.01}
+    validator = jsonschema.Draft202012Validator(schema_for("gate-self-test"))
+    validator.validate(d)
+    validator.validate(GateErrorResult("gate-self-test", "no git").to_json())
+    for broken in ({**d, "runs": [{**d["runs"][0], "flagged": "yes"}]}, {**d, "reruns": 0}):
+        assert not validator.is_valid(broken)
     missed = SelfTestResult(20, {}, 100, 1.2, (*runs[:-1], run("cpu_slowdown", 19, False)), 1.0)
     assert missed.detections["cpu_slowdown"] == [19, 20] and not missed.targets_met
     alarm = SelfTestResult(20, {}, 100, 1.2, (run("unchanged", 0, True), *runs[1:]), 1.0)

@@ -1,7 +1,7 @@
 """``nbstream gate --self-test``: prove the gate on this machine against real code changes.
 
 Each condition is a :class:`~sim.gate.self_test_changes.CodeChange` — an edit of ``core/`` such
-as a pull request makes (an O(n²) scan, ~7 % more CPU per cell, retained memory, work that only
+as a pull request makes (an O(n²) scan, 5 % more CPU per cell, retained memory, work that only
 shows above 400 cells, a slower client) — applied to a copy of the gate's own tree. The gate then
 compares an unchanged copy (A) with the changed one (B) exactly as ``nbstream gate`` compares a
 base with a candidate: instructions under valgrind first, then fresh measuring workers for the
@@ -86,6 +86,9 @@ def run_self_test(
                     c.time.ratios,
                     c.cpu_time.ratios,
                     instruction_ratio=instructions.ratio,
+                    memory_ratios=None
+                    if c.memory is None
+                    else {m.name: m.ratio for m in c.memory.metrics} or None,
                 )
                 runs.append(run)
                 say(f"{i}/{reruns} {run.summary()}")

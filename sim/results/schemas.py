@@ -1,9 +1,9 @@
 """JSON Schemas (draft 2020-12) of the result files, as ``nbstream schema KIND`` prints them.
 
 Every result file carries ``command`` (its kind), ``schema`` (``nbstream/<kind>/<version>``),
-``machine`` and ``git`` (:mod:`sim.cli.provenance`). ``sim``, ``profile``, ``scale``, ``explore``
-and ``gate`` (:mod:`sim.results.schemas_gate`) are described to the last key; ``gate-self-test``
-by its envelope (its inner structure is the one its ``from_json`` reads). Every schema allows
+``machine`` and ``git`` (:mod:`sim.cli.provenance`). ``sim``, ``profile``, ``scale``, ``explore``,
+``gate`` (:mod:`sim.results.schemas_gate`) and ``gate-self-test``
+(:mod:`sim.results.schemas_self_test`) are described to the last key. Every schema allows
 keys it does not name (``additionalProperties`` is not false): a newer producer may add keys
 without breaking an older reader, as the ``from_json`` readers do. ``tests/test_result_files.py``
 and ``tests/test_gate.py`` validate real outputs of every kind against these.
@@ -25,6 +25,7 @@ from sim.results.schema_parts import (
     obj,
 )
 from sim.results.schemas_gate import GATE
+from sim.results.schemas_self_test import SELF_TEST
 
 __all__ = ["KINDS", "schema_for"]
 
@@ -371,7 +372,6 @@ SCALE_SHARD = envelope(
         "elapsed_s": NUM,
     },
 )
-SELF_TEST = envelope("gate-self-test", {})
 EXPLORE_FAILURE = obj(
     {
         "seed": INT,

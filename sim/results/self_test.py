@@ -37,6 +37,7 @@ class SelfTestRun:
     wall_ratios: tuple[float, ...] = ()  # per pair, for offline analysis of other settings
     cpu_ratios: tuple[float, ...] = ()
     instruction_ratio: float | None = None  # B/A instructions at the worst size (None: not counted)
+    memory_ratios: Mapping[str, float] | None = None  # metric -> smallest paired B/A peak ratio
 
     def to_json(self) -> JsonDict:
         return {
@@ -53,6 +54,7 @@ class SelfTestRun:
             "elapsed_s": self.elapsed_s,
             "ratios": {"wall": list(self.wall_ratios), "cpu": list(self.cpu_ratios)},
             "instruction_ratio": self.instruction_ratio,
+            "memory_ratios": None if self.memory_ratios is None else dict(self.memory_ratios),
         }
 
     @classmethod
@@ -73,6 +75,7 @@ class SelfTestRun:
             wall_ratios=ratios.numbers("wall"),
             cpu_ratios=ratios.numbers("cpu"),
             instruction_ratio=r.opt_number("instruction_ratio"),
+            memory_ratios=r.number_map("memory_ratios") if r.present("memory_ratios") else None,
         )
 
     def summary(self) -> str:
@@ -156,6 +159,7 @@ class SelfTestResult:
             return float(pick(value(r) for r in runs)) if runs else None
 
         detected = [n for n in self.detections]
+        metrics = sorted({k for r in self.runs for k in (r.memory_ratios or {})})
         return {
             "unchanged_max_ci_low": extreme("unchanged", max, lambda r: r.ci[0]),
             "unchanged_max_cpu_ci_low": extreme("unchanged", max, lambda r: r.cpu_ci[0]),
@@ -169,6 +173,12 @@ class SelfTestResult:
                     name, min, lambda r: r.instruction_ratio or 0.0
                 )
                 for name in detected
+            },
+            **{
+                f"unchanged_max_memory_ratio:{m}": extreme(
+                    "unchanged", max, lambda r, m=m: (r.memory_ratios or {}).get(m, 0.0)
+                )
+                for m in metrics
             },
         }
 
