@@ -49,6 +49,8 @@ def test_exact_counts_at_large_sizes_never_miss_a_quadratic() -> None:
     rates = error_rates(curves=50, seed=0)
     assert rates["counts 200-1600"]["quadratic"]["wrong"] == 0
     assert rates["counts 200-1600"]["quadratic_above"]["wrong"] == 0
+    # scale's calls over its sweep, judged by the steepest local exponent: no miss, no alarm
+    assert all(rates["scale calls 50-1600"][s]["wrong"] == 0 for s in CURVES)
     # counted only at 50-100 cells, a quadratic that starts at 200-800 cells is invisible
     assert rates["instructions 50-100"]["quadratic_above"]["wrong"] == 50
 
@@ -63,6 +65,7 @@ def test_command_prints_a_table_or_json(capsys: pytest.CaptureFixture[str]) -> N
         "time (busy)",
         "instructions 50-100",
         "counts 200-1600",
+        "scale calls 50-1600",
     }
     with pytest.raises(SystemExit) as exc:
         main(["--curves", "0"])

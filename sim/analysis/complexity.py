@@ -39,11 +39,14 @@ __all__ = [
     "LinearTrend",
     "PowerLawFit",
     "classify_counter",
+    "classify_exact_sweep",
     "classify_exponent",
     "fit_counter",
     "fit_linear_trend",
     "fit_power_law",
     "is_flat",
+    "local_exponents",
+    "log_slope",
     "student_t_quantile",
     "sweep_sizes",
     "theil_sen",
@@ -461,6 +464,46 @@ def classify_counter(
     if abs(fit.exponent) <= COUNTER_CONSTANT_MAX:
         return "constant"
     return classify_exponent(fit, linear_max=linear_max, quadratic_min=quadratic_min)
+
+
+def local_exponents(
+    ns: Sequence[float], counts: Sequence[float]
+) -> list[tuple[float, float, float]]:
+    """``(n0, n1, k)`` between each pair of neighbouring sizes (ascending, counts > 0): the
+    exponent of the cost's growth from ``n0`` to ``n1``, where a whole-sweep fit averages it."""
+    return [
+        (ns[i], ns[i + 1], math.log(counts[i + 1] / counts[i]) / math.log(ns[i + 1] / ns[i]))
+        for i in range(len(ns) - 1)
+    ]
+
+
+def classify_exact_sweep(ns: Sequence[float], counts: Sequence[float]) -> CounterVerdict:
+    """Verdict for exact counts over a size sweep (``nbstream scale``'s core calls): the
+    whole-sweep exponent's verdict (as :func:`classify_counter`, without an interval), unless
+    the steepest local exponent crosses ``LINEAR_MAX`` — a cost that starts at some size is then
+    called by that local exponent (superlinear or quadratic), not averaged away."""
+    k = log_slope(ns, counts)
+    whole = PowerLawFit(k, (k, k), 1.0, 1.0, len(ns))
+    verdict: CounterVerdict = (
+        "constant" if abs(k) <= COUNTER_CONSTANT_MAX else classify_exponent(whole)
+    )
+    steepest = max((x[2] for x in local_exponents(ns, counts)), default=k)
+    if steepest > LINEAR_MAX and verdict != "quadratic":
+        verdict = classify_exponent(PowerLawFit(steepest, (steepest, steepest), 1.0, 1.0, 2))
+    return verdict
+
+
+def log_slope(ns: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ``log y`` on ``log n`` (no interval: for exact counts)."""
+    if len(ns) != len(ys) or len(set(ns)) < 2:
+        raise ValueError("log_slope: need one y per n and at least 2 distinct n")
+    if any(not (v > 0.0 and math.isfinite(v)) for v in (*ns, *ys)):
+        raise ValueError("log_slope: values must be positive and finite")
+    xs = [math.log(n) for n in ns]
+    ls = [math.log(y) for y in ys]
+    xm, ym = math.fsum(xs) / len(xs), math.fsum(ls) / len(ls)
+    sxx = math.fsum((x - xm) ** 2 for x in xs)
+    return math.fsum((x - xm) * (y - ym) for x, y in zip(xs, ls, strict=True)) / sxx
 
 
 # --------------------------------------------------------------------------- sweeps

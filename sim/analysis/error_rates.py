@@ -25,6 +25,9 @@ and the gate use:
   processes, sd 0.13 %).
 * ``counts_large``: the exponent of exact counts (calls, ops) between 200 and 1600 cells, as the
   gate's large load sees them, no noise.
+* ``scale calls``: ``nbstream scale``'s core calls at 50-1600 cells (:func:`classify_exact_sweep`:
+  the whole-sweep exponent, unless the steepest local exponent between neighbouring sizes
+  crosses 1.15), no noise (the counts repeat to one sync round, ≈ 70 calls of 8,000-280,000).
 
 A verdict is **wrong** when it would mislead: ``linear`` called anything but linear or
 sublinear (a false alarm: ``scale`` fails the full path); ``nlogn`` called quadratic;
@@ -42,8 +45,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sim.analysis.complexity import PowerLawFit, classify_exponent, fit_power_law
-from sim.analysis.stats import log_slope
+from sim.analysis.complexity import (
+    PowerLawFit,
+    classify_exact_sweep,
+    classify_exponent,
+    fit_power_law,
+    log_slope,
+)
 
 __all__ = ["CURVES", "DETECTORS", "Curve", "draw_curve", "error_rates", "is_wrong", "main"]
 
@@ -52,6 +60,7 @@ TIME_SIZES = (50, 100, 200, 400, 800, 1600, 3200)
 TIME_REPEATS = 2
 INSTRUCTION_SIZES = (50, 100)
 LARGE_SIZES = (200, 1600)
+CALL_SIZES = (50, 100, 200, 400, 800, 1600)  # nbstream scale --calls-max-cells 1600
 CALM_SIGMA = 0.12
 BUSY_SIGMA = 0.25
 BUSY_STALL_RATE = 0.10
@@ -117,11 +126,20 @@ def _exact(sizes: Sequence[int], sigma: float) -> Detector:
     return detect
 
 
+def _sweep(sizes: Sequence[int]) -> Detector:
+    def detect(curve: Curve, rng: random.Random) -> str:
+        del rng  # exact counts
+        return classify_exact_sweep([float(n) for n in sizes], [curve.cost(n) for n in sizes])
+
+    return detect
+
+
 DETECTORS: dict[str, Detector] = {
     "time (calm)": _time(CALM_SIGMA, 0.0),
     "time (busy)": _time(BUSY_SIGMA, BUSY_STALL_RATE),
     "instructions 50-100": _exact(INSTRUCTION_SIZES, INSTRUCTION_SIGMA),
     "counts 200-1600": _exact(LARGE_SIZES, 0.0),
+    "scale calls 50-1600": _sweep(CALL_SIZES),
 }
 
 

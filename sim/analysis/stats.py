@@ -27,6 +27,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from sim.analysis.complexity import classify_exponent, fit_power_law
+from sim.analysis.complexity import log_slope as log_slope
 
 # The judgements are result data: defined once in the result model, re-exported here.
 from sim.results.gate import COUNTER_LABELS as COUNTER_LABELS
@@ -217,19 +218,6 @@ def judge_exponent(
 
 
 # --------------------------------------------------------------------------- instructions
-
-
-def log_slope(ns: Sequence[float], ys: Sequence[float]) -> float:
-    """Least-squares slope of ``log y`` on ``log n`` (no interval: for exact counts)."""
-    if len(ns) != len(ys) or len(set(ns)) < 2:
-        raise ValueError("log_slope: need one y per n and at least 2 distinct n")
-    if any(not (v > 0.0 and math.isfinite(v)) for v in (*ns, *ys)):
-        raise ValueError("log_slope: values must be positive and finite")
-    xs = [math.log(n) for n in ns]
-    ls = [math.log(y) for y in ys]
-    xm, ym = math.fsum(xs) / len(xs), math.fsum(ls) / len(ls)
-    sxx = math.fsum((x - xm) ** 2 for x in xs)
-    return math.fsum((x - xm) * (y - ym) for x, y in zip(xs, ls, strict=True)) / sxx
 
 
 def _spread(values: Sequence[int]) -> float:

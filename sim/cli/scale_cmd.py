@@ -15,6 +15,7 @@ from sim.cli.live import Progress
 from sim.cli.output import UsageError, emit_json, finish, output_option
 from sim.cli.text import table
 from sim.harness.scale import DEFAULT_INSTRUCTION_MAX_CELLS, DEFAULT_SIZES
+from sim.harness.scale_calls import DEFAULT_CALL_MAX_CELLS
 from sim.workload.generator import DEFAULT_SEED
 
 __all__ = ["add_scale_arguments", "print_scale", "run_scale_command"]
@@ -43,6 +44,15 @@ def add_scale_arguments(p: argparse.ArgumentParser) -> None:
         help="count the full path's instructions under valgrind at its sizes up to N cells "
         "(0: off); the bundled daemon's exit status comes from instructions, ops and scan "
         "steps, never from time",
+    )
+    p.add_argument(
+        "--calls-max-cells",
+        type=int_at_least(0),
+        default=DEFAULT_CALL_MAX_CELLS,
+        metavar="N",
+        help="count the full path's core calls (cProfile, lock-step: exact) at its sizes up to "
+        "N cells (0: off); a steepest local exponent above 1.15 fails the run "
+        "(default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the generator's seed")
     p.add_argument("--batch-size", type=int_at_least(1), default=3, help="cells per batch")
@@ -145,6 +155,7 @@ def run_scale_command(args: argparse.Namespace) -> int:
                 progress=progress,
                 instructions_max_cells=args.instructions_max_cells,
                 notebook=notebook,
+                calls_max_cells=args.calls_max_cells,
             )
         target: SocketTarget = (
             SocketTarget(Path(args.connect).expanduser())
@@ -206,6 +217,7 @@ def _run_shard(
                 progress=progress,
                 instructions_max_cells=args.instructions_max_cells,
                 notebook=notebook,
+                calls_max_cells=args.calls_max_cells,
             )
         )
     finally:
@@ -262,6 +274,20 @@ def _print(data: dict[str, Any], result: Any) -> None:
             )
         elif instr:
             print(f"{name}: instructions not counted: {instr['reason']}")
+        calls = pr.get("calls")
+        if calls and calls["available"]:
+            local = ", ".join(f"{x['from']}-{x['to']}: {x['exponent']:.2f}" for x in calls["local"])
+            print(
+                f"{name}: core calls per load, exponent {calls['exponent']:.3f} "
+                f"({calls['verdict']}); local exponents {local} (exact: decides the exit status)"
+            )
+            for g in calls["growing"][:3]:
+                print(
+                    f"  fastest-growing: {g['name']} {g['calls_before']:,} -> {g['calls']:,} "
+                    f"(k {g['exponent']:.2f})"
+                )
+        elif calls:
+            print(f"{name}: calls not counted: {calls['reason']}")
     raw = data["raw_automerge"]
     if "exponent" in raw:
         print(f"raw Automerge build+sync exponent: {raw['exponent']:.3f}")

@@ -47,10 +47,12 @@ from sim.gate import valgrind
 from sim.gate.instructions import count_loads
 from sim.gate.workers import GateError
 from sim.harness.metrics import raw_automerge_seconds
+from sim.harness.scale_calls import count_path_calls
 from sim.harness.target import BundledTarget
 from sim.results.base import Check
 from sim.results.scale import (
     BatchTrend,
+    CallFit,
     CounterFit,
     InstructionFit,
     RawAutomerge,
@@ -72,6 +74,7 @@ __all__ = [
     "batch_trend",
     "check_sweep",
     "chosen_sizes",
+    "count_exact",
     "count_path_instructions",
     "first_cell_fit",
     "fit_counters",
@@ -283,7 +286,7 @@ def exponent_verdict(k: float) -> str:
 
 
 def deterministic_verdict(name: str, pr: ScalePath) -> tuple[bool, str]:
-    """The path's verdict from exact signals only (instructions, ops, scan steps): whether it
+    """The path's verdict from exact signals only (instructions, calls, ops, scan steps): whether it
     is what the path must be (full: linear; naive: quadratic) and the detail line. The time
     exponents never decide it: they are shown beside it, as advisory."""
     scans = pr.counter_verdict("scan_steps")
@@ -297,8 +300,18 @@ def deterministic_verdict(name: str, pr: ScalePath) -> tuple[bool, str]:
         instr_ok = instr.verdict in ("linear", "sublinear")
     elif instr is not None:
         parts.insert(0, f"instructions not counted ({instr.reason})")
+    calls, calls_ok = pr.calls, True
+    if calls is not None and calls.available and calls.worst_local is not None:
+        a, b, k = calls.worst_local
+        span = f"{calls.points[0][0]}-{calls.points[-1][0]} cells"
+        parts.insert(1, f"calls {calls.verdict} ({span}, steepest k {k:.2f} at {a}-{b})")
+        calls_ok = calls.verdict in ("linear", "sublinear", "constant")  # steepest k included
+    elif calls is not None:
+        parts.insert(1, f"calls not counted ({calls.reason})")
     if name == "full":
-        ok = scans == "zero" and ops in ("linear", "sublinear", "constant") and instr_ok
+        ok = (
+            scans == "zero" and ops in ("linear", "sublinear", "constant") and instr_ok and calls_ok
+        )
     else:
         ok = scans == "quadratic"
     wall = "" if pr.wall_exponent is None else f", wall clock {pr.wall_exponent:.2f}"
@@ -356,6 +369,41 @@ def count_path_instructions(
     points = tuple((n, dump.instructions) for n, dump in runs)
     k = log_slope([n for n, _ in points], [c for _, c in points])
     return InstructionFit(True, None, points, k, exponent_verdict(k))
+
+
+def count_exact(
+    chosen: Mapping[str, Sequence[int]],
+    *,
+    seed: int,
+    batch_size: int,
+    instructions_max_cells: int,
+    calls_max_cells: int,
+    progress: Progress | None,
+    build: Callable[[int], bytes],
+) -> tuple[InstructionFit | None, CallFit | None]:
+    """The full path's exact costs (None without a full path): instructions at its small
+    sizes, core calls up to ``calls_max_cells``."""
+    if "full" not in chosen:
+        return None, None
+    sizes = chosen["full"]
+    fit = count_path_instructions(
+        sizes,
+        seed=seed,
+        batch_size=batch_size,
+        max_cells=instructions_max_cells,
+        progress=progress,
+        build=build,
+    )
+    calls = count_path_calls(
+        sizes,
+        tree=TREE,
+        batch_size=batch_size,
+        worker_batch_size=WORKER_BATCH_SIZE,
+        max_cells=calls_max_cells,
+        build=build,
+        progress=progress,
+    )
+    return fit, calls
 
 
 def sweep_units(chosen: Mapping[str, Sequence[int]], repeats: int) -> list[tuple[int, int]]:
@@ -421,6 +469,7 @@ def assemble_scale(
     raw_points: Sequence[tuple[int, float]],
     instructions: InstructionFit | None,
     *,
+    calls: CallFit | None = None,
     repeats: int,
     seed: int,
     batch_size: int,
@@ -431,8 +480,10 @@ def assemble_scale(
     """The result from the loads in run order: fits, verdicts, checks (a sweep's, or the merge
     of its shards': the same function over the same loads gives the same fits)."""
     summaries = {name: summarize_path(points) for name, points in measured.items()}
-    if "full" in summaries and instructions is not None:
-        summaries["full"] = dataclasses.replace(summaries["full"], instructions=instructions)
+    if "full" in summaries:
+        summaries["full"] = dataclasses.replace(
+            summaries["full"], instructions=instructions, calls=calls
+        )
     for name in summaries:
         ok, _ = deterministic_verdict(name, summaries[name])
         expected = "linear" if name == "full" else "quadratic"
@@ -486,10 +537,13 @@ async def run_scale(
     progress: Progress | None = None,
     instructions_max_cells: int = 0,
     notebook: NotebookSweep | None = None,
+    calls_max_cells: int = 0,
 ) -> ScaleResult:
     """Sweep notebook sizes for each insert path; interleave paths per size and repeat; count
     the full path's instructions at its sizes up to ``instructions_max_cells`` (0: not at all;
-    ``nbstream scale`` counts up to :data:`DEFAULT_INSTRUCTION_MAX_CELLS`). ``notebook``: the
+    ``nbstream scale`` counts up to :data:`DEFAULT_INSTRUCTION_MAX_CELLS`) and its core calls up
+    to ``calls_max_cells`` (0: not at all; the command's default is
+    :data:`~sim.harness.scale_calls.DEFAULT_CALL_MAX_CELLS`). ``notebook``: the
     sweep is built from that notebook's cells (:mod:`sim.workload.sweep`), else generated."""
     build = sweep_builder(seed, notebook)
     chosen = chosen_sizes(paths, sizes)
@@ -499,21 +553,21 @@ async def run_scale(
     swept = await measure_units(
         paths, chosen, repeats, batch_size=batch_size, build=build, progress=progress
     )
-    fit = None
-    if "full" in chosen:
-        fit = count_path_instructions(
-            chosen["full"],
-            seed=seed,
-            batch_size=batch_size,
-            max_cells=instructions_max_cells,
-            progress=progress,
-            build=build,
-        )
+    fit, calls = count_exact(
+        chosen,
+        seed=seed,
+        batch_size=batch_size,
+        instructions_max_cells=instructions_max_cells,
+        calls_max_cells=calls_max_cells,
+        progress=progress,
+        build=build,
+    )
     return assemble_scale(
         chosen,
         {name: [m for _, m in loads] for name, loads in swept.loads.items()},
         swept.raw_points,
         fit,
+        calls=calls,
         repeats=repeats,
         seed=seed,
         batch_size=batch_size,

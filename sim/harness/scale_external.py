@@ -44,6 +44,7 @@ from sim.harness.scale import (
 )
 from sim.results.base import Check
 from sim.results.scale import (
+    CallFit,
     CounterFit,
     InstructionFit,
     ScalePath,
@@ -143,6 +144,7 @@ def summarize_external(points: Sequence[ExternalLoad]) -> ScalePath:
         first_cell_exponent=None if first is None else first.exponent,
         first_cell_ci=None if first is None else (first.ci[0], first.ci[1]),
         instructions=InstructionFit(False, NEEDS_BUNDLED),
+        calls=CallFit(False, NEEDS_BUNDLED),
         deterministic_verdict=None,
         exponent_of="time_to_full_s",
     )

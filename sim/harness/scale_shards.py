@@ -23,12 +23,12 @@ from sim.harness.scale import (
     assemble_scale,
     check_sweep,
     chosen_sizes,
-    count_path_instructions,
+    count_exact,
     measure_units,
     sweep_builder,
     sweep_units,
 )
-from sim.results.scale import InstructionFit, RawPoint, ScaleResult
+from sim.results.scale import CallFit, InstructionFit, RawPoint, ScaleResult
 from sim.results.scale_shard import ScaleShard, ShardLoad
 from sim.workload.sweep import NotebookSweep
 
@@ -58,6 +58,7 @@ async def run_scale_shard(
     progress: Progress | None = None,
     instructions_max_cells: int = 0,
     notebook: NotebookSweep | None = None,
+    calls_max_cells: int = 0,
 ) -> ScaleShard:
     """Measure shard ``index`` of ``shards`` of the sweep :func:`run_scale` would run."""
     build = sweep_builder(seed, notebook)
@@ -76,26 +77,30 @@ async def run_scale_shard(
         only=set(mine).__contains__,
         progress=progress,
     )
-    fit = None
-    if index == 0 and "full" in chosen:
-        fit = count_path_instructions(
-            chosen["full"],
+    fit, calls = (
+        count_exact(
+            chosen,
             seed=seed,
             batch_size=batch_size,
-            max_cells=instructions_max_cells,
+            instructions_max_cells=instructions_max_cells,
+            calls_max_cells=calls_max_cells,
             progress=progress,
             build=build,
         )
+        if index == 0
+        else (None, None)
+    )
     run = {
         "seed": seed,
         "repeats": repeats,
         "batch_size": batch_size,
         "sizes_by_path": {name: list(s) for name, s in chosen.items()},
         "instructions_max_cells": instructions_max_cells,
+        "calls_max_cells": calls_max_cells,
         "notebook": None if notebook is None else dict(notebook.source),
         "server": BUNDLED_SERVER,
     }
-    return shard_result(swept, index, shards, run, fit, time.monotonic() - t0)
+    return shard_result(swept, index, shards, run, fit, time.monotonic() - t0, calls=calls)
 
 
 def shard_result(
@@ -105,6 +110,8 @@ def shard_result(
     run: Mapping[str, Any],
     instructions: InstructionFit | None,
     elapsed_s: float,
+    *,
+    calls: CallFit | None = None,
 ) -> ScaleShard:
     """Shard ``index`` of ``shards`` of ``run`` from what it measured (``swept``: its units'
     loads; loads of other units are left out)."""
@@ -127,6 +134,7 @@ def shard_result(
         raw_automerge=tuple(raw),
         instructions=instructions if index == 0 else None,
         elapsed_s=elapsed_s,
+        calls=calls if index == 0 else None,
     )
 
 
@@ -229,6 +237,7 @@ def merge_shards(shards: Sequence[ScaleShard]) -> ScaleResult:
         {name: [m for _, m in loads] for name, loads in measured.items()},
         raw,
         by_index[0].instructions,
+        calls=by_index[0].calls,
         repeats=run["repeats"],
         seed=run["seed"],
         batch_size=run["batch_size"],
@@ -244,5 +253,6 @@ def _describe(run: Any) -> str:
     source = "generated" if nb is None else f"notebook {nb.get('path')}"
     return (
         f"seed {run['seed']}, sizes {sizes}, {run['repeats']} repeats, batch size "
-        f"{run['batch_size']}, instructions up to {run['instructions_max_cells']} cells, {source}"
+        f"{run['batch_size']}, instructions up to {run['instructions_max_cells']} cells, "
+        f"calls up to {run.get('calls_max_cells', 0)} cells, {source}"
     )

@@ -14,6 +14,8 @@ What fails, per insert path both files have:
   from outside, frames and bytes race with acknowledgements, so only their verdicts count);
 * **instructions** per load at a size both counted above +1.5 %, or their exponent by more than
   0.05 — the gate's own tolerances (:mod:`sim.gate.settings`);
+* **core calls** per load (``cProfile``, lock-step) at a size both counted above +2 %, or the
+  local exponent between two neighbouring sizes by more than 0.05 (the gate's call tolerances);
 * exact per-load counters (``ops``, ``transactions``, ``scan_steps``) at a size both measured:
   any increase (the bundled daemon only; from outside they are absent);
 * the **time exponent** only for a server measured from outside, where nothing exact decides:
@@ -27,6 +29,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sim.gate.settings import (
+    DEFAULT_CALL_EXPONENT_TOLERANCE,
+    DEFAULT_CALL_TOLERANCE,
     DEFAULT_EXPONENT_TOLERANCE,
     DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE,
     DEFAULT_INSTRUCTION_TOLERANCE,
@@ -97,6 +101,7 @@ def _path_rows(name: str, pa: Mapping[str, Any], pb: Mapping[str, Any]) -> list[
                 Row(label, ca[counter]["exponent"], cb[counter]["exponent"], f"{va} -> {vb}", worse)
             )
     rows += _instruction_rows(name, pa.get("instructions") or {}, pb.get("instructions") or {})
+    rows += _call_rows(name, pa.get("calls") or {}, pb.get("calls") or {})
     points_b = {p["cells"]: p for p in pb["points"]}
     for p in pa["points"]:
         q = points_b.get(p["cells"])
@@ -133,6 +138,31 @@ def _instruction_rows(name: str, ia: Mapping[str, Any], ib: Mapping[str, Any]) -
             DEFAULT_INSTRUCTION_EXPONENT_TOLERANCE,
         )
     )
+    return rows
+
+
+def _call_rows(name: str, ca: Mapping[str, Any], cb: Mapping[str, Any]) -> list[Row]:
+    """Core calls per load at each size both counted (+2 %), and the local exponent between
+    each pair of neighbouring sizes both have (+0.05): where a growth starts."""
+    if not ca.get("available") or not cb.get("available"):
+        return []
+    counts_b = {p["cells"]: p["calls"] for p in cb["points"]}
+    rows = [
+        ratio_row(
+            f"{name}: core calls at {p['cells']} cells",
+            p["calls"],
+            counts_b[p["cells"]],
+            DEFAULT_CALL_TOLERANCE,
+        )
+        for p in ca["points"]
+        if p["cells"] in counts_b
+    ]
+    local_b = {(x["from"], x["to"]): x["exponent"] for x in cb["local"]}
+    for x in ca["local"]:
+        kb = local_b.get((x["from"], x["to"]))
+        if kb is not None:
+            label = f"{name}: call exponent {x['from']}-{x['to']} cells"
+            rows.append(exponent_row(label, x["exponent"], kb, DEFAULT_CALL_EXPONENT_TOLERANCE))
     return rows
 
 

@@ -15,7 +15,9 @@ from sim.results.base import Check, JsonDict, Reader, SchemaError, all_ok, schem
 __all__ = [
     "SCALE_SCHEMA",
     "BatchTrend",
+    "CallFit",
     "CounterFit",
+    "GrowingFunction",
     "InstructionFit",
     "RawAutomerge",
     "RawPoint",
@@ -121,6 +123,79 @@ class InstructionFit:
 
 
 @dataclass(frozen=True, slots=True)
+class GrowingFunction:
+    """A core function's calls per load at the two largest profiled sizes, and the exponent
+    between them."""
+
+    name: str
+    calls_before: int
+    calls: int
+    exponent: float
+
+    def to_json(self) -> JsonDict:
+        return {
+            "name": self.name,
+            "calls_before": self.calls_before,
+            "calls": self.calls,
+            "exponent": self.exponent,
+        }
+
+    @classmethod
+    def read(cls, r: Reader) -> GrowingFunction:
+        return cls(
+            r.text("name"), r.integer("calls_before"), r.integer("calls"), r.number("exponent")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallFit:
+    """Core calls per load (``cProfile`` in lock-step: exact) against the size, up to 1600
+    cells: the exponent over all sizes, the local exponent between neighbouring sizes (where a
+    growth starts) and the fastest-growing functions. ``available`` false: not counted."""
+
+    available: bool
+    reason: str | None = None
+    points: tuple[tuple[int, int], ...] = ()  # (cells, calls)
+    exponent: float | None = None
+    verdict: str | None = None
+    local: tuple[tuple[int, int, float], ...] = ()  # (from cells, to cells, exponent)
+    growing: tuple[GrowingFunction, ...] = ()
+
+    @property
+    def worst_local(self) -> tuple[int, int, float] | None:
+        return max(self.local, key=lambda x: x[2], default=None)
+
+    def to_json(self) -> JsonDict:
+        if not self.available:
+            return {"available": False, "reason": self.reason}
+        return {
+            "available": True,
+            "points": [{"cells": n, "calls": c} for n, c in self.points],
+            "exponent": self.exponent,
+            "verdict": self.verdict,
+            "local": [{"from": a, "to": b, "exponent": k} for a, b, k in self.local],
+            "growing": [g.to_json() for g in self.growing],
+        }
+
+    @classmethod
+    def read(cls, r: Reader) -> CallFit:
+        if not r.flag("available"):
+            return cls(False, r.opt_text("reason"))
+        return cls(
+            True,
+            None,
+            tuple((p.integer("cells"), p.integer("calls")) for p in r.children("points")),
+            r.opt_number("exponent"),
+            r.opt_text("verdict"),
+            tuple(
+                (x.integer("from"), x.integer("to"), x.number("exponent"))
+                for x in r.children("local")
+            ),
+            tuple(GrowingFunction.read(g) for g in r.children("growing")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class BatchTrend:
     """Per-batch daemon work against batch index, in the sweep's largest load."""
 
@@ -172,6 +247,7 @@ class ScalePath:
     # (instructions, ops, scan steps), which decides the exit status.
     instructions: InstructionFit | None = None
     deterministic_verdict: str | None = None
+    calls: CallFit | None = None  # core calls per load up to 1600 cells (absent before)
     # Issue 14: what ``exponent`` fits — "server_s" (the bundled daemon's own work) or
     # "time_to_full_s" (a server measured from outside, --connect/--target-cmd).
     exponent_of: str | None = None
@@ -197,6 +273,8 @@ class ScalePath:
             out["first_cell_ci"] = list(self.first_cell_ci)
         if self.instructions is not None:
             out["instructions"] = self.instructions.to_json()
+        if self.calls is not None:
+            out["calls"] = self.calls.to_json()
         if self.deterministic_verdict is not None:
             out["deterministic_verdict"] = self.deterministic_verdict
         return out
@@ -224,6 +302,7 @@ class ScalePath:
             else None,
             deterministic_verdict=r.opt_text("deterministic_verdict"),
             exponent_of=r.opt_text("exponent_of"),
+            calls=CallFit.read(r.child("calls")) if r.present("calls") else None,
         )
 
     def counter_verdict(self, name: str) -> str | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.results.base import JsonDict, Reader, SchemaError, schema_id
-from sim.results.scale import InstructionFit, RawPoint
+from sim.results.scale import CallFit, InstructionFit, RawPoint
 
 __all__ = ["KIND", "ScaleShard", "ShardLoad", "read_shard"]
 
@@ -62,17 +62,18 @@ class ShardLoad:
 @dataclass(frozen=True, slots=True)
 class ScaleShard:
     """Shard ``index`` of ``shards``: its units, loads, raw Automerge points and (shard 0 only,
-    when counted) the instruction fit."""
+    when counted) the instruction and call fits."""
 
     shards: int
     index: int
     run: Mapping[str, Any]  # seed, repeats, batch_size, sizes_by_path, instructions_max_cells,
-    # notebook (or None), server
+    # calls_max_cells, notebook (or None), server
     units: tuple[int, ...]
     loads: tuple[ShardLoad, ...]
     raw_automerge: tuple[RawPoint, ...]
     instructions: InstructionFit | None
     elapsed_s: float
+    calls: CallFit | None = None  # shard 0 only (absent in older files)
 
     def to_json(self) -> JsonDict:
         return {
@@ -85,6 +86,7 @@ class ScaleShard:
             "raw_automerge": [p.to_json() for p in self.raw_automerge],
             "instructions": None if self.instructions is None else self.instructions.to_json(),
             "elapsed_s": self.elapsed_s,
+            **({} if self.calls is None else {"calls": self.calls.to_json()}),
         }
 
     @classmethod
@@ -109,6 +111,7 @@ class ScaleShard:
                 "batch_size": run.integer("batch_size"),
                 "sizes_by_path": {name: list(sizes.integers(name)) for name in sizes.d},
                 "instructions_max_cells": run.integer("instructions_max_cells"),
+                "calls_max_cells": run.opt_integer("calls_max_cells") or 0,
                 "notebook": None if notebook is None else dict(notebook),
                 "server": run.text("server"),
             },
@@ -119,6 +122,7 @@ class ScaleShard:
             if r.present("instructions")
             else None,
             elapsed_s=r.number("elapsed_s"),
+            calls=CallFit.read(r.child("calls")) if r.present("calls") else None,
         )
 
 

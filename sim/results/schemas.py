@@ -252,6 +252,23 @@ INSTRUCTIONS: Schema = {
         ),
     ]
 }
+CALLS: Schema = {
+    "anyOf": [
+        obj({"available": {"const": False}, "reason": nullable(STR)}),
+        obj(
+            {
+                "available": {"const": True},
+                "points": arr(obj({"cells": NONNEG, "calls": NONNEG})),
+                "exponent": nullable(NUM),
+                "verdict": nullable(STR),
+                "local": arr(obj({"from": NONNEG, "to": NONNEG, "exponent": NUM})),
+                "growing": arr(
+                    obj({"name": STR, "calls_before": NONNEG, "calls": NONNEG, "exponent": NUM})
+                ),
+            }
+        ),
+    ]
+}
 BATCH_TREND = obj(
     {
         "cells": NONNEG,
@@ -277,6 +294,7 @@ SCALE_PATH = obj(
         "first_cell_exponent": NUM,
         "first_cell_ci": PAIR,
         "instructions": INSTRUCTIONS,
+        "calls": CALLS,
         "deterministic_verdict": STR,
     },
     optional=(
@@ -289,6 +307,7 @@ SCALE_PATH = obj(
         "first_cell_exponent",
         "first_cell_ci",
         "instructions",
+        "calls",
         "deterministic_verdict",
     ),
 )
@@ -342,9 +361,11 @@ SCALE_SHARD = envelope(
                 "batch_size": {"type": "integer", "minimum": 1},
                 "sizes_by_path": SIZE_LISTS,
                 "instructions_max_cells": NONNEG,
+                "calls_max_cells": NONNEG,
                 "notebook": nullable(NOTEBOOK),
                 "server": STR,
-            }
+            },
+            optional=("calls_max_cells",),
         ),
         "units": arr(NONNEG),
         "loads": arr(
@@ -369,8 +390,10 @@ SCALE_SHARD = envelope(
         ),
         "raw_automerge": arr(obj({"cells": NONNEG, "total_s": NUM})),
         "instructions": nullable(INSTRUCTIONS),
+        "calls": CALLS,
         "elapsed_s": NUM,
     },
+    optional=("calls",),
 )
 EXPLORE_FAILURE = obj(
     {
