@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sim.cli.output import UsageError, emit_json, finish
 
 __all__ = ["MERGEABLE", "run_merge"]
 
 MERGEABLE = ("explore", "scale-shard")
+_T = TypeVar("_T")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -58,18 +60,25 @@ def run_merge(args: argparse.Namespace, report_explore: Any) -> int:
         raise UsageError(str(exc)) from None
 
 
+def _read_each(files: list[tuple[Path, dict[str, Any]]], reader: Callable[[Any], _T]) -> list[_T]:
+    """Each file's result read by ``reader``; a bad one is refused naming its file."""
+    from sim.results.base import SchemaError
+
+    out = []
+    for path, data in files:
+        try:
+            out.append(reader(data))
+        except SchemaError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    return out
+
+
 def _merge_explore(
     files: list[tuple[Path, dict[str, Any]]], args: argparse.Namespace, report: Any
 ) -> int:
-    from sim.results.base import SchemaError
     from sim.results.explore import MergeError, merge, read_result
 
-    results = []
-    for path, data in files:
-        try:
-            results.append(read_result(data))
-        except SchemaError as exc:
-            raise UsageError(f"{path}: {exc}") from None
+    results = _read_each(files, read_result)
     try:
         merged = merge(results)
     except MergeError as exc:
@@ -82,15 +91,9 @@ def _merge_explore(
 def _merge_scale(files: list[tuple[Path, dict[str, Any]]], args: argparse.Namespace) -> int:
     from sim.cli.scale_cmd import print_scale
     from sim.harness.scale_shards import ShardMergeError, merge_shards
-    from sim.results.base import SchemaError
     from sim.results.scale_shard import read_shard
 
-    shards = []
-    for path, data in files:
-        try:
-            shards.append(read_shard(data))
-        except SchemaError as exc:
-            raise UsageError(f"{path}: {exc}") from None
+    shards = _read_each(files, read_shard)
     try:
         merged = merge_shards(shards)
     except (ShardMergeError, ValueError) as exc:
