@@ -12,6 +12,7 @@ separately (keys ``<counter>@<name>``) and the timed pairs cycle through all of 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +54,7 @@ class Workload:
 
 def notebook_cells(path: Path) -> int:
     """The cell count of ``--notebook PATH`` (GateError, one line, when it cannot be read)."""
-    try:
-        return NotebookSweep(path).cells
-    except SweepError as exc:
-        raise GateError(str(exc)) from None
+    return _sweep(path).cells
 
 
 def make_workload(directory: Path, settings: GateSettings) -> Workload:
@@ -96,10 +94,24 @@ def make_workload(directory: Path, settings: GateSettings) -> Workload:
 
 
 def _sweep(path: Path) -> NotebookSweep:
+    """The notebook's sweep, parsed once per run: the options are checked (notebook_cells)
+    before the workload is written (make_workload), and a file changed in between (size or
+    mtime) is parsed again."""
     try:
-        return NotebookSweep(path)
+        st = path.stat()
+        key: tuple[str, int, int] | None = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None  # the sweep says why it cannot read it
+    try:
+        return NotebookSweep(path) if key is None else _parsed(*key)
     except SweepError as exc:
         raise GateError(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, size: int, mtime_ns: int) -> NotebookSweep:
+    del size, mtime_ns  # the cache key: a changed file is parsed again
+    return NotebookSweep(Path(path))
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
