@@ -5,9 +5,6 @@ the row says which), and as bad input (exit 2, one line)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ from typing import Any
 import pytest
 
 from sim.cli.main import main
+from tests.gate_run import run_gate
 
 REPO = Path(__file__).resolve().parents[1]
 Change = Callable[[dict[str, Any]], None]
@@ -26,20 +24,12 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {"scale": tmp / "scale.json", "gate": tmp / "gate.json"}
     sweep = ("--sizes", "12,24,48", "--repeats", "1", "--instructions-max-cells", "24")
     assert main(["scale", "--insert", "full", *sweep, "--output", str(out["scale"])]) == 0
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    gate = subprocess.run(
-        [
-            *(sys.executable, "-m", "sim.gate.command", "--base", "HEAD", "--cells", "30"),
-            *("--pairs", "3", "--no-instructions", "--large-cells", "60"),
-            *("--time-threshold", "3", "--exponent-tolerance", "2", "--memory-tolerance", "1"),
-            *("--output", str(out["gate"])),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    gate = run_gate(
+        REPO,
+        *("--base", "HEAD", "--cells", "30", "--pairs", "3", "--no-instructions"),
+        *("--large-cells", "60", "--time-threshold", "3", "--exponent-tolerance", "2"),
+        *("--memory-tolerance", "1", "--output", str(out["gate"])),
         timeout=300,
-        check=False,
     )
     assert gate.returncode == 0, gate.stderr[-2000:]
     return out

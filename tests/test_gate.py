@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -43,6 +42,7 @@ from sim.gate.command import (
 )
 from sim.results.gate import GateErrorResult, GateResult
 from sim.results.schemas import schema_for
+from tests.gate_run import run_gate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -312,18 +312,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _gate(repo: Path, *argv: str, summary: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "PYTHONPATH")}
-    if summary is not None:
-        env["GITHUB_STEP_SUMMARY"] = str(summary)
-    return subprocess.run(
-        [sys.executable, "-m", "sim.gate.command", *argv],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_gate(repo, *argv, summary=summary, timeout=120)
 
 
 # Instructions are counted by tests/test_gate_signals.py (valgrind takes a minute to start).
@@ -472,17 +461,8 @@ def server_repo(tmp_path: Path) -> Path:
 
 
 def _outside_gate(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    env["PYTHONPATH"] = str(REPO)  # the gate's own tree; the repository has no Python code
-    return subprocess.run(
-        [sys.executable, "-m", "sim.gate.command", "--base", "HEAD", *argv],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    # the gate's own tree on the path: the repository under test has no Python code
+    return run_gate(root, "--base", "HEAD", *argv, pythonpath=REPO)
 
 
 OUTSIDE = ("--cells", "30", "--pairs", "6", "--no-instructions", "--large-cells", "0")

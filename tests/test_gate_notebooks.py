@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -25,6 +22,7 @@ from sim.gate.workload import make_workload
 from sim.results.gate import GateResult
 from sim.results.schemas import schema_for
 from sim.workload.generator import write_notebook
+from tests.gate_run import run_gate
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "notebooks"
@@ -95,21 +93,12 @@ def test_end_to_end_on_real_notebooks_passes_and_records_them(tmp_path: Path) ->
     first = CORPUS / "nbsphinx-0.9.8__doc.code-cells.ipynb"
     second = CORPUS / "nbval-0.11.0__tests.sample_notebook.ipynb"
     out = tmp_path / "gate.json"
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "sim.gate.command", "--base", "HEAD"),
-            *("--notebook", str(first), "--notebook", str(second)),
-            *("--pairs", "3", "--no-instructions", "--large-cells", "0"),
-            *("--time-threshold", "3", "--exponent-tolerance", "2", "--memory-tolerance", "1"),
-            *("--json", "--output", str(out)),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    proc = run_gate(
+        REPO,
+        *("--base", "HEAD", "--notebook", str(first), "--notebook", str(second)),
+        *("--pairs", "3", "--no-instructions", "--large-cells", "0"),
+        *("--time-threshold", "3", "--exponent-tolerance", "2", "--memory-tolerance", "1"),
+        *("--json", "--output", str(out)),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
