@@ -76,6 +76,12 @@ class Worker:
             script += ["--target-timeout", str(target[1])]
             self.ready_timeout = READY_TIMEOUT_S + target[1]
         env["PYTHONHASHSEED"] = "0"  # same dict/set layout on both sides
+        if target is None:
+            # One malloc arena: how many arenas a load's threads touch depends on timing, and
+            # moved the first load's RSS growth by up to 4.8-6.5 % between two unchanged
+            # workers at load 4.7 (3.0-3.6 % with one arena; 16 pairs each, 2026-12-08). The
+            # user's server (--target-cmd) keeps its own allocator settings.
+            env["MALLOC_ARENA_MAX"] = "1"
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._buf = b""
         try:
