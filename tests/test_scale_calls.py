@@ -136,3 +136,12 @@ def test_the_exact_sweep_verdict_reads_the_steepest_local_exponent() -> None:
     assert 1.0 < log_slope(ns, late) < 1.15
     assert local_exponents(ns, late)[-1][2] > 1.5
     assert classify_exact_sweep(ns, late) == "superlinear"
+
+
+def test_compare_lists_each_sizes_exact_counters_once_whatever_the_repeats() -> None:
+    point = {"cells": 24, "ops": 100, "transactions": 8, "scan_steps": 0}
+    path = {"exponent": 1.0, "ci": [0.9, 1.1], "points": [point, dict(point)]}
+    a = {"seed": 0, "batch_size": 3, "paths": {"full": path}}
+    b = {"seed": 0, "batch_size": 3, "paths": {"full": {**path, "points": [{**point, "ops": 101}]}}}
+    rows = [r for r in scale_rows(a, b, 1.2, 0.1) if r.name == "full: ops at 24 cells"]
+    assert len(rows) == 1 and rows[0].fails

@@ -102,9 +102,12 @@ def _path_rows(name: str, pa: Mapping[str, Any], pb: Mapping[str, Any]) -> list[
             )
     rows += _instruction_rows(name, pa.get("instructions") or {}, pb.get("instructions") or {})
     rows += _call_rows(name, pa.get("calls") or {}, pb.get("calls") or {})
-    points_b = {p["cells"]: p for p in pb["points"]}
-    for p in pa["points"]:
-        q = points_b.get(p["cells"])
+    # One row per size: the counters are exact, so the repeats of a size agree (the first is
+    # compared; a size swept twice is not listed twice).
+    points_a = {p["cells"]: p for p in reversed(pa["points"])}
+    points_b = {p["cells"]: p for p in reversed(pb["points"])}
+    for n, p in sorted(points_a.items()):
+        q = points_b.get(n)
         if q is None:
             continue
         for counter in COUNTERS:
