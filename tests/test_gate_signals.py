@@ -245,3 +245,16 @@ def test_profile_loads_repeat(tmp_path: Path) -> None:
     assert max(abs(first["calls"].get(n, 0) - second["calls"].get(n, 0)) for n in names) <= 40
     assert any(name.startswith("core/loader.py:") for name in first["calls"])
     assert not any(" at 0x" in name for name in first["calls"])
+
+
+@pytest.mark.skipif(
+    valgrind.unavailable() is not None or valgrind._control() is None,
+    reason="needs valgrind with callgrind_control",
+)
+def test_switching_instrumentation_on_in_a_process_that_is_not_callgrind_is_one_line() -> None:
+    """Workers start uninstrumented and are switched on when ready; a pid callgrind does not
+    know is refused in one line, not ignored (its counts would silently be zero)."""
+    assert "--instr-atstart=no" in valgrind.command_prefix(Path("/tmp"))
+    with pytest.raises(RuntimeError) as exc:
+        valgrind.start_instrumentation(os.getpid())
+    assert "callgrind_control --instr=on" in str(exc.value) and "\n" not in str(exc.value)

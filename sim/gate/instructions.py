@@ -88,6 +88,10 @@ def _valgrind_workers(
             started.append(Worker(label, root, wrapper=wrapper))
         for w in started:
             w.wait_ready(timeout=READY_TIMEOUT_S)
+            try:
+                valgrind.start_instrumentation(w.proc.pid)
+            except RuntimeError as exc:
+                raise GateError(f"{w.label}: {exc}") from None
         yield started
     finally:
         for w in started:
