@@ -86,9 +86,20 @@ def unavailable() -> str | None:
     return _probe()[0]
 
 
+@functools.cache
 def _control() -> str | None:
-    """``callgrind_control`` (valgrind's package ships it), or None."""
-    return shutil.which("callgrind_control")
+    """``callgrind_control`` (valgrind's package ships it; a Perl script) when it runs here,
+    else None: the workers are then instrumented from the start."""
+    control = shutil.which("callgrind_control")
+    if control is None:
+        return None
+    try:
+        ok = subprocess.run(
+            [control, "--version"], capture_output=True, timeout=PROBE_TIMEOUT_S, check=False
+        ).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return control if ok == 0 else None
 
 
 def command_prefix(out_dir: Path) -> list[str]:
