@@ -57,7 +57,7 @@ CHANGES: tuple[CodeChange, ...] = (
     CodeChange(
         "cpu_slowdown",
         "the loader fingerprints every cell's output data (SHA-512) before inserting it: "
-        "constant extra CPU per cell, +5.0 % of a load's instructions (12 and 25 cells)",
+        "constant extra CPU per cell, +4.3-5.0 % of a load's instructions (12 and 25 cells)",
         (
             Edit(
                 "core/loader.py",
