@@ -100,6 +100,7 @@ def test_real_calls_repeat_exactly_and_a_real_large_size_change_is_caught(tmp_pa
     assert [n for n, _ in unchanged.points] == list(SIZES)
     worst = unchanged.worst_local
     assert worst is not None and worst[2] <= 1.15
+    assert unchanged.batch_flat is True and unchanged.batch_cells == SIZES[-1]
     again = _count(patched_tree(TREE, CHANGES[0], tmp_path / "b"))
     for (n, c), (_, d) in zip(unchanged.points, again.points, strict=True):
         assert abs(d - c) <= 100, (n, c, d)  # one sync round at most (~70 calls)
@@ -110,6 +111,7 @@ def test_real_calls_repeat_exactly_and_a_real_large_size_change_is_caught(tmp_pa
     worst = changed.worst_local
     assert worst is not None and worst[0] >= 24 and worst[2] > 1.15, changed.local
     assert any("notebook_doc" in g.name for g in changed.growing)
+    assert changed.batch_flat is False  # per batch, the re-check reads every cell so far
     rows = scale_rows(_scale(unchanged), _scale(changed), 1.2, 0.1)
     failing = {r.name for r in rows if r.fails}
     assert "full: core calls at 96 cells" in failing
@@ -145,3 +147,22 @@ def test_compare_lists_each_sizes_exact_counters_once_whatever_the_repeats() -> 
     b = {"seed": 0, "batch_size": 3, "paths": {"full": {**path, "points": [{**point, "ops": 101}]}}}
     rows = [r for r in scale_rows(a, b, 1.2, 0.1) if r.name == "full: ops at 24 cells"]
     assert len(rows) == 1 and rows[0].fails
+
+
+def test_calls_per_batch_flat_for_linear_work_and_growing_when_each_batch_costs_more() -> None:
+    steady = [0]
+    for i in range(40):
+        steady.append(steady[-1] + 170 + (i % 3) * 5)  # content varies, no trend
+    fit = call_fit([(100, {"a": 1000}), (200, {"a": 2000})], steady)
+    assert fit.batch_flat is True and fit.batch_slope is not None and abs(fit.batch_slope) < 0.1
+    assert fit.batch_cells == 200 and len(fit.batch_calls) == 40
+    growing = [0]
+    for i in range(40):
+        growing.append(growing[-1] + 170 + 20 * i)  # each batch reads the cells so far
+    bad = call_fit([(100, {"a": 1000}), (200, {"a": 2000})], growing)
+    assert bad.batch_flat is False
+    assert CallFit.read(Reader(bad.to_json())) == bad
+    path = ScalePath(1.0, (0.9, 1.1), "linear", (), calls=bad, counters={})
+    ok, detail = deterministic_verdict("full", path)
+    assert not ok and "calls per batch GROWING at 200 cells" in detail
+    assert call_fit([(100, {"a": 1000}), (200, {"a": 2000})]).batch_flat is None  # no marks

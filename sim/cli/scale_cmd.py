@@ -240,6 +240,16 @@ def print_scale(data: dict[str, Any], result: Any) -> None:
     _print(data, result)
 
 
+def _per_batch(calls: dict[str, Any], trend: dict[str, Any] | None) -> str:
+    """The per-batch verdict: from the exact call counts when counted, else from time."""
+    per = calls.get("per_batch")
+    if per:
+        return ("flat" if per["flat"] else "GROWING") + " (calls)"
+    if trend is None:
+        return "absent"
+    return ("flat" if trend["flat"] else "GROWING") + " (time)"
+
+
 def _print(data: dict[str, Any], result: Any) -> None:
     rows = []
     for name, pr in data["paths"].items():
@@ -254,10 +264,10 @@ def _print(data: dict[str, Any], result: Any) -> None:
                 counters["scan_steps"]["verdict"],
                 counters["ops"]["verdict"],
                 "-" if trend is None else f"{trend['robust_relative_slope']:+.2f}",
-                "absent" if trend is None else ("flat" if trend["flat"] else "GROWING"),
+                _per_batch(pr.get("calls") or {}, trend),
             ]
         )
-    heads = ["path", "exponent", "95% CI", "verdict", "scan_steps", "ops", "batch trend"]
+    heads = ["path", "exponent", "95% CI", "verdict", "scan_steps", "ops", "time trend"]
     print(table(rows, [*heads, "per batch"]))
     if "server" in data:
         print(f"measured: {data['server']}; exponent of {data['paths'][name]['exponent_of']}")
@@ -281,6 +291,13 @@ def _print(data: dict[str, Any], result: Any) -> None:
                 f"{name}: core calls per load, exponent {calls['exponent']:.3f} "
                 f"({calls['verdict']}); local exponents {local} (exact: decides the exit status)"
             )
+            per = calls.get("per_batch")
+            if per:
+                print(
+                    f"{name}: core calls per batch at {per['cells']} cells "
+                    f"{'flat' if per['flat'] else 'GROWING'} ({per['robust_relative_slope']:+.2f} "
+                    f"across the load, tolerance {per['tolerance']:g}; the time trend is advisory)"
+                )
             for g in calls["growing"][:3]:
                 print(
                     f"  fastest-growing: {g['name']} {g['calls_before']:,} -> {g['calls']:,} "

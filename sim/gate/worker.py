@@ -26,8 +26,9 @@ Protocol: one JSON object per line. At start the worker prints ``{"ready": true,
 * ``{"cmd": "profile", "path": P}`` → as ``counters``, plus ``"calls": {name: n}``: how many
   times each function of the tree's ``core`` was called during the load, and each built-in
   (``builtin <name>``) called *from* core (``cProfile``'s call counts; its times are not used;
-  paused while the exchange settles, so only the load's own calls count). Deterministic in
-  lock-step;
+  paused while the exchange settles, so only the load's own calls count), and
+  ``"batch_calls": [n, ...]``: the core functions' calls so far at the start of each batch
+  after the first (built-ins not included). Deterministic in lock-step;
 * ``{"cmd": "quit"}`` → the worker exits.
 
 A failure replies ``{"ok": false, "error": ...}``.
@@ -189,8 +190,10 @@ class Measurer:
 
     def profile(self, path: str) -> dict[str, Any]:
         profiler = cProfile.Profile()
-        reply = self._run(self._load(path, lockstep=True, profiler=profiler))
-        return {**reply, "calls": _core_calls(profiler, self.api.origin)}
+        marks: list[int] = []
+        reply = self._run(self._load(path, lockstep=True, profiler=profiler, marks=marks))
+        calls = _core_calls(profiler, self.api.origin)
+        return {**reply, "calls": calls, "batch_calls": marks}
 
     def instructions(self, path: str) -> dict[str, Any]:
         self.markers += 1
@@ -204,15 +207,19 @@ class Measurer:
         lockstep: bool,
         mark: bool = False,
         profiler: cProfile.Profile | None = None,
+        marks: list[int] | None = None,
     ) -> dict[str, Any]:
         api = self.api
         holder: list[Any] = []
         views: list[_ServerView] = []
+        core_dir = os.path.dirname(api.origin) + os.sep
 
         async def before_batch(_room: Any, index: int) -> None:
             if holder:
                 if profiler is not None:
                     profiler.disable()
+                    if marks is not None:  # core calls so far, at the start of each batch
+                        marks.append(_core_call_total(profiler, core_dir))
                 await _settle(holder[0], views[0])
                 if profiler is not None:
                     profiler.enable()
@@ -287,6 +294,16 @@ def _rss_kib(field: str) -> int | None:
     except OSError:
         pass
     return None
+
+
+def _core_call_total(profiler: cProfile.Profile, core_dir: str) -> int:
+    """Calls of the tree's core functions so far (built-ins not included): cheap enough to take
+    at every batch boundary (``getstats`` while the profiler is paused)."""
+    return sum(
+        entry.callcount
+        for entry in profiler.getstats()
+        if not isinstance(entry.code, str) and entry.code.co_filename.startswith(core_dir)
+    )
 
 
 def _core_calls(profiler: cProfile.Profile, core_init: str) -> dict[str, int]:

@@ -306,6 +306,14 @@ def deterministic_verdict(name: str, pr: ScalePath) -> tuple[bool, str]:
         span = f"{calls.points[0][0]}-{calls.points[-1][0]} cells"
         parts.insert(1, f"calls {calls.verdict} ({span}, steepest k {k:.2f} at {a}-{b})")
         calls_ok = calls.verdict in ("linear", "sublinear", "constant")  # steepest k included
+        if calls.batch_flat is not None:
+            trend = "flat" if calls.batch_flat else "GROWING"
+            parts.insert(
+                2,
+                f"calls per batch {trend} at {calls.batch_cells} cells "
+                f"({calls.batch_slope:+.2f} across the load, tolerance {calls.batch_tolerance:g})",
+            )
+            calls_ok = calls_ok and calls.batch_flat
     elif calls is not None:
         parts.insert(1, f"calls not counted ({calls.reason})")
     if name == "full":

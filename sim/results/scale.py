@@ -160,6 +160,18 @@ class CallFit:
     verdict: str | None = None
     local: tuple[tuple[int, int, float], ...] = ()  # (from cells, to cells, exponent)
     growing: tuple[GrowingFunction, ...] = ()
+    # Within the largest profiled load: core calls of each batch (after the first), and their
+    # Theil-Sen trend across the load as a fraction of the median (absent in older files).
+    batch_cells: int | None = None
+    batch_calls: tuple[int, ...] = ()
+    batch_slope: float | None = None
+    batch_tolerance: float | None = None
+
+    @property
+    def batch_flat(self) -> bool | None:
+        if self.batch_slope is None or self.batch_tolerance is None:
+            return None
+        return abs(self.batch_slope) <= self.batch_tolerance
 
     @property
     def worst_local(self) -> tuple[int, int, float] | None:
@@ -175,6 +187,19 @@ class CallFit:
             "verdict": self.verdict,
             "local": [{"from": a, "to": b, "exponent": k} for a, b, k in self.local],
             "growing": [g.to_json() for g in self.growing],
+            **(
+                {}
+                if self.batch_slope is None
+                else {
+                    "per_batch": {
+                        "cells": self.batch_cells,
+                        "calls": list(self.batch_calls),
+                        "robust_relative_slope": self.batch_slope,
+                        "tolerance": self.batch_tolerance,
+                        "flat": self.batch_flat,
+                    }
+                }
+            ),
         }
 
     @classmethod
@@ -192,7 +217,17 @@ class CallFit:
                 for x in r.children("local")
             ),
             tuple(GrowingFunction.read(g) for g in r.children("growing")),
+            *(_per_batch(r.child("per_batch")) if r.present("per_batch") else ()),
         )
+
+
+def _per_batch(r: Reader) -> tuple[int, tuple[int, ...], float, float]:
+    return (
+        r.integer("cells"),
+        r.integers("calls"),
+        r.number("robust_relative_slope"),
+        r.number("tolerance"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,7 +265,17 @@ CALLS: Schema = {
                 "growing": arr(
                     obj({"name": STR, "calls_before": NONNEG, "calls": NONNEG, "exponent": NUM})
                 ),
-            }
+                "per_batch": obj(
+                    {
+                        "cells": NONNEG,
+                        "calls": arr(NONNEG),
+                        "robust_relative_slope": NUM,
+                        "tolerance": NUM,
+                        "flat": BOOL,
+                    }
+                ),
+            },
+            optional=("per_batch",),
         ),
     ]
 }
