@@ -119,20 +119,23 @@ def _path_rows(name: str, pa: Mapping[str, Any], pb: Mapping[str, Any]) -> list[
     return rows
 
 
+def _per_size_rows(
+    label: str, key: str, a: Mapping[str, Any], b: Mapping[str, Any], tolerance: float
+) -> list[Row]:
+    """``B/A`` of an exact count per load (``points[i][key]``) at each size both counted."""
+    counts_b = {p["cells"]: p[key] for p in b["points"]}
+    return [
+        ratio_row(f"{label} at {p['cells']} cells", p[key], counts_b[p["cells"]], tolerance)
+        for p in a["points"]
+        if p["cells"] in counts_b
+    ]
+
+
 def _instruction_rows(name: str, ia: Mapping[str, Any], ib: Mapping[str, Any]) -> list[Row]:
     if not ia.get("available") or not ib.get("available"):
         return []
-    counts_b = {p["cells"]: p["instructions"] for p in ib["points"]}
-    rows = [
-        ratio_row(
-            f"{name}: instructions at {p['cells']} cells",
-            p["instructions"],
-            counts_b[p["cells"]],
-            DEFAULT_INSTRUCTION_TOLERANCE,
-        )
-        for p in ia["points"]
-        if p["cells"] in counts_b
-    ]
+    label = f"{name}: instructions"
+    rows = _per_size_rows(label, "instructions", ia, ib, DEFAULT_INSTRUCTION_TOLERANCE)
     rows.append(
         exponent_row(
             f"{name}: instruction exponent",
@@ -149,17 +152,7 @@ def _call_rows(name: str, ca: Mapping[str, Any], cb: Mapping[str, Any]) -> list[
     each pair of neighbouring sizes both have (+0.05): where a growth starts."""
     if not ca.get("available") or not cb.get("available"):
         return []
-    counts_b = {p["cells"]: p["calls"] for p in cb["points"]}
-    rows = [
-        ratio_row(
-            f"{name}: core calls at {p['cells']} cells",
-            p["calls"],
-            counts_b[p["cells"]],
-            DEFAULT_CALL_TOLERANCE,
-        )
-        for p in ca["points"]
-        if p["cells"] in counts_b
-    ]
+    rows = _per_size_rows(f"{name}: core calls", "calls", ca, cb, DEFAULT_CALL_TOLERANCE)
     local_b = {(x["from"], x["to"]): x["exponent"] for x in cb["local"]}
     for x in ca["local"]:
         kb = local_b.get((x["from"], x["to"]))
