@@ -258,3 +258,48 @@ def test_switching_instrumentation_on_in_a_process_that_is_not_callgrind_is_one_
     with pytest.raises(RuntimeError) as exc:
         valgrind.start_instrumentation(os.getpid())
     assert "callgrind_control --instr=on" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_an_rss_flag_alone_is_measured_again_on_a_fresh_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One first-load RSS sample per side is the noisiest signal: over its tolerance, a fresh
+    pair of workers measures it again and the regression must show in both pairs."""
+    from contextlib import contextmanager
+
+    from sim.gate import measure
+
+    started: list[tuple[str, ...]] = []
+    again: list[tuple[float, float]] = []
+
+    @contextmanager
+    def fresh(*specs: tuple[str, Path]):  # type: ignore[no-untyped-def]
+        started.append(tuple(label for label, _ in specs))
+        yield ["a2", "b2"]
+
+    def run_both(pair: object, message: object, cells: int) -> list[dict[str, object]]:
+        b, c = again.pop(0)
+        return [{"rss_hwm_kib": {"before": 0, "after": x}} for x in (b, c)]
+
+    monkeypatch.setattr(measure, "workers", fresh)
+    monkeypatch.setattr(measure, "_run_both", run_both)
+
+    class W:
+        def __init__(self, label: str) -> None:
+            self.label, self.root = label, Path("/tmp")
+
+    both = (W("A"), W("B"))
+    workload = type("WL", (), {"main": Path("/tmp/nb.ipynb"), "cells": 200})()
+    settings = GateSettings()
+
+    def judged(first: tuple[float, float], second: tuple[float, float] | None, outside: bool):  # type: ignore[no-untyped-def]
+        started.clear()
+        again[:] = [] if second is None else [second]
+        runs = ({"rss_peak_kib": [first[0]]}, {"rss_peak_kib": [first[1]]})
+        m = measure._memory(both, workload, settings, runs, outside, lambda _m: None)  # type: ignore[arg-type]
+        return m.regressed, len(started)
+
+    assert judged((7000.0, 8400.0), (7000.0, 7100.0), False) == (False, 1)  # noise: cleared
+    assert judged((7000.0, 8400.0), (7000.0, 8300.0), False) == (True, 1)  # real: confirmed
+    assert judged((7000.0, 7100.0), None, False) == (False, 0)  # under tolerance: no rerun
+    assert judged((7000.0, 8400.0), None, True) == (True, 0)  # a server from outside: as measured
