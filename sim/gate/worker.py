@@ -26,9 +26,11 @@ Protocol: one JSON object per line. At start the worker prints ``{"ready": true,
 * ``{"cmd": "profile", "path": P}`` → as ``counters``, plus ``"calls": {name: n}``: how many
   times each function of the tree's ``core`` was called during the load, and each built-in
   (``builtin <name>``) called *from* core (``cProfile``'s call counts; its times are not used;
-  paused while the exchange settles, so only the load's own calls count), and
-  ``"batch_calls": [n, ...]``: the core functions' calls so far at the start of each batch
-  after the first (built-ins not included). Deterministic in lock-step;
+  paused while the exchange settles, so only the load's own calls count). Deterministic in
+  lock-step;
+* ``{"cmd": "profile_batches", "path": P}`` → as ``profile``, plus ``"batch_calls": [n, ...]``:
+  the core functions' calls so far at the start of each batch after the first (built-ins not
+  included; ``nbstream scale``'s per-batch trend — the gate's large load does not pay for it);
 * ``{"cmd": "quit"}`` → the worker exits.
 
 A failure replies ``{"ok": false, "error": ...}``.
@@ -189,11 +191,16 @@ class Measurer:
         return self._run(self._load(path, lockstep=True))
 
     def profile(self, path: str) -> dict[str, Any]:
-        profiler = cProfile.Profile()
+        return self._profile(path, None)
+
+    def profile_batches(self, path: str) -> dict[str, Any]:
         marks: list[int] = []
+        return {**self._profile(path, marks), "batch_calls": marks}
+
+    def _profile(self, path: str, marks: list[int] | None) -> dict[str, Any]:
+        profiler = cProfile.Profile()
         reply = self._run(self._load(path, lockstep=True, profiler=profiler, marks=marks))
-        calls = _core_calls(profiler, self.api.origin)
-        return {**reply, "calls": calls, "batch_calls": marks}
+        return {**reply, "calls": _core_calls(profiler, self.api.origin)}
 
     def instructions(self, path: str) -> dict[str, Any]:
         self.markers += 1
@@ -358,6 +365,7 @@ def serve(root: str, commands: Any, out: Any) -> int:
         "run": measurer.timed,
         "counters": measurer.counters,
         "profile": measurer.profile,
+        "profile_batches": measurer.profile_batches,
         "instructions": measurer.instructions,
     }
     try:

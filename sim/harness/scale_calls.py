@@ -114,11 +114,13 @@ def count_path_calls(
                     path = Path(tmp) / f"scale-{n}.ipynb"
                     if not path.exists():
                         path.write_bytes(build(n))
-                    reply = worker.check(worker.call({"cmd": "profile", "path": str(path)}))
+                    # the per-batch trend is read off the largest load only
+                    cmd = "profile_batches" if i and n == small[-1] else "profile"
+                    reply = worker.check(worker.call({"cmd": cmd, "path": str(path)}))
                     if i == 0:
                         continue
                     points.append((n, {str(k): int(v) for k, v in reply["calls"].items()}))
-                    marks = [int(x) for x in reply.get("batch_calls") or ()]
+                    marks = [int(x) for x in reply.get("batch_calls") or marks]
                     if progress is not None:
                         total = sum(points[-1][1].values())
                         progress(f"calls: {n} cells profiled ({total:,} core calls)")
