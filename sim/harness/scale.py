@@ -80,6 +80,7 @@ __all__ = [
     "fit_counters",
     "measure_load",
     "measure_units",
+    "plan_sweep",
     "run_scale",
     "scale_checks",
     "summarize_path",
@@ -535,6 +536,22 @@ def chosen_sizes(
     return {str(p): list((sizes or {}).get(p) or DEFAULT_SIZES[p]) for p in paths}
 
 
+def plan_sweep(
+    paths: Sequence[InsertPath],
+    sizes: Mapping[str, Sequence[int]] | None,
+    repeats: int,
+    batch_size: int,
+    seed: int,
+    notebook: NotebookSweep | None,
+) -> tuple[Callable[[int], bytes], dict[str, list[int]]]:
+    """The sweep's notebook builder and sizes per path, each path's sweep checked (ValueError,
+    one line, for one that cannot be fitted): what a run and each of its shards start from."""
+    chosen = chosen_sizes(paths, sizes)
+    for s in chosen.values():
+        check_sweep(s, repeats, batch_size)
+    return sweep_builder(seed, notebook), chosen
+
+
 async def run_scale(
     paths: Sequence[InsertPath],
     *,
@@ -553,10 +570,7 @@ async def run_scale(
     to ``calls_max_cells`` (0: not at all; the command's default is
     :data:`~sim.harness.scale_calls.DEFAULT_CALL_MAX_CELLS`). ``notebook``: the
     sweep is built from that notebook's cells (:mod:`sim.workload.sweep`), else generated."""
-    build = sweep_builder(seed, notebook)
-    chosen = chosen_sizes(paths, sizes)
-    for s in chosen.values():
-        check_sweep(s, repeats, batch_size)
+    build, chosen = plan_sweep(paths, sizes, repeats, batch_size, seed, notebook)
     t0 = time.monotonic()
     swept = await measure_units(
         paths, chosen, repeats, batch_size=batch_size, build=build, progress=progress

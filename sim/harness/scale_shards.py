@@ -22,10 +22,9 @@ from sim.harness.scale import (
     SweepMeasurements,
     assemble_scale,
     check_sweep,
-    chosen_sizes,
     count_exact,
     measure_units,
-    sweep_builder,
+    plan_sweep,
     sweep_units,
 )
 from sim.results.scale import CallFit, InstructionFit, RawPoint, ScaleResult
@@ -61,10 +60,7 @@ async def run_scale_shard(
     calls_max_cells: int = 0,
 ) -> ScaleShard:
     """Measure shard ``index`` of ``shards`` of the sweep :func:`run_scale` would run."""
-    build = sweep_builder(seed, notebook)
-    chosen = chosen_sizes(paths, sizes)
-    for s in chosen.values():
-        check_sweep(s, repeats, batch_size)
+    build, chosen = plan_sweep(paths, sizes, repeats, batch_size, seed, notebook)
     units = sweep_units(chosen, repeats)
     mine = shard_units(len(units), index, shards)
     t0 = time.monotonic()
